@@ -1,0 +1,3 @@
+from executor.cli import main
+import sys
+sys.exit(main())

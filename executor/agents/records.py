@@ -1,0 +1,43 @@
+"""Agent records: an agent and the immutable version an execution runs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from executor.settings import Limits
+
+
+@dataclass(frozen=True)
+class AgentVersion:
+    agent_id: uuid.UUID
+    name: str
+    kind: str
+    version: int
+    image: str
+    image_digest: str
+    command: list[str] | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    limits: Limits
+    description: str | None
+    owner: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.agent_id),
+            "name": self.name,
+            "kind": self.kind,
+            "version": self.version,
+            "image": self.image,
+            "image_digest": self.image_digest,
+            "command": self.command,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+            "limits": self.limits.to_dict(),
+            "description": self.description,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+        }

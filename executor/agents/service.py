@@ -1,0 +1,78 @@
+"""Registering and reading agents."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+
+from executor.agents.records import AgentVersion
+from executor.errors import Conflict, ImageNotFound, NotFound, RequestInvalid
+from executor.limits import resolve_limits
+from executor.schemas import check_schema
+from executor.settings import Settings
+from executor.storage import agents as agent_sql
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "description"}
+
+ImageResolver = Callable[[str], Awaitable[str | None]]
+
+
+def _require(condition: bool, pointer: str, detail: str) -> None:
+    if not condition:
+        raise RequestInvalid(f"{pointer.lstrip('/')}: {detail}", errors=[{"pointer": pointer, "detail": detail}])
+
+
+async def register(
+    db: asyncpg.Pool, settings: Settings, resolve_image: ImageResolver, owner: str, body: Any
+) -> AgentVersion:
+    """Validate a registration, pin the image to its id, store version 1."""
+    _require(isinstance(body, dict), "", "the body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    _require(not unknown, f"/{unknown[0]}" if unknown else "", "unknown field")
+    name = body.get("name")
+    _require(isinstance(name, str) and bool(_NAME.match(name)), "/name", "lowercase letters, digits, . _ -; 1-100 chars")
+    kind = body.get("kind", "container")
+    _require(kind == "container", "/kind", "only 'container' agents can be registered so far")
+    image = body.get("image")
+    _require(isinstance(image, str) and 0 < len(image) <= 255, "/image", "an image reference is required")
+    command = body.get("command")
+    _require(
+        command is None or (isinstance(command, list) and all(isinstance(c, str) for c in command) and command),
+        "/command", "a non-empty list of strings, or null for the image's own entrypoint",
+    )
+    description = body.get("description")
+    _require(description is None or isinstance(description, str), "/description", "must be a string")
+    for field in ("input_schema", "output_schema"):
+        _require(field in body, f"/{field}", "required")
+        check_schema(body[field], field=field)
+    limits = resolve_limits(body.get("limits"), settings.default_limits, settings.max_limits)
+
+    digest = await resolve_image(image)
+    if digest is None:
+        raise ImageNotFound(f"image {image!r} is not on the engine; build or load it first (no registry is used)")
+    try:
+        return await agent_sql.insert_agent(
+            db, name=name, kind=kind, owner=owner,
+            version={
+                "image": image, "image_digest": digest, "command": command, "description": description,
+                "input_schema": body["input_schema"], "output_schema": body["output_schema"],
+                "limits": limits.to_dict(),
+            },
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"an agent named {name!r} already exists") from None
+
+
+async def get(db: asyncpg.Pool, agent_id: str, version: int | None = None) -> AgentVersion:
+    try:
+        parsed = uuid.UUID(agent_id)
+    except (ValueError, TypeError):
+        raise NotFound(f"no agent {agent_id!r}") from None
+    found = await agent_sql.get_version(db, parsed, version)
+    if found is None:
+        raise NotFound(f"no agent {agent_id!r}" + (f" version {version}" if version else ""))
+    return found

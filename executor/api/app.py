@@ -1,0 +1,41 @@
+"""The aiohttp application: middlewares, routes, health."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from executor.api import agents, executions
+from executor.api.auth import auth_middleware
+from executor.api.bodies import json_response
+from executor.api.problems import problem_middleware
+
+health = web.RouteTableDef()
+
+
+@health.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@health.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when every dependency answers; says which one does not."""
+    checks = await request.app["services"].check_dependencies()
+    ready = all(ok for ok in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}},
+        status=200 if ready else 503,
+    )
+
+
+def make_app(services: object) -> web.Application:
+    app = web.Application(
+        client_max_size=services.settings.max_body_bytes,  # type: ignore[attr-defined]
+        middlewares=[problem_middleware, auth_middleware],
+    )
+    app["services"] = services
+    app.add_routes(health)
+    app.add_routes(executions.routes)
+    app.add_routes(agents.routes)
+    return app
+

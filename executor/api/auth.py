@@ -1,0 +1,35 @@
+"""Bearer-token authentication; the token itself is never logged."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from executor import tokens
+from executor.api.problems import Handler
+from executor.errors import Forbidden, Unauthenticated
+from executor.tokens import Principal, Role
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+PRINCIPAL_KEY = "principal"
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path not in PUBLIC_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("send Authorization: Bearer <token>")
+        principal = await tokens.authenticate(request.app["services"].db, token.strip())
+        if principal is None:
+            raise Unauthenticated("the token is not valid")
+        request[PRINCIPAL_KEY] = principal
+    return await handler(request)
+
+
+def principal(request: web.Request, *allowed: Role) -> Principal:
+    """The caller, checked against the roles allowed here (all roles when none are given)."""
+    caller: Principal = request[PRINCIPAL_KEY]
+    if allowed and caller.role not in allowed:
+        raise Forbidden(f"this needs the role {' or '.join(r.value for r in allowed)}; the token has {caller.role.value}")
+    return caller

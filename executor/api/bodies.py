@@ -1,0 +1,40 @@
+"""Reading JSON request bodies and writing JSON responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from executor.errors import MalformedRequest, RequestInvalid
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed body; aiohttp itself answers 413 past the configured body size."""
+    raw = await request.read()
+    if not raw:
+        raise MalformedRequest("the request body is empty; send a JSON document")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(data).encode(), content_type="application/json", headers=headers
+    )
+
+
+def query_number(request: web.Request, name: str, default: float, *, maximum: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RequestInvalid(f"{name} must be a number", errors=[{"pointer": f"?{name}", "detail": "a number"}]) from None
+    if not 0 <= value <= maximum:
+        raise RequestInvalid(f"{name} must be between 0 and {maximum:g}", errors=[{"pointer": f"?{name}", "detail": "out of range"}])
+    return value

@@ -1,0 +1,74 @@
+"""HTTP routes for executions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from executor.api.auth import principal
+from executor.api.bodies import json_response, query_number, read_json
+from executor.executions.records import ExecutionRecord
+from executor.executions.service import Executions
+
+routes = web.RouteTableDef()
+_CANCEL_WAIT_S = 10.0
+
+
+def _executions(request: web.Request) -> Executions:
+    return request.app["services"].executions
+
+
+def _location(record: ExecutionRecord) -> dict[str, str]:
+    return {"Location": f"/v1/executions/{record.id}"}
+
+
+@routes.post("/v1/executions")
+async def submit(request: web.Request) -> web.Response:
+    executions = _executions(request)
+    wait_s = query_number(request, "wait", 0, maximum=executions.settings.max_wait_s)
+    record = await executions.submit(principal(request), await read_json(request))
+    record = await executions.wait_final(record, wait_s)
+    # 201: created and already final; 202: accepted, follow Location.
+    return json_response(record.to_dict(), status=201 if record.status.is_final else 202, headers=_location(record))
+
+
+@routes.get("/v1/executions")
+async def list_executions(request: web.Request) -> web.Response:
+    limit = int(query_number(request, "limit", 50, maximum=1000))
+    records, cursor = await _executions(request).list(
+        principal(request),
+        status=request.query.get("status"),
+        agent_id=request.query.get("agent_id"),
+        cursor=request.query.get("cursor"),
+        limit=limit,
+    )
+    return json_response({"items": [r.to_dict() for r in records], "next_cursor": cursor})
+
+
+@routes.get("/v1/executions/{id}")
+async def get_execution(request: web.Request) -> web.Response:
+    executions = _executions(request)
+    record = await executions.get(principal(request), request.match_info["id"])
+    wait_s = query_number(request, "wait", 0, maximum=executions.settings.max_wait_s)
+    record = await executions.wait_final(record, wait_s)
+    return json_response(record.to_dict())
+
+
+@routes.get("/v1/executions/{id}/logs")
+async def get_logs(request: web.Request) -> web.Response:
+    log_bytes, _ = await _executions(request).logs(principal(request), request.match_info["id"])
+    return web.Response(body=log_bytes, content_type="text/plain", charset="utf-8")
+
+
+@routes.get("/v1/executions/{id}/stdout")
+async def get_raw_stdout(request: web.Request) -> web.Response:
+    """The task's stdout as read, kept when it was not a valid output."""
+    _, raw_output = await _executions(request).logs(principal(request), request.match_info["id"])
+    return web.Response(body=raw_output, content_type="application/octet-stream")
+
+
+@routes.post("/v1/executions/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    executions = _executions(request)
+    record = await executions.cancel(principal(request), request.match_info["id"])
+    record = await executions.wait_final(record, _CANCEL_WAIT_S)
+    return json_response(record.to_dict(), status=200 if record.status.is_final else 202)

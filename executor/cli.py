@@ -1,0 +1,196 @@
+"""The `executor` command: up, serve, migrate, tokens create, images build."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from aiohttp import web
+
+from executor.errors import ConfigurationError, ExecutorError
+from executor.settings import Settings, load_settings
+
+log = logging.getLogger("executor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="executor", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start everything on this machine (private PostgreSQL/Redis when no URL is set)")
+    commands.add_parser("serve", help="serve the API and run the worker, with EXECUTOR_DATABASE_URL/REDIS_URL")
+    commands.add_parser("migrate", help="apply the database migrations and exit")
+    tokens = commands.add_parser("tokens", help="manage bearer tokens").add_subparsers(dest="action", required=True)
+    create = tokens.add_parser("create", help="create a token and print it (once)")
+    create.add_argument("--role", choices=["user", "service", "operator"], required=True)
+    create.add_argument("--subject", required=True)
+    images = commands.add_parser("images", help="build images").add_subparsers(dest="action", required=True)
+    build = images.add_parser("build", help="build images from images/ (cached by content)")
+    build.add_argument("names", nargs="*", help="image names (default: all)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        if args.command == "images":
+            return _build_images(args.names)
+        with _dependencies(settings, embedded=args.command == "up") as (database_url, redis_url):
+            if args.command == "migrate":
+                return asyncio.run(_migrate(database_url))
+            if args.command == "tokens":
+                return asyncio.run(_create_token(database_url, args.role, args.subject))
+            asyncio.run(_serve(settings, database_url, redis_url, announce=args.command == "up"))
+            return 0
+    except (ConfigurationError, ExecutorError) as exc:
+        print(f"executor: {exc}", file=sys.stderr)
+        return 2
+
+
+@contextlib.contextmanager
+def _dependencies(settings: Settings, *, embedded: bool) -> Iterator[tuple[str, str]]:
+    """The configured URLs, or private servers under the state directory for `up`."""
+    postgres_dir, redis_dir = settings.state_dir / "postgres", settings.state_dir / "redis"
+    started = []
+    try:
+        database_url, redis_url = settings.database_url, settings.redis_url
+        if database_url is None:
+            from executor.embedded import EmbeddedPostgres
+
+            server = EmbeddedPostgres(postgres_dir)
+            if embedded:
+                database_url = server.start()
+                started.append(server)
+            elif (postgres_dir / "data").exists():
+                database_url = server.dsn  # the private server of a running `executor up`
+            else:
+                raise ConfigurationError("set EXECUTOR_DATABASE_URL, or run `executor up` first")
+        if redis_url is None:
+            if not embedded:
+                raise ConfigurationError("set EXECUTOR_REDIS_URL, or use `executor up`")
+            from executor.embedded import EmbeddedRedis
+
+            server = EmbeddedRedis(redis_dir)
+            redis_url = server.start()
+            started.append(server)
+        yield database_url, redis_url
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+async def _migrate(database_url: str) -> int:
+    from executor.storage.database import create_pool, migrate
+
+    pool = await create_pool(database_url)
+    try:
+        applied = await migrate(pool)
+        print("applied: " + ", ".join(applied) if applied else "the database is up to date")
+    finally:
+        await pool.close()
+    return 0
+
+
+async def _create_token(database_url: str, role: str, subject: str) -> int:
+    from executor import tokens
+    from executor.storage.database import create_pool, migrate
+
+    pool = await create_pool(database_url)
+    try:
+        await migrate(pool)
+        issued = await tokens.issue(pool, tokens.Role(role), subject)
+    finally:
+        await pool.close()
+    print(json.dumps({"token": issued.token, "id": issued.id, "role": role, "subject": subject}))
+    return 0
+
+
+def _build_images(names: list[str]) -> int:
+    import docker
+
+    from runtimes.images import build_images
+
+    client = docker.from_env()
+    try:
+        for built in build_images(client, names or None, progress=lambda line: print(f"  {line}")):
+            print(f"{built.name}: {'cached' if built.cached else 'built'} {built.tag} {built.image_id[:19]}")
+    finally:
+        client.close()
+    return 0
+
+
+async def _serve(settings: Settings, database_url: str, redis_url: str, *, announce: bool) -> None:
+    from executor import tokens
+    from executor.api.app import make_app
+    from executor.service import start_services
+
+    services = await start_services(settings, database_url=database_url, redis_url=redis_url)
+    runner: web.AppRunner | None = None
+    try:
+        new_operator_token = await tokens.ensure_bootstrap_operator(services.db, settings.bootstrap_token)
+        examples = await _prepare_examples(services) if announce and settings.register_examples else []
+        runner = web.AppRunner(make_app(services), access_log=log.getChild("access"))
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        base_url = f"http://{settings.host}:{settings.port}"
+        log.info("executor %s listening on %s", settings.resolved_instance_id, base_url)
+        if announce:
+            _print_banner(base_url, new_operator_token, examples)
+        await _wait_for_signal()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await services.stop()
+
+
+async def _prepare_examples(services: object) -> list:
+    import docker
+
+    from executor.examples import EXAMPLE_IMAGES, load_examples, register_examples
+    from runtimes.images import IMAGES_DIR, build_images
+
+    def build() -> None:
+        client = docker.from_env()
+        try:
+            build_images(client, list(EXAMPLE_IMAGES), progress=lambda line: log.info("image build: %s", line))
+        finally:
+            client.close()
+
+    await asyncio.to_thread(build)
+    return await register_examples(services, load_examples(IMAGES_DIR))  # type: ignore[arg-type]
+
+
+def _print_banner(base_url: str, new_token: str | None, examples: list) -> None:
+    lines = ["", f"executor is up on {base_url}"]
+    if new_token:
+        lines += ["", "operator token (shown once, keep it):", f"  export EXECUTOR_TOKEN={new_token}"]
+    else:
+        lines += ["", "use the operator token printed at first start (or `executor tokens create`) as $EXECUTOR_TOKEN"]
+    for agent, example in examples:
+        body = json.dumps({"agent_id": str(agent.agent_id), "input": example.example_input})
+        lines += [
+            "",
+            f"run the example agent {agent.name}:",
+            f"  curl -s -X POST '{base_url}/v1/executions?wait=30' -H \"Authorization: Bearer $EXECUTOR_TOKEN\""
+            f" -H 'Content-Type: application/json' -d {shlex.quote(body)}",
+        ]
+    print("\n".join(lines) + "\n", flush=True)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: letting running tasks finish")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

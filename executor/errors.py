@@ -1,0 +1,103 @@
+"""The one exception hierarchy of executor.
+
+    ExecutorError
+    ├── ConfigurationError          bad settings; the process refuses to start
+    ├── DependencyUnavailable       PostgreSQL, Redis or Docker did not answer in time
+    └── Problem                     rendered by the API as RFC 9457 application/problem+json
+        ├── MalformedRequest        400 malformed_request
+        ├── Unauthenticated         401 unauthenticated
+        ├── Forbidden               403 forbidden
+        ├── NotFound                404 not_found
+        ├── Conflict                409 conflict
+        ├── PayloadTooLarge         413 payload_too_large
+        ├── RequestInvalid          422 request_invalid   (fields of a well-formed body)
+        ├── InputInvalid            422 input_invalid     (input vs. the agent's input schema)
+        ├── SchemaInvalid           422 schema_invalid    (an agent's schema is not a valid schema)
+        ├── LimitExceeded           422 limit_exceeded    (a limit above the operator's maximum)
+        └── ImageNotFound           422 image_not_found
+
+A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_TYPE_PREFIX = "urn:executor:problem:"
+
+
+class ExecutorError(Exception):
+    """Base of every error executor raises on purpose."""
+
+
+class ConfigurationError(ExecutorError):
+    pass
+
+
+class DependencyUnavailable(ExecutorError):
+    pass
+
+
+class Problem(ExecutorError):
+    slug = "internal_error"
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_TYPE_PREFIX + self.slug
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+
+class MalformedRequest(Problem):
+    slug, status, title = "malformed_request", 400, "Malformed request"
+
+
+class Unauthenticated(Problem):
+    slug, status, title = "unauthenticated", 401, "Missing or invalid bearer token"
+
+
+class Forbidden(Problem):
+    slug, status, title = "forbidden", 403, "Not allowed for this role"
+
+
+class NotFound(Problem):
+    slug, status, title = "not_found", 404, "Not found"
+
+
+class Conflict(Problem):
+    slug, status, title = "conflict", 409, "Conflict"
+
+
+class PayloadTooLarge(Problem):
+    slug, status, title = "payload_too_large", 413, "Request body too large"
+
+
+class RequestInvalid(Problem):
+    slug, status, title = "request_invalid", 422, "Invalid request fields"
+
+
+class InputInvalid(Problem):
+    slug, status, title = "input_invalid", 422, "Input does not match the agent's input schema"
+
+
+class SchemaInvalid(Problem):
+    slug, status, title = "schema_invalid", 422, "Not a valid JSON Schema (Draft 2020-12)"
+
+
+class LimitExceeded(Problem):
+    slug, status, title = "limit_exceeded", 422, "A limit is above the operator's maximum"
+
+
+class ImageNotFound(Problem):
+    slug, status, title = "image_not_found", 422, "Image not present on the engine"

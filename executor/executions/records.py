@@ -1,0 +1,119 @@
+"""Execution records, states and error types: the shapes that cross layers."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from executor.settings import Limits
+
+
+class Status(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (Status.PENDING, Status.RUNNING)
+
+
+FINAL_STATUSES = tuple(s.value for s in Status if s.is_final)
+
+
+class ErrorType(str, enum.Enum):
+    """Why a final execution is not COMPLETED (`error.type`); stable API."""
+
+    INPUT_INVALID = "input_invalid"
+    OUTPUT_INVALID = "output_invalid"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
+    TIMEOUT = "timeout"
+    NONZERO_EXIT = "nonzero_exit"
+    CANCELLED = "cancelled"
+    PLATFORM_ERROR = "platform_error"
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    type: ErrorType
+    detail: str
+    violations: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type.value, "detail": self.detail}
+        if self.violations is not None:
+            body["violations"] = self.violations
+        return body
+
+
+@dataclass(frozen=True)
+class Usage:
+    wall_ms: int | None = None
+    cpu_ms: int | None = None
+    peak_memory_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"wall_ms": self.wall_ms, "cpu_ms": self.cpu_ms, "peak_memory_bytes": self.peak_memory_bytes}
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    agent_version: int
+    owner: str
+    status: Status
+    input: Any
+    limits: Limits
+    created_at: datetime
+    output: Any = None
+    error: ExecutionError | None = None
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    usage: Usage = field(default_factory=Usage)
+    worker: str | None = None
+    cancel_requested: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "agent_id": str(self.agent_id),
+            "agent_version": self.agent_version,
+            "status": self.status.value,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error.to_dict() if self.error else None,
+            "exit_code": self.exit_code,
+            "limits": self.limits.to_dict(),
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "usage": self.usage.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished task amounts to, ready to be written as the final state."""
+
+    status: Status
+    output: Any = None
+    raw_output: bytes | None = None
+    log: bytes = b""
+    error: ExecutionError | None = None
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -1,0 +1,166 @@
+"""The worker half: take jobs from the stream, run each task once, record its end.
+
+A job may be delivered more than once; the conditional claim in PostgreSQL
+(PENDING → RUNNING) lets exactly one delivery run it, and the conditional
+finish (RUNNING → final) lets exactly one end be written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from executor.errors import ExecutorError
+from executor.executions.outcome import outcome_of
+from executor.executions.records import ErrorType, ExecutionError, Outcome, Status
+from executor.executions.service import encode_input
+from executor.queue.events import Events
+from executor.queue.stream import Job, JobQueue
+from executor.settings import Settings
+from executor.storage import agents as agent_sql
+from executor.storage import executions as execution_sql
+from runtimes.base import TaskSpec
+from runtimes.container import ContainerRuntime
+
+log = logging.getLogger(__name__)
+
+_READ_BLOCK_MS = 1000
+
+
+@dataclass
+class _Running:
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Worker:
+    def __init__(
+        self, db: asyncpg.Pool, queue: JobQueue, events: Events, runtime: ContainerRuntime, settings: Settings
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.events = events
+        self.runtime = runtime
+        self.settings = settings
+        self.instance_id = runtime.instance_id
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._running: dict[uuid.UUID, _Running] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.events.on_cancel(self._on_cancel)
+        await self.queue.ensure_group()
+        await self.recover()
+        self._loop_task = asyncio.create_task(self._consume(), name="worker-consume")
+
+    async def recover(self) -> None:
+        """Clean up after a previous life of this instance (a crash or a kill)."""
+        failed = await execution_sql.fail_running_of_worker(
+            self.db, self.instance_id, "the worker restarted while the task was running"
+        )
+        for execution_id in failed:
+            await self.events.publish_finished(execution_id)
+        removed = await self.runtime.remove_orphans(await execution_sql.live_ids(self.db))
+        # Whatever is PENDING may have missed the stream (a Redis restart, a crash
+        # between insert and enqueue): enqueue it again; duplicates are harmless.
+        pending = await execution_sql.pending_ids(self.db)
+        for execution_id in pending:
+            await self.queue.enqueue(execution_id)
+        if failed or removed or pending:
+            log.warning(
+                "recovered: %d execution(s) failed as platform_error, %d container(s) removed, %d re-enqueued",
+                len(failed), len(removed), len(pending),
+            )
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let the running tasks finish, remove their containers."""
+        self._stopping.set()
+        if self._loop_task:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.runtime.drain()
+
+    async def _consume(self) -> None:
+        pending_first = True  # jobs delivered to this consumer before a restart, never acked
+        backoff = 0.1
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            free = 1 + self._free_slots()
+            try:
+                jobs = await self.queue.read(
+                    self.instance_id, count=free, block_ms=_READ_BLOCK_MS, pending=pending_first
+                )
+                backoff = 0.1
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
+            except Exception as exc:
+                self._slots.release()
+                log.error("reading the job stream failed (retrying in %.1f s): %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if pending_first and not jobs:
+                pending_first = False
+            # One slot is held already; take one more for every further job.
+            for index, job in enumerate(jobs):
+                if index > 0:
+                    await self._slots.acquire()
+                task = asyncio.create_task(self._handle(job), name=f"execution-{job.execution_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not jobs:
+                self._slots.release()
+
+    def _free_slots(self) -> int:
+        return self._slots._value  # noqa: SLF001 - asyncio offers no public accessor
+
+    async def _handle(self, job: Job) -> None:
+        running = self._running.setdefault(job.execution_id, _Running())
+        try:
+            await self._run(job.execution_id, running)
+            await self.queue.ack(job.entry_id)
+        except Exception:
+            log.exception("execution %s: job failed; left unacked for redelivery", job.execution_id)
+        finally:
+            self._running.pop(job.execution_id, None)
+            self._slots.release()
+
+    async def _run(self, execution_id: uuid.UUID, running: _Running) -> None:
+        record = await execution_sql.claim(self.db, execution_id, self.instance_id)
+        if record is None:
+            return  # already claimed, cancelled or finished: this delivery is a duplicate
+        try:
+            agent = await agent_sql.get_version(self.db, record.agent_id, record.agent_version)
+            if agent is None:
+                raise ExecutorError(f"agent {record.agent_id} version {record.agent_version} is gone")
+            spec = TaskSpec(
+                execution_id=str(record.id),
+                image=agent.image_digest,
+                command=agent.command,
+                stdin=encode_input(record.input),
+                limits=record.limits,
+                max_output_bytes=self.settings.max_output_bytes,
+                max_log_bytes=self.settings.max_log_bytes,
+                tmpfs_mb=self.settings.tmpfs_mb,
+                oci_runtime=self.settings.oci_runtime,
+            )
+            result = await self.runtime.run(spec, running.cancel)
+            outcome = outcome_of(result, agent.output_schema)
+        except Exception as exc:
+            log.exception("execution %s: platform failure", execution_id)
+            outcome = Outcome(Status.FAILED, error=ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}"))
+        await execution_sql.finish(self.db, execution_id, outcome)
+        await self.events.publish_finished(execution_id)
+
+    async def _on_cancel(self, execution_id: uuid.UUID) -> None:
+        running = self._running.get(execution_id)
+        if running is not None:
+            running.cancel.set()

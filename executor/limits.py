@@ -1,0 +1,40 @@
+"""Merging requested limits over defaults, within the operator's maximums."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from executor.errors import LimitExceeded, RequestInvalid
+from executor.settings import Limits
+
+# The engine refuses memory limits under 6 MB; below one pid nothing starts.
+_MINIMUMS = {"memory_mb": 6, "cpus": 0.01, "pids": 1, "timeout_s": 0.1}
+_TYPES = {"memory_mb": int, "cpus": (int, float), "pids": int, "timeout_s": (int, float)}
+
+
+def resolve_limits(requested: Any, base: Limits, maximum: Limits, *, field: str = "limits") -> Limits:
+    """`base` with the keys of `requested` applied; every value checked against `maximum`."""
+    if requested is None:
+        return base
+    if not isinstance(requested, dict):
+        raise RequestInvalid(f"{field} must be an object", errors=[{"pointer": f"/{field}", "detail": "not an object"}])
+    unknown = sorted(set(requested) - set(_TYPES))
+    if unknown:
+        raise RequestInvalid(
+            f"unknown {field} key(s): {', '.join(unknown)}",
+            errors=[{"pointer": f"/{field}/{key}", "detail": "unknown limit"} for key in unknown],
+        )
+    bad, too_high = [], []
+    for key, value in requested.items():
+        if isinstance(value, bool) or not isinstance(value, _TYPES[key]) or value < _MINIMUMS[key]:
+            bad.append({"pointer": f"/{field}/{key}", "detail": f"must be a number >= {_MINIMUMS[key]}"})
+        elif value > getattr(maximum, key):
+            too_high.append(
+                {"pointer": f"/{field}/{key}", "detail": f"{value} is above the maximum of {getattr(maximum, key)}"}
+            )
+    if bad:
+        raise RequestInvalid(f"invalid {field}", errors=bad)
+    if too_high:
+        raise LimitExceeded("; ".join(e["detail"] for e in too_high), errors=too_high)
+    return replace(base, **{k: (float(v) if k in ("cpus", "timeout_s") else v) for k, v in requested.items()})

@@ -1,0 +1,94 @@
+"""Status events over Redis pub/sub: "this execution reached a final state"
+(wakes API requests waiting with ?wait=N) and "cancel this execution" (reaches
+the worker that runs it, whichever process that is).
+
+Pub/sub can drop a message when a connection blips; every waiter also
+re-reads PostgreSQL, so a lost event costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from typing import Awaitable, Callable
+
+import redis.asyncio as redis
+
+log = logging.getLogger(__name__)
+
+FINISHED = "executor:finished"
+CANCEL = "executor:cancel"
+
+
+class Events:
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
+        self._cancel_handlers: list[Callable[[uuid.UUID], Awaitable[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="events-listener")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def on_cancel(self, handler: Callable[[uuid.UUID], Awaitable[None]]) -> None:
+        self._cancel_handlers.append(handler)
+
+    async def publish_finished(self, execution_id: uuid.UUID) -> None:
+        await self._redis.publish(FINISHED, str(execution_id))
+
+    async def publish_cancel(self, execution_id: uuid.UUID) -> None:
+        await self._redis.publish(CANCEL, str(execution_id))
+
+    def waiter(self, execution_id: uuid.UUID) -> asyncio.Future[None]:
+        """A future resolved when a FINISHED event for this id arrives; call discard() after use."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[execution_id].add(future)
+        return future
+
+    def discard(self, execution_id: uuid.UUID, future: asyncio.Future[None]) -> None:
+        futures = self._waiters.get(execution_id)
+        if futures is not None:
+            futures.discard(future)
+            if not futures:
+                del self._waiters[execution_id]
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(FINISHED, CANCEL)
+                    self._ready.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            await self._dispatch(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a Redis blip: resubscribe; waiters fall back to PostgreSQL
+                log.exception("event listener lost its Redis connection; resubscribing")
+                await asyncio.sleep(0.5)
+
+    async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            execution_id = uuid.UUID(data.decode() if isinstance(data, bytes) else data)
+        except ValueError:
+            return
+        if channel == FINISHED:
+            for future in self._waiters.get(execution_id, ()):
+                if not future.done():
+                    future.set_result(None)
+        elif channel == CANCEL:
+            for handler in self._cancel_handlers:
+                try:
+                    await handler(execution_id)
+                except Exception:
+                    log.exception("cancel handler failed for %s", execution_id)

@@ -1,0 +1,100 @@
+"""Wiring: the long-lived parts of one executor process, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from executor.errors import DependencyUnavailable
+from executor.executions.service import Executions
+from executor.executions.worker import Worker
+from executor.queue.events import Events
+from executor.queue.stream import JobQueue
+from executor.settings import Settings
+from executor.storage.database import create_pool, migrate
+from runtimes.container import ContainerRuntime
+from runtimes.engine import DockerEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: asyncpg.Pool
+    redis: redis.Redis
+    queue: JobQueue
+    events: Events
+    executions: Executions
+    engine: DockerEngine | None = None
+    worker: Worker | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    async def resolve_image(self, reference: str) -> str | None:
+        if self.engine is None:
+            raise RuntimeError("resolving images needs a Docker engine in this process")
+        return await self.engine.image_id(reference)
+
+    async def check_dependencies(self) -> dict[str, bool]:
+        async def postgres() -> bool:
+            return await self.db.fetchval("SELECT 1") == 1
+
+        async def docker() -> bool:
+            return self.engine is not None and await self.engine.ping()
+
+        checks = {"postgresql": postgres(), "redis": self.redis.ping()}
+        if self.engine is not None:
+            checks["docker"] = docker()
+        results = await asyncio.gather(*(asyncio.wait_for(c, 2.0) for c in checks.values()), return_exceptions=True)
+        return {name: result is True for name, result in zip(checks, results)}
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.worker:
+            await self.worker.stop()
+        await self.events.stop()
+        await self.redis.aclose()
+        await self.db.close()
+        if self.engine:
+            self.engine.close()
+
+
+async def start_services(settings: Settings, *, database_url: str, redis_url: str, run_worker: bool = True) -> Services:
+    """Connect, migrate, and start the worker half when asked."""
+    db = await create_pool(database_url)
+    await migrate(db)
+    client = redis.Redis.from_url(redis_url)
+    await _wait_for_redis(client)
+    queue = JobQueue(client)
+    events = Events(client)
+    await events.start()
+    services = Services(settings, db, client, queue, events, Executions(db, queue, events, settings))
+    if run_worker:
+        services.engine = DockerEngine(threads=settings.docker_threads)
+        runtime = ContainerRuntime(services.engine, instance_id=settings.resolved_instance_id)
+        services.worker = Worker(db, queue, events, runtime, settings)
+        await services.worker.start()
+    return services
+
+
+async def _wait_for_redis(client: redis.Redis, wait_s: float = 30.0) -> None:
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((RedisConnectionError, OSError)),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(wait_s),
+            before_sleep=lambda s: log.warning("waiting for Redis (attempt %d): %s", s.attempt_number, s.outcome.exception()),
+            reraise=True,
+        ):
+            with attempt:
+                await client.ping()
+    except (RedisConnectionError, OSError) as exc:
+        raise DependencyUnavailable(f"Redis did not answer within {wait_s:.0f} s: {exc}") from exc

@@ -1,0 +1,145 @@
+"""One typed settings object, read from `EXECUTOR_*` environment variables once at start.
+
+Nothing below `cli.py` reads `os.environ`: the settings are passed down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+from executor.errors import ConfigurationError
+
+PREFIX = "EXECUTOR_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-task resource limits; the core shape of DESIGN.md."""
+
+    memory_mb: int
+    cpus: float
+    pids: int
+    timeout_s: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"memory_mb": self.memory_mb, "cpus": self.cpus, "pids": self.pids, "timeout_s": self.timeout_s}
+
+
+def _default_state_dir() -> Path:
+    # PostgreSQL runs as an unprivileged user when we are root, and /root is 0700:
+    # a root service keeps its state where that user can reach it.
+    if os.geteuid() == 0:
+        return Path("/var/lib/executor")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "executor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    state_dir: Path = field(default_factory=_default_state_dir)
+    # Stable across restarts of the same host, so a restarted service recognises
+    # the containers and executions it left behind.
+    instance_id: str | None = None
+    bootstrap_token: str | None = field(default=None, repr=False)
+
+    default_limits: Limits = Limits(memory_mb=128, cpus=1.0, pids=64, timeout_s=10.0)
+    max_limits: Limits = Limits(memory_mb=2048, cpus=2.0, pids=512, timeout_s=300.0)
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_input_bytes: int = 1024 * 1024
+    max_output_bytes: int = 1024 * 1024
+    max_log_bytes: int = 1024 * 1024
+    tmpfs_mb: int = 16
+    max_wait_s: float = 60.0
+
+    worker_concurrency: int = 16
+    docker_threads: int = 32
+    oci_runtime: str | None = None  # e.g. "runsc"; None = the engine's default
+    register_examples: bool = True
+
+    @property
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or _persistent_instance_id(self.state_dir)
+
+
+def _persistent_instance_id(state_dir: Path) -> str:
+    path = state_dir / "instance-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        value = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        path.write_text(value + "\n")
+        return value
+
+
+def _parse_limits(raw: str, name: str) -> Limits:
+    """`memory_mb=128,cpus=1,pids=64,timeout_s=10` (every key required)."""
+    try:
+        parts = dict(item.split("=", 1) for item in raw.split(",") if item.strip())
+        return Limits(
+            memory_mb=int(parts["memory_mb"]),
+            cpus=float(parts["cpus"]),
+            pids=int(parts["pids"]),
+            timeout_s=float(parts["timeout_s"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{PREFIX}{name.upper()} must look like memory_mb=128,cpus=1,pids=64,timeout_s=10 ({exc})"
+        ) from exc
+
+
+def _convert(name: str, raw: str, annotation: str) -> object:
+    try:
+        if annotation in ("int",):
+            return int(raw)
+        if annotation in ("float",):
+            return float(raw)
+        if annotation == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(f"not a boolean: {raw!r}")
+            return raw.lower() in ("1", "true", "yes")
+        if annotation == "Path":
+            return Path(raw)
+        if annotation == "Limits":
+            return _parse_limits(raw, name)
+        return raw or None
+    except ValueError as exc:
+        raise ConfigurationError(f"{PREFIX}{name.upper()}: {exc}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `EXECUTOR_<FIELD>` variables; unknown variables are an error."""
+    env = os.environ if environ is None else environ
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, object] = {}
+    for key, raw in env.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX):].lower()
+        if name not in known:
+            raise ConfigurationError(f"unknown setting {key}; known: {', '.join(PREFIX + n.upper() for n in known)}")
+        annotation = str(known[name].type).replace(" | None", "")
+        values[name] = _convert(name, raw, annotation)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    d, m = settings.default_limits, settings.max_limits
+    if d.memory_mb > m.memory_mb or d.cpus > m.cpus or d.pids > m.pids or d.timeout_s > m.timeout_s:
+        raise ConfigurationError("EXECUTOR_DEFAULT_LIMITS exceed EXECUTOR_MAX_LIMITS")
+    if m.pids < 1 or d.pids < 1:
+        raise ConfigurationError("pids limits must be at least 1 (0 would mean unlimited)")
+    if settings.worker_concurrency < 1 or settings.docker_threads < 2:
+        raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")

@@ -1,0 +1,63 @@
+"""SQL for agents and their versions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from executor.agents.records import AgentVersion
+from executor.settings import Limits
+
+_SELECT = (
+    "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
+    " v.input_schema, v.output_schema, v.limits, v.description, v.created_at"
+    " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
+)
+
+
+def _record(row: asyncpg.Record) -> AgentVersion:
+    values = dict(row)
+    values["limits"] = Limits(**values["limits"])
+    return AgentVersion(**values)
+
+
+async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, version: dict[str, Any]) -> AgentVersion:
+    """Insert an agent with its first version; raises UniqueViolationError for a taken name."""
+    agent_id = uuid.uuid4()
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO agents (id, name, kind, owner) VALUES ($1, $2, $3, $4)", agent_id, name, kind, owner
+        )
+        await conn.execute(
+            "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
+            " output_schema, limits, description) VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8)",
+            agent_id, version["image"], version["image_digest"], version["command"], version["input_schema"],
+            version["output_schema"], version["limits"], version["description"],
+        )
+        row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
+    return _record(row)
+
+
+async def get_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: int | None = None) -> AgentVersion | None:
+    """The given version, or the latest one."""
+    if version is None:
+        row = await db.fetchrow(_SELECT + " WHERE a.id = $1 ORDER BY v.version DESC LIMIT 1", agent_id)
+    else:
+        row = await db.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, version)
+    return _record(row) if row else None
+
+
+async def get_by_name(db: asyncpg.Pool, name: str) -> AgentVersion | None:
+    row = await db.fetchrow(_SELECT + " WHERE a.name = $1 ORDER BY v.version DESC LIMIT 1", name)
+    return _record(row) if row else None
+
+
+async def list_latest(db: asyncpg.Pool, *, limit: int, after_name: str | None) -> list[AgentVersion]:
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (a.name) * FROM (" + _SELECT + ") AS a"
+        " WHERE ($1::text IS NULL OR a.name > $1) ORDER BY a.name, a.version DESC LIMIT $2",
+        after_name, limit,
+    )
+    return [_record(row) for row in rows]

@@ -1,0 +1,52 @@
+"""What the orchestrator asks of a runtime and what it gets back.
+
+A runtime knows Docker (and, for WASM agents, wasmtime); the orchestrator
+knows only these records.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from executor.settings import Limits
+
+EXECUTION_LABEL = "org.executor.execution"
+INSTANCE_LABEL = "org.executor.instance"
+# Tasks run as nobody, whatever the image says: an image cannot opt into root.
+TASK_USER = "65534:65534"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    execution_id: str
+    image: str  # pinned image id (sha256:…), never a mutable tag
+    command: list[str] | None
+    stdin: bytes
+    limits: Limits
+    max_output_bytes: int
+    max_log_bytes: int
+    tmpfs_mb: int
+    oci_runtime: str | None = None
+
+
+class Termination(str, enum.Enum):
+    EXITED = "exited"  # the process ended by itself; see exit_code
+    TIMEOUT = "timeout"  # killed by the orchestrator at the wall-clock limit
+    OOM = "oom"  # killed by the kernel at the memory limit
+    OUTPUT_TOO_LARGE = "output_too_large"  # killed past the stdout or stderr cap
+    CANCELLED = "cancelled"  # killed on request
+    PLATFORM_ERROR = "platform_error"  # the engine failed us, not the task
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    termination: Termination
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    started_at: datetime | None
+    finished_at: datetime | None
+    wall_ms: int | None
+    detail: str = ""

@@ -1,0 +1,234 @@
+"""Container agents: one fresh, hardened container per task, through docker-py.
+
+The task's input goes to its stdin over the attach socket (attached before
+start, so no output is lost), then stdin is closed; stdout and stderr come
+back over the same socket, each capped while read. Nothing is ever read
+from the container's filesystem and nothing from the host is mounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import docker.errors
+import docker.types
+
+from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, TASK_USER, TaskResult, TaskSpec, Termination
+from runtimes.engine import DockerEngine
+from runtimes.streams import CappedDemuxer
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 64 * 1024
+_KILL_GRACE_S = 10.0
+
+
+def hardened_host_config(engine: DockerEngine, spec: TaskSpec) -> dict[str, Any]:
+    """The whole hardening baseline of DESIGN.md; tenants cannot opt out of any of it."""
+    memory = f"{spec.limits.memory_mb}m"
+    tmpfs_bytes = spec.tmpfs_mb * 1024 * 1024
+    options: dict[str, Any] = dict(
+        network_mode="none",
+        mem_limit=memory,
+        memswap_limit=memory,  # equal to the memory limit: no swap
+        nano_cpus=int(spec.limits.cpus * 1e9),
+        pids_limit=spec.limits.pids,  # never 0: docker-py would drop it
+        read_only=True,
+        tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={spec.tmpfs_mb}m"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],  # and the engine's default seccomp profile
+        privileged=False,
+        ulimits=[
+            docker.types.Ulimit(name="nofile", soft=256, hard=256),
+            docker.types.Ulimit(name="fsize", soft=tmpfs_bytes, hard=tmpfs_bytes),
+            docker.types.Ulimit(name="core", soft=0, hard=0),
+        ],
+        # Output travels over the attach socket with our own caps; the engine
+        # keeps no copy on disk that an output flood could fill.
+        log_config=docker.types.LogConfig(type="none"),
+    )
+    if spec.oci_runtime:
+        options["runtime"] = spec.oci_runtime
+    return engine.api.create_host_config(**options)
+
+
+class ContainerRuntime:
+    def __init__(self, engine: DockerEngine, *, instance_id: str) -> None:
+        self.engine = engine
+        self.instance_id = instance_id
+        self._removals: set[asyncio.Task[None]] = set()
+
+    async def run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+        """Run one task to its end; never raises for anything the task does."""
+        api = self.engine.api
+        try:
+            created = await self.engine.call(
+                api.create_container,
+                image=spec.image,
+                command=spec.command,
+                user=TASK_USER,
+                stdin_open=True,
+                network_disabled=True,  # with network_mode none: only `lo`, and a faster start
+                labels={EXECUTION_LABEL: spec.execution_id, INSTANCE_LABEL: self.instance_id},
+                host_config=hardened_host_config(self.engine, spec),
+            )
+        except docker.errors.DockerException as exc:
+            return _platform_error(f"could not create the container: {exc}")
+        container_id = created["Id"]
+        try:
+            result = await self._attach_and_run(container_id, spec, cancelled)
+        except Exception as exc:  # the engine failed mid-run: never leave the container behind
+            log.exception("task %s: engine failure", spec.execution_id)
+            await self._kill(container_id)
+            result = _platform_error(f"engine failure during the run: {exc}")
+        if result.termination in (Termination.EXITED, Termination.OOM):
+            self._remove_later(container_id)  # off the hot path: the result is already complete
+        else:
+            await self._remove(container_id)
+        return result
+
+    async def _attach_and_run(self, container_id: str, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+        api, loop = self.engine.api, asyncio.get_running_loop()
+        attached = await self.engine.call(
+            api.attach_socket, container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        raw: socket.socket = attached._sock  # the unix socket under docker-py's SocketIO wrapper
+        raw.setblocking(False)
+        demux = CappedDemuxer(spec.max_output_bytes, spec.max_log_bytes)
+        try:
+            started_at = datetime.now(timezone.utc)
+            t0 = time.monotonic()
+            await self.engine.call(api.start, container_id)
+            deadline = t0 + spec.limits.timeout_s
+            writer = asyncio.create_task(_write_stdin(loop, raw, spec.stdin))
+            reader = asyncio.create_task(_read_until(loop, raw, demux))
+            termination = await _supervise(reader, cancelled, deadline)
+            if termination is not None:
+                await self._kill(container_id)
+            writer.cancel()
+            reader.cancel()
+            await asyncio.gather(writer, reader, return_exceptions=True)
+            if termination is None:
+                # Output closed: the process is ending, but the wall clock still holds.
+                exit_code = await self._wait(container_id, max(deadline - time.monotonic(), 0.0))
+                if exit_code is None:
+                    termination = Termination.TIMEOUT
+                    await self._kill(container_id)
+            if termination is not None:
+                exit_code = await self._wait(container_id, _KILL_GRACE_S)
+            wall_ms = int((time.monotonic() - t0) * 1000)
+            finished_at = datetime.now(timezone.utc)
+        finally:
+            raw.close()
+        detail = ""
+        if termination is None and exit_code != 0:
+            # OOMKilled is set when the kernel killed any process of the container
+            # at its memory limit, whatever exit code the main process reported.
+            state = (await self.engine.call_retrying(api.inspect_container, container_id))["State"]
+            if state.get("OOMKilled"):
+                termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
+        if termination is Termination.OUTPUT_TOO_LARGE:
+            cap = spec.max_output_bytes if demux.overflowed == "stdout" else spec.max_log_bytes
+            detail = f"{demux.overflowed} went past its cap of {cap} bytes"
+        elif termination is Termination.TIMEOUT:
+            detail = f"wall-clock limit of {spec.limits.timeout_s:g} s reached"
+        return TaskResult(
+            termination=termination or Termination.EXITED,
+            exit_code=exit_code,
+            stdout=demux.stdout,
+            stderr=demux.stderr,
+            started_at=started_at,
+            finished_at=finished_at,
+            wall_ms=wall_ms,
+            detail=detail,
+        )
+
+    async def _wait(self, container_id: str, timeout_s: float) -> int | None:
+        """The exit code, or None when the container did not exit within timeout_s."""
+        try:
+            result = await asyncio.wait_for(self.engine.call(self.engine.api.wait, container_id), timeout_s)
+        except asyncio.TimeoutError:
+            return None
+        return result.get("StatusCode")
+
+    async def _kill(self, container_id: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            # 409 "is not running" is fine: it is already down.
+            await self.engine.call_retrying(self.engine.api.kill, container_id)
+
+    async def _remove(self, container_id: str) -> None:
+        try:
+            await self.engine.call_retrying(self.engine.api.remove_container, container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                log.error("could not remove container %s: %s", container_id[:12], exc)
+
+    def _remove_later(self, container_id: str) -> None:
+        task = asyncio.create_task(self._remove(container_id))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background removals (at shutdown)."""
+        if self._removals:
+            await asyncio.gather(*list(self._removals), return_exceptions=True)
+
+    async def remove_orphans(self, live_execution_ids: set[str]) -> list[str]:
+        """Remove this instance's containers whose execution is not live; returns their execution ids."""
+        containers = await self.engine.call(
+            self.engine.api.containers, all=True, filters={"label": f"{INSTANCE_LABEL}={self.instance_id}"}
+        )
+        removed = []
+        for container in containers:
+            execution_id = container["Labels"].get(EXECUTION_LABEL, "")
+            if execution_id not in live_execution_ids:
+                await self._remove(container["Id"])
+                removed.append(execution_id)
+        return removed
+
+
+async def _write_stdin(loop: asyncio.AbstractEventLoop, raw: socket.socket, data: bytes) -> None:
+    # A task that never reads its stdin or exits early is its own business, not an error.
+    with contextlib.suppress(OSError):
+        if data:
+            await loop.sock_sendall(raw, data)
+        raw.shutdown(socket.SHUT_WR)
+
+
+async def _read_until(loop: asyncio.AbstractEventLoop, raw: socket.socket, demux: CappedDemuxer) -> bool:
+    """Read frames until EOF (True) or until a stream passes its cap (False)."""
+    while True:
+        chunk = await loop.sock_recv(raw, _READ_CHUNK)
+        if not chunk:
+            return True
+        demux.feed(chunk)
+        if demux.overflowed:
+            return False
+
+
+async def _supervise(reader: asyncio.Task[bool], cancelled: asyncio.Event, deadline: float) -> Termination | None:
+    """None when the task closed its output by itself; otherwise why we must kill it."""
+    cancel_wait = asyncio.create_task(cancelled.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {reader, cancel_wait}, timeout=max(deadline - time.monotonic(), 0.0), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        cancel_wait.cancel()
+    if reader in done:
+        if reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
+        return None if reader.result() else Termination.OUTPUT_TOO_LARGE
+    return Termination.CANCELLED if cancelled.is_set() else Termination.TIMEOUT
+
+
+def _platform_error(detail: str) -> TaskResult:
+    return TaskResult(Termination.PLATFORM_ERROR, None, b"", b"", None, None, None, detail)

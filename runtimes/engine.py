@@ -1,0 +1,69 @@
+"""The Docker engine as the rest of the runtimes see it: one docker-py client
+and a bounded thread pool, so that blocking docker-py calls never run on the
+event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+import docker
+import docker.errors
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+T = TypeVar("T")
+
+
+def _transient(exc: BaseException) -> bool:
+    """Engine hiccups worth one more try: connection errors and 5xx that are not 'no such …'."""
+    if isinstance(exc, docker.errors.NotFound):
+        return False
+    if isinstance(exc, docker.errors.APIError):
+        return exc.status_code is not None and exc.status_code >= 500
+    return isinstance(exc, (ConnectionError, OSError))
+
+
+class DockerEngine:
+    def __init__(self, *, threads: int = 32, client: docker.DockerClient | None = None) -> None:
+        # One client per process: version auto-detection costs a round trip,
+        # and its connection pool must be as large as the thread pool.
+        self.client = client or docker.from_env(max_pool_size=threads)
+        self.api = self.client.api
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def call_retrying(self, fn: Callable[..., T], *args: Any, attempts: int = 4, **kwargs: Any) -> T:
+        """For idempotent calls only (inspect, kill, remove): never for create or start."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            stop=stop_after_attempt(attempts),
+            reraise=True,
+        ):
+            with attempt:
+                return await self.call(fn, *args, **kwargs)
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> bool:
+        return bool(await self.call(self.api.ping))
+
+    async def image_id(self, reference: str) -> str | None:
+        """The content-addressed id of a local image, or None when the engine lacks it."""
+        try:
+            info = await self.call(self.api.inspect_image, reference)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return info["Id"]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.client.close()

@@ -1,0 +1,44 @@
+"""A service killed with SIGKILL mid-run cleans up after itself when it starts again."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import docker
+
+from runtimes.base import EXECUTION_LABEL
+from tests.conftest import Api, make_service
+
+
+async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, docker_client: docker.DockerClient) -> None:
+    svc = make_service(postgres, redis_server, "crash", redis_db="1")
+    svc.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, svc.base_url, svc.operator_token)
+            agent_id = await api.register(["sleep", "300"], limits={"timeout_s": 300})
+            status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
+            label = f"{EXECUTION_LABEL}={record['id']}"
+            for _ in range(100):
+                if docker_client.containers.list(filters={"label": label, "status": "running"}):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the task never started")
+
+            svc.stop("KILL")
+            assert docker_client.containers.list(all=True, filters={"label": label}), "the kill left no orphan to test"
+
+            svc.start()  # same instance id, same database
+            status, final, _ = await api.get(f"/v1/executions/{record['id']}")
+            assert status == 200 and final["status"] == "FAILED", final
+            assert final["error"]["type"] == "platform_error"
+            assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+            # And the restarted service works.
+            status, again, _ = await api.post(f"/v1/executions?wait=30", json={"agent_id": agent_id, "input": {},
+                                                                               "limits": {"timeout_s": 0.5}})
+            assert again["status"] == "TIMEOUT"
+    finally:
+        svc.stop()

@@ -1,0 +1,217 @@
+"""Real services, started once per session: PostgreSQL, Redis, the Docker engine,
+the images, and the executor service itself as a subprocess (so tests can
+kill it). Nothing here is mocked."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+import docker
+import pytest
+
+from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from runtimes.base import EXECUTION_LABEL
+from runtimes.images import build_images
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def private_tmpdir(prefix: str) -> Path:
+    """A temp dir the unprivileged PostgreSQL user can traverse (pytest's own are 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    client.ping()  # no engine is a failure, never a skip
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    base = private_tmpdir("executor-test-pg-")
+    server = EmbeddedPostgres(base, port=free_port(), durable=False)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    base = private_tmpdir("executor-test-redis-")
+    server = EmbeddedRedis(base, port=free_port(), durable=False)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def images(docker_client: docker.DockerClient) -> dict[str, str]:
+    """Test images, built once (cached by content across runs)."""
+    built = build_images(docker_client, ["busybox", "wordcount"], progress=lambda line: None)
+    return {image.name: image.tag for image in built}
+
+
+@dataclass
+class ServiceProcess:
+    """One `executor serve` subprocess with its own database and Redis db."""
+
+    env: dict[str, str]
+    base_url: str
+    operator_token: str
+    instance_id: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    _log_file: Any = field(default=None, repr=False)
+
+    def start(self, timeout: float = 60.0) -> None:
+        self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "executor", "serve"], env=self.env, cwd=REPO,
+            stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"executor serve exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(self.base_url + "/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"executor serve did not become ready: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: str = "TERM", timeout: float = 60.0) -> None:
+        if self.process is None:
+            return
+        if sig == "KILL":
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout)
+        self.process = None
+        self._log_file.close()
+
+
+def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: str, **settings: str) -> ServiceProcess:
+    """A service on a fresh database and its own Redis db number, so services never share jobs."""
+    database_url = postgres.create_database(f"{name}_{secrets.token_hex(4)}")
+    redis_db = settings.pop("redis_db", "0")
+    state_dir = private_tmpdir(f"executor-test-{name}-")
+    port = free_port()
+    token = "exe_test_" + secrets.token_urlsafe(16)
+    instance_id = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
+    env.update(
+        EXECUTOR_DATABASE_URL=database_url,
+        EXECUTOR_REDIS_URL=redis_server.url.rsplit("/", 1)[0] + f"/{redis_db}",
+        EXECUTOR_STATE_DIR=str(state_dir),
+        EXECUTOR_PORT=str(port),
+        EXECUTOR_BOOTSTRAP_TOKEN=token,
+        EXECUTOR_INSTANCE_ID=instance_id,
+        **{f"EXECUTOR_{k.upper()}": v for k, v in settings.items()},
+    )
+    return ServiceProcess(env, f"http://127.0.0.1:{port}", token, instance_id, state_dir / "service.log")
+
+
+@pytest.fixture(scope="session")
+def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str],
+            docker_client: docker.DockerClient) -> Iterator[ServiceProcess]:
+    svc = make_service(postgres, redis_server, "main", max_output_bytes=str(1024 * 1024), max_log_bytes=str(256 * 1024))
+    svc.start()
+    yield svc
+    svc.stop()
+    # After the whole suite, no container of ours may be left behind.
+    leftovers = docker_client.containers.list(all=True, filters={"label": EXECUTION_LABEL})
+    assert not leftovers, f"containers left behind: {[c.labels for c in leftovers]}"
+
+
+class Api:
+    """A thin HTTP client for tests: every call returns (status, body, headers)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.token = token
+
+    def as_token(self, token: str | None) -> "Api":
+        return Api(self.session, self.base_url, token)
+
+    async def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+        all_headers = dict(headers or {})
+        if self.token is not None:
+            all_headers.setdefault("Authorization", f"Bearer {self.token}")
+        async with self.session.request(method, self.base_url + path, json=json, data=data,
+                                        headers=all_headers) as response:
+            raw = await response.read()
+            kind = response.headers.get("Content-Type", "")
+            body: Any = raw
+            if "json" in kind:
+                import json as jsonlib
+
+                body = jsonlib.loads(raw)
+            return response.status, body, response.headers
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
+        return await self.request("POST", path, **kwargs)
+
+    async def register(self, command: list[str] | None, *, image: str = "executor/busybox:latest",
+                       input_schema: Any = None, output_schema: Any = None, limits: Any = None) -> str:
+        body = {
+            "name": f"test-{uuid.uuid4().hex[:12]}",
+            "image": image,
+            "command": command,
+            "input_schema": input_schema if input_schema is not None else {"type": "object"},
+            "output_schema": output_schema if output_schema is not None else True,
+        }
+        if limits is not None:
+            body["limits"] = limits
+        status, agent, _ = await self.post("/v1/agents", json=body)
+        assert status == 201, agent
+        return agent["id"]
+
+    async def run(self, agent_id: str, input: Any = None, *, wait: float = 30, limits: Any = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"agent_id": agent_id, "input": {} if input is None else input}
+        if limits is not None:
+            body["limits"] = limits
+        status, record, _ = await self.post(f"/v1/executions?wait={wait}", json=body)
+        assert status in (201, 202), record
+        return record
+
+
+@pytest.fixture
+async def api(service: ServiceProcess) -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, service.base_url, service.operator_token)
+
+
+@pytest.fixture
+async def user_api(api: Api) -> Api:
+    """An API client holding a fresh `user` token."""
+    status, issued, _ = await api.post("/v1/tokens", json={"role": "user", "subject": f"u-{uuid.uuid4().hex[:8]}"})
+    assert status == 201, issued
+    return api.as_token(issued["token"])

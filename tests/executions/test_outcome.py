@@ -1,0 +1,53 @@
+"""Unit tests of mapping a task's end to a final state (pure logic)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from executor.executions.outcome import outcome_of
+from executor.executions.records import ErrorType, Status
+from runtimes.base import TaskResult, Termination
+
+NOW = datetime.now(timezone.utc)
+SCHEMA = {"type": "object", "required": ["n"]}
+
+
+def result(termination=Termination.EXITED, exit_code=0, stdout=b'{"n": 1}') -> TaskResult:
+    return TaskResult(termination, exit_code, stdout, b"log", NOW, NOW, 5)
+
+
+def test_completed() -> None:
+    outcome = outcome_of(result(), SCHEMA)
+    assert outcome.status is Status.COMPLETED and outcome.output == {"n": 1} and outcome.raw_output is None
+    assert outcome.log == b"log" and outcome.usage.wall_ms == 5
+
+
+@pytest.mark.parametrize("termination, status, error", [
+    (Termination.TIMEOUT, Status.TIMEOUT, ErrorType.TIMEOUT),
+    (Termination.OOM, Status.FAILED, ErrorType.MEMORY_LIMIT_EXCEEDED),
+    (Termination.OUTPUT_TOO_LARGE, Status.FAILED, ErrorType.OUTPUT_TOO_LARGE),
+    (Termination.CANCELLED, Status.CANCELLED, ErrorType.CANCELLED),
+    (Termination.PLATFORM_ERROR, Status.FAILED, ErrorType.PLATFORM_ERROR),
+])
+def test_terminations(termination, status, error) -> None:
+    outcome = outcome_of(result(termination, exit_code=137), SCHEMA)
+    assert outcome.status is status and outcome.error.type is error and outcome.output is None
+
+
+def test_nonzero_exit() -> None:
+    outcome = outcome_of(result(exit_code=2), SCHEMA)
+    assert outcome.error.type is ErrorType.NONZERO_EXIT and outcome.exit_code == 2
+
+
+@pytest.mark.parametrize("stdout", [b"", b"not json", b'{"n": 1} {"n": 2}', b"\xff\xfe"])
+def test_not_one_json_document(stdout: bytes) -> None:
+    outcome = outcome_of(result(stdout=stdout), SCHEMA)
+    assert outcome.error.type is ErrorType.OUTPUT_INVALID and outcome.raw_output == stdout
+
+
+def test_schema_violation_lists_pointers() -> None:
+    outcome = outcome_of(result(stdout=b'{"m": 1}'), SCHEMA)
+    assert outcome.error.type is ErrorType.OUTPUT_INVALID
+    assert outcome.error.violations == [{"pointer": "", "detail": "'n' is a required property"}]

@@ -1,0 +1,76 @@
+"""The README's run command, run as written: it brings the service up with the
+example agent, prints a token and a curl line, and that curl line works."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from executor.embedded import free_port
+from tests.conftest import REPO, private_tmpdir
+
+
+def readme_command(name: str) -> str:
+    """The first line of the README's command block that starts with `name`."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"## The two commands.*?```sh\n(.*?)```", text, re.S)
+    assert block, "README.md has no block of the two commands"
+    for line in block.group(1).splitlines():
+        if line.startswith(name):
+            return line.split("#", 1)[0].strip()
+    raise AssertionError(f"no {name} command in README.md")
+
+
+def test_readme_names_the_test_command_ci_runs() -> None:
+    assert readme_command("scripts/test") == "scripts/test"
+    assert "scripts/test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_readme_run_command_brings_up_a_working_service(images) -> None:
+    state_dir = private_tmpdir("executor-readme-")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
+    env.update(EXECUTOR_STATE_DIR=str(state_dir), EXECUTOR_PORT=str(port))
+    process = subprocess.Popen(
+        ["bash", "-c", readme_command("scripts/up")], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        token = curl = None
+        deadline = time.monotonic() + 300
+        assert process.stdout is not None
+        while time.monotonic() < deadline and curl is None:
+            line = process.stdout.readline().decode()
+            if not line:
+                raise AssertionError("scripts/up exited:\n" + "".join(lines[-60:]))
+            lines.append(line)
+            if "export EXECUTOR_TOKEN=" in line:
+                token = line.split("=", 1)[1].strip()
+            if line.strip().startswith("curl ") and "/v1/executions" in line:
+                curl = line.strip()
+        assert token and curl, "".join(lines[-60:])
+        assert f"127.0.0.1:{port}" in curl
+
+        done = subprocess.run(["bash", "-c", curl], env={**env, "EXECUTOR_TOKEN": token},
+                              capture_output=True, timeout=60)
+        record = json.loads(done.stdout)
+        assert record["status"] == "COMPLETED", record
+        assert record["output"] == {"words": 3, "lines": 0, "chars": 16}
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    # Its private servers stop with it.
+    leftovers = subprocess.run(["pgrep", "-f", str(state_dir)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], f"processes left running: {leftovers}"
+    shutil.rmtree(state_dir, ignore_errors=True)
