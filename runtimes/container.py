@@ -110,6 +110,9 @@ class ContainerRuntime:
             reader = asyncio.create_task(_read_until(loop, raw, demux))
             termination = await _supervise(reader, cancelled, deadline)
             if termination is not None:
+                # Stop reading for good before the kill: the engine must never be left
+                # blocked writing to a socket nobody drains (it would hang the container).
+                _hang_up(raw)
                 await self._kill(container_id)
             writer.cancel()
             reader.cancel()
@@ -125,7 +128,8 @@ class ContainerRuntime:
             wall_ms = int((time.monotonic() - t0) * 1000)
             finished_at = datetime.now(timezone.utc)
         finally:
-            raw.close()
+            _hang_up(raw)
+            attached.close()
         detail = ""
         if termination is None and exit_code != 0:
             # OOMKilled is set when the kernel killed any process of the container
@@ -228,6 +232,14 @@ async def _supervise(reader: asyncio.Task[bool], cancelled: asyncio.Event, deadl
             raise reader.exception()  # type: ignore[misc]
         return None if reader.result() else Termination.OUTPUT_TOO_LARGE
     return Termination.CANCELLED if cancelled.is_set() else Termination.TIMEOUT
+
+
+def _hang_up(raw: socket.socket) -> None:
+    """End the attach connection itself. socket.close() alone would not: docker-py's
+    response still holds a file object on the same descriptor."""
+    with contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+    raw.close()
 
 
 def _platform_error(detail: str) -> TaskResult:

@@ -60,6 +60,7 @@ class Worker:
 
     async def recover(self) -> None:
         """Clean up after a previous life of this instance (a crash or a kill)."""
+        await self.queue.forget_consumer(self.instance_id)
         failed = await execution_sql.fail_running_of_worker(
             self.db, self.instance_id, "the worker restarted while the task was running"
         )
@@ -88,15 +89,12 @@ class Worker:
         await self.runtime.drain()
 
     async def _consume(self) -> None:
-        pending_first = True  # jobs delivered to this consumer before a restart, never acked
         backoff = 0.1
         while not self._stopping.is_set():
             await self._slots.acquire()
             free = 1 + self._free_slots()
             try:
-                jobs = await self.queue.read(
-                    self.instance_id, count=free, block_ms=_READ_BLOCK_MS, pending=pending_first
-                )
+                jobs = await self.queue.read(self.instance_id, count=free, block_ms=_READ_BLOCK_MS)
                 backoff = 0.1
             except asyncio.CancelledError:
                 self._slots.release()
@@ -107,8 +105,6 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if pending_first and not jobs:
-                pending_first = False
             # One slot is held already; take one more for every further job.
             for index, job in enumerate(jobs):
                 if index > 0:

@@ -40,11 +40,9 @@ class JobQueue:
         entry_id = await self._redis.xadd(self.stream, {"execution_id": str(execution_id)})
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
-    async def read(self, consumer: str, *, count: int, block_ms: int, pending: bool = False) -> list[Job]:
-        """New jobs for this consumer, or (pending=True) those it was given but never acked."""
-        response = await self._redis.xreadgroup(
-            self.group, consumer, {self.stream: "0" if pending else ">"}, count=count, block=None if pending else block_ms
-        )
+    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Job]:
+        """New jobs for this consumer, waiting up to block_ms for the first."""
+        response = await self._redis.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count, block=block_ms)
         jobs = []
         for _stream, entries in response or []:
             for entry_id, fields in entries:
@@ -55,6 +53,11 @@ class JobQueue:
                     continue
                 jobs.append(Job(entry, uuid.UUID(raw.decode())))
         return jobs
+
+    async def forget_consumer(self, consumer: str) -> int:
+        """Drop a consumer with the jobs it was given but never acked (after a restart,
+        the worker re-enqueues from PostgreSQL whatever is still PENDING)."""
+        return int(await self._redis.xgroup_delconsumer(self.stream, self.group, consumer))
 
     async def ack(self, entry_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
