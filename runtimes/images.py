@@ -1,0 +1,196 @@
+"""Building the images under images/, with no registry, cached by content.
+
+Each folder of images/ is one image, described by its `image.json`:
+
+    {"base": "busybox", "host_files": {"busybox": "/bin/busybox"}}   a Dockerfile build
+    {"builder": "debootstrap", "suite": "bookworm", "variant": "minbase"}   a Debian root made here
+
+`base` names another executor image: the Dockerfile takes `ARG BASE` and
+`FROM ${BASE}`, and the builder passes that image's content-addressed tag.
+`host_files` are copied from this machine into a temporary build context, so
+no binary is committed. An image is rebuilt only when its content hash
+changes: every file of its folder, its host files, its base's image id and
+its recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import docker
+import docker.errors
+
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+CONTENT_HASH_LABEL = "org.executor.content-hash"
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+Progress = Callable[[str], None]
+
+
+class ImageBuildError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    tag: str  # executor/<name>:latest
+    image_id: str
+    cached: bool
+
+
+def _recipe(images_dir: Path, name: str) -> dict:
+    path = images_dir / name / "image.json"
+    if not path.is_file():
+        raise ImageBuildError(f"no image {name!r}: {path} is missing")
+    return json.loads(path.read_text())
+
+
+def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
+    """Every image, each after the one it is built on."""
+    names = sorted(p.parent.name for p in images_dir.glob("*/image.json"))
+    ordered: list[str] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in ordered:
+            return
+        if name in trail:
+            raise ImageBuildError(f"images depend on each other in a cycle: {' -> '.join(trail + (name,))}")
+        base = _recipe(images_dir, name).get("base")
+        if base:
+            visit(base, trail + (name,))
+        ordered.append(name)
+
+    for name in names:
+        visit(name, ())
+    return ordered
+
+
+def content_hash(images_dir: Path, name: str, base_image_id: str | None) -> str:
+    recipe = _recipe(images_dir, name)
+    digest = hashlib.sha256(json.dumps({"recipe": recipe, "base": base_image_id}, sort_keys=True).encode())
+    folder = images_dir / name
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for target, source in sorted(recipe.get("host_files", {}).items()):
+        digest.update(f"host:{target}".encode() + b"\0" + Path(source).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _cached_id(client: docker.DockerClient, tag: str, wanted: str) -> str | None:
+    try:
+        image = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    return image.id if (image.labels or {}).get(CONTENT_HASH_LABEL) == wanted else None
+
+
+def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IMAGES_DIR,
+                progress: Progress = print) -> BuiltImage:
+    """Build one image (its base first); a no-op when its content is unchanged."""
+    recipe = _recipe(images_dir, name)
+    base_id = None
+    base_tag = None
+    if recipe.get("base"):
+        base = build_image(client, recipe["base"], images_dir=images_dir, progress=progress)
+        base_id, base_tag = base.image_id, _hash_tag(client, base)
+    wanted = content_hash(images_dir, name, base_id)
+    tag = f"executor/{name}:latest"
+    cached = _cached_id(client, tag, wanted)
+    if cached:
+        return BuiltImage(name, tag, cached, cached=True)
+    started = time.monotonic()
+    progress(f"{name}: building ({recipe.get('builder', 'dockerfile')})")
+    if recipe.get("builder") == "debootstrap":
+        image_id = _build_debootstrap(client, name, recipe, wanted, progress)
+    else:
+        image_id = _build_dockerfile(client, images_dir / name, recipe, wanted, base_tag, progress)
+    image = client.images.get(image_id)
+    image.tag(f"executor/{name}", "latest")
+    image.tag(f"executor/{name}", wanted[:12])
+    progress(f"{name}: built {image_id[:19]} in {time.monotonic() - started:.1f} s")
+    return BuiltImage(name, tag, image_id, cached=False)
+
+
+def build_images(client: docker.DockerClient, names: Sequence[str] | None = None, *,
+                 images_dir: Path = IMAGES_DIR, progress: Progress = print) -> list[BuiltImage]:
+    wanted = list(names) if names else image_names(images_dir)
+    return [build_image(client, name, images_dir=images_dir, progress=progress) for name in wanted]
+
+
+def _hash_tag(client: docker.DockerClient, built: BuiltImage) -> str:
+    """The content-addressed tag of a built image (what a dependant's FROM names)."""
+    labels = client.images.get(built.image_id).labels or {}
+    return f"executor/{built.name}:{labels[CONTENT_HASH_LABEL][:12]}"
+
+
+def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, content: str,
+                      base_tag: str | None, progress: Progress) -> str:
+    with tempfile.TemporaryDirectory(prefix="executor-build-") as context:
+        shutil.copytree(folder, context, dirs_exist_ok=True)
+        for target, source in recipe.get("host_files", {}).items():
+            shutil.copy2(source, Path(context) / target)
+        image_id = None
+        for chunk in client.api.build(
+            path=context, rm=True, forcerm=True, pull=False, decode=True, network_mode="host",
+            buildargs={"BASE": base_tag} if base_tag else None, labels={CONTENT_HASH_LABEL: content},
+        ):
+            if "error" in chunk:
+                raise ImageBuildError(f"{folder.name}: {chunk['error'].strip()}")
+            line = chunk.get("stream", "").strip()
+            if line.startswith("Step "):
+                progress(f"{folder.name}: {line}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        if image_id is None:
+            raise ImageBuildError(f"{folder.name}: the engine reported no image id")
+        return image_id
+
+
+def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, content: str,
+                       progress: Progress) -> str:
+    """A Debian root made with debootstrap and imported with its label."""
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError("debootstrap not found (install Debian's `debootstrap` package)")
+    mirror = recipe.get("mirror") or os.environ.get("EXECUTOR_DEBIAN_MIRROR") or DEFAULT_DEBIAN_MIRROR
+    with tempfile.TemporaryDirectory(prefix="executor-debootstrap-") as workdir:
+        root = Path(workdir) / "rootfs"
+        progress(f"{name}: debootstrap --variant={recipe['variant']} {recipe['suite']} {mirror}")
+        done = subprocess.run(
+            ["debootstrap", f"--variant={recipe['variant']}", recipe["suite"], str(root), mirror],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise ImageBuildError(f"{name}: debootstrap failed: {done.stderr.strip()[-2000:]}")
+        for cache in (root / "var/cache/apt/archives", root / "var/lib/apt/lists"):
+            for entry in cache.glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        progress(f"{name}: importing the root filesystem")
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        try:
+            response = client.api.import_image_from_stream(
+                tar.stdout, repository=f"executor/{name}", tag=content[:12],
+                changes=[f"LABEL {CONTENT_HASH_LABEL}={content}", 'CMD ["/bin/bash"]'],
+            )
+        finally:
+            tar.stdout.close()
+            if tar.wait() != 0:
+                raise ImageBuildError(f"{name}: tar of the root filesystem failed")
+    _check_import(response, name)
+    return client.images.get(f"executor/{name}:{content[:12]}").id
+
+
+def _check_import(response: object, name: str) -> None:
+    text = response if isinstance(response, str) else json.dumps(response)
+    if '"error"' in text:
+        raise ImageBuildError(f"{name}: docker import failed: {text[-2000:]}")

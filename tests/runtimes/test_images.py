@@ -1,0 +1,73 @@
+"""Building images from local material, cached by content (real engine)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from runtimes.images import IMAGES_DIR, CONTENT_HASH_LABEL, ImageBuildError, build_images, content_hash, image_names
+
+
+def test_every_image_comes_after_its_base() -> None:
+    names = image_names()
+    assert {"busybox", "wordcount", "debian"} <= set(names)
+    assert names.index("busybox") < names.index("wordcount")
+
+
+def test_a_warm_build_is_cached_and_fast(docker_client: docker.DockerClient, images) -> None:
+    t0 = time.monotonic()
+    built = build_images(docker_client, ["busybox", "wordcount"], progress=lambda line: None)
+    assert all(image.cached for image in built)
+    assert time.monotonic() - t0 < 2
+    for image in built:
+        labels = docker_client.images.get(image.tag).labels
+        assert image.image_id == docker_client.images.get(image.tag).id
+        assert labels[CONTENT_HASH_LABEL] == content_hash(IMAGES_DIR, image.name, _base_id(docker_client, image.name))
+
+
+def _base_id(client: docker.DockerClient, name: str) -> str | None:
+    return client.images.get("executor/busybox:latest").id if name == "wordcount" else None
+
+
+def test_a_changed_file_rebuilds_only_that_image(docker_client: docker.DockerClient, images, tmp_path: Path) -> None:
+    copy = tmp_path / "images"
+    for name in ("busybox", "wordcount"):
+        shutil.copytree(IMAGES_DIR / name, copy / name)
+    before = content_hash(copy, "wordcount", "sha256:base")
+    (copy / "wordcount" / "wordcount.awk").write_text((copy / "wordcount" / "wordcount.awk").read_text() + "\n# x\n")
+    assert content_hash(copy, "wordcount", "sha256:base") != before
+    assert content_hash(copy, "wordcount", "sha256:other-base") != content_hash(copy, "wordcount", "sha256:base")
+
+    # Build the changed copy under its own names, then clean up.
+    (copy / "wordcount-changed").mkdir()
+    for entry in (copy / "wordcount").iterdir():
+        shutil.copy2(entry, copy / "wordcount-changed" / entry.name)
+    lines: list[str] = []
+    try:
+        busybox, changed = build_images(docker_client, ["busybox", "wordcount-changed"], images_dir=copy,
+                                        progress=lines.append)
+        assert busybox.cached and not changed.cached
+        assert changed.image_id != docker_client.images.get("executor/wordcount:latest").id
+        assert any("Step" in line for line in lines)
+    finally:
+        docker_client.images.remove("executor/wordcount-changed:latest", force=True)
+
+
+def test_a_failing_build_says_why(docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "image.json").write_text("{}")
+    (tmp_path / "broken" / "Dockerfile").write_text("FROM scratch\nCOPY missing-file /x\n")
+    with pytest.raises(ImageBuildError, match="missing-file"):
+        build_images(docker_client, ["broken"], images_dir=tmp_path, progress=lambda line: None)
+
+
+@pytest.mark.slow
+def test_debian_base_from_debootstrap(docker_client: docker.DockerClient) -> None:
+    (debian,) = build_images(docker_client, ["debian"], progress=lambda line: None)
+    output = docker_client.containers.run(debian.tag, ["cat", "/etc/debian_version"], remove=True,
+                                          network_mode="none")
+    assert output.decode().startswith("12.")
