@@ -221,7 +221,7 @@ def main() -> None:
     print(row("raw docker run --rm -i", run_s, reference))
     print(row("raw docker-py", py_s, reference))
     api_ratio = statistics.median(api_s) * 1000 / reference
-    print(f"\nthroughput at {args.concurrency} concurrent clients, {args.total} executions each:")
+    print(f"\nthroughput at {args.concurrency} concurrent clients, {args.total} executions per path:")
     print(f"| api        | {api_tp:6.2f} exec/s |\n| docker-py  | {py_tp:6.2f} exec/s |")
     print(f"\napi p50 / docker-py p50 = {api_ratio:.2f} (target <= 1.15): {'met' if api_ratio <= 1.15 else 'NOT met'}")
     tp_ratio = api_tp / py_tp

@@ -16,9 +16,41 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise MalformedRequest("the request body is empty; send a JSON document")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    pointer = _unstorable(body)
+    if pointer is not None:
+        raise RequestInvalid(
+            "strings may not hold U+0000 or an unpaired surrogate (I-JSON, RFC 7493)",
+            errors=[{"pointer": pointer, "detail": "U+0000 or an unpaired surrogate"}],
+        )
+    return body
+
+
+def _unstorable(value: Any, pointer: str = "") -> str | None:
+    """The JSON pointer of the first string PostgreSQL's jsonb cannot hold, if any."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return pointer
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return pointer
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = pointer + "/" + str(key).replace("~", "~0").replace("/", "~1")
+        found = _unstorable(key, here) if isinstance(key, str) else None
+        found = found if found is not None else _unstorable(item, here)
+        if found is not None:
+            return found
+    return None
 
 
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -121,3 +121,13 @@ async def test_agent_registration_checks(api) -> None:
 async def test_unknown_route_is_a_problem_too(api) -> None:
     status, body, headers = await api.get("/v1/nothing-here")
     assert_problem(status, body, headers, 404, "not_found")
+
+
+async def test_strings_postgresql_cannot_store_are_refused(api) -> None:
+    agent_id = await api.register(["cat"])
+    for raw, pointer in (('{"s": "a\\u0000b"}', "/s"), ('{"list": ["ok", "\\ud800"]}', "/list/1"),
+                         ('{"\\u0000": 1}', "/\x00")):
+        body = ('{"agent_id": "%s", "input": %s}' % (agent_id, raw)).encode()
+        status, problem, headers = await api.post("/v1/executions", data=body)
+        assert_problem(status, problem, headers, 422, "request_invalid")
+        assert problem["errors"][0]["pointer"] == "/input" + pointer
