@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "images":
             return _build_images(args.names)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(_existing_database_url(settings)))
+        if args.command == "tokens":
+            return asyncio.run(_create_token(_existing_database_url(settings), args.role, args.subject))
         with _dependencies(settings, embedded=args.command == "up") as (database_url, redis_url):
-            if args.command == "migrate":
-                return asyncio.run(_migrate(database_url))
-            if args.command == "tokens":
-                return asyncio.run(_create_token(database_url, args.role, args.subject))
             asyncio.run(_serve(settings, database_url, redis_url, announce=args.command == "up"))
             return 0
     except (ConfigurationError, ExecutorError) as exc:
@@ -53,32 +53,36 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _existing_database_url(settings: Settings) -> str:
+    """The configured database, or the private server of a running `executor up`."""
+    if settings.database_url:
+        return settings.database_url
+    from executor.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.state_dir / "postgres")
+    if not (server.data_dir / "PG_VERSION").exists():
+        raise ConfigurationError("set EXECUTOR_DATABASE_URL, or run `executor up` first")
+    return server.dsn
+
+
 @contextlib.contextmanager
 def _dependencies(settings: Settings, *, embedded: bool) -> Iterator[tuple[str, str]]:
-    """The configured URLs, or private servers under the state directory for `up`."""
-    postgres_dir, redis_dir = settings.state_dir / "postgres", settings.state_dir / "redis"
-    started = []
+    """The configured URLs; for `up`, private servers under the state directory for those not set."""
+    from executor.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    if not embedded and not (settings.database_url and settings.redis_url):
+        raise ConfigurationError("`executor serve` needs EXECUTOR_DATABASE_URL and EXECUTOR_REDIS_URL (or use `up`)")
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
         database_url, redis_url = settings.database_url, settings.redis_url
         if database_url is None:
-            from executor.embedded import EmbeddedPostgres
-
-            server = EmbeddedPostgres(postgres_dir)
-            if embedded:
-                database_url = server.start()
-                started.append(server)
-            elif (postgres_dir / "data").exists():
-                database_url = server.dsn  # the private server of a running `executor up`
-            else:
-                raise ConfigurationError("set EXECUTOR_DATABASE_URL, or run `executor up` first")
+            postgres = EmbeddedPostgres(settings.state_dir / "postgres")
+            database_url = postgres.start()
+            started.append(postgres)
         if redis_url is None:
-            if not embedded:
-                raise ConfigurationError("set EXECUTOR_REDIS_URL, or use `executor up`")
-            from executor.embedded import EmbeddedRedis
-
-            server = EmbeddedRedis(redis_dir)
-            redis_url = server.start()
-            started.append(server)
+            redis_server = EmbeddedRedis(settings.state_dir / "redis")
+            redis_url = redis_server.start()
+            started.append(redis_server)
         yield database_url, redis_url
     finally:
         for server in reversed(started):
