@@ -11,12 +11,17 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from aiohttp import web
 
 from executor.errors import ConfigurationError, ExecutorError
 from executor.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from executor.agents.records import AgentVersion
+    from executor.examples import Example
+    from executor.service import Services
 
 log = logging.getLogger("executor")
 
@@ -153,7 +158,7 @@ async def _serve(settings: Settings, database_url: str, redis_url: str, *, annou
         await services.stop()
 
 
-async def _prepare_examples(services: object) -> list:
+async def _prepare_examples(services: Services) -> list[tuple[AgentVersion, Example]]:
     import docker
 
     from executor.examples import EXAMPLE_IMAGES, load_examples, register_examples
@@ -167,10 +172,10 @@ async def _prepare_examples(services: object) -> list:
             client.close()
 
     await asyncio.to_thread(build)
-    return await register_examples(services, load_examples(IMAGES_DIR))  # type: ignore[arg-type]
+    return await register_examples(services, load_examples(IMAGES_DIR))
 
 
-def _print_banner(base_url: str, new_token: str | None, examples: list) -> None:
+def _print_banner(base_url: str, new_token: str | None, examples: list[tuple[AgentVersion, Example]]) -> None:
     lines = ["", f"executor is up on {base_url}"]
     if new_token:
         lines += ["", "operator token (shown once, keep it):", f"  export EXECUTOR_TOKEN={new_token}"]

@@ -4,6 +4,7 @@ kill it). Nothing here is mocked."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -144,6 +145,16 @@ def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dic
     # After the whole suite, no container of ours may be left behind.
     leftovers = docker_client.containers.list(all=True, filters={"label": EXECUTION_LABEL})
     assert not leftovers, f"containers left behind: {[c.labels for c in leftovers]}"
+
+
+async def wait_until_running(client: docker.DockerClient, execution_id: str, timeout: float = 10.0) -> str:
+    """The label filter of an execution's container, once that container runs."""
+    label = f"{EXECUTION_LABEL}={execution_id}"
+    for _ in range(int(timeout / 0.1)):
+        if client.containers.list(filters={"label": label, "status": "running"}):
+            return label
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the task of execution {execution_id} never started")
 
 
 class Api:

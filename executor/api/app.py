@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from executor.api import agents, executions
 from executor.api.auth import auth_middleware
 from executor.api.bodies import json_response
 from executor.api.problems import problem_middleware
+
+if TYPE_CHECKING:
+    from executor.service import Services
 
 health = web.RouteTableDef()
 
@@ -28,9 +33,9 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def make_app(services: object) -> web.Application:
+def make_app(services: Services) -> web.Application:
     app = web.Application(
-        client_max_size=services.settings.max_body_bytes,  # type: ignore[attr-defined]
+        client_max_size=services.settings.max_body_bytes,
         middlewares=[problem_middleware, auth_middleware],
     )
     app["services"] = services

@@ -89,12 +89,12 @@ class Worker:
         await self.runtime.drain()
 
     async def _consume(self) -> None:
+        """One job per free slot: a worker never takes more than it can run now."""
         backoff = 0.1
         while not self._stopping.is_set():
             await self._slots.acquire()
-            free = 1 + self._free_slots()
             try:
-                jobs = await self.queue.read(self.instance_id, count=free, block_ms=_READ_BLOCK_MS)
+                jobs = await self.queue.read(self.instance_id, count=1, block_ms=_READ_BLOCK_MS)
                 backoff = 0.1
             except asyncio.CancelledError:
                 self._slots.release()
@@ -105,18 +105,12 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            # One slot is held already; take one more for every further job.
-            for index, job in enumerate(jobs):
-                if index > 0:
-                    await self._slots.acquire()
-                task = asyncio.create_task(self._handle(job), name=f"execution-{job.execution_id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
             if not jobs:
                 self._slots.release()
-
-    def _free_slots(self) -> int:
-        return self._slots._value  # noqa: SLF001 - asyncio offers no public accessor
+                continue
+            task = asyncio.create_task(self._handle(jobs[0]), name=f"execution-{jobs[0].execution_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, job: Job) -> None:
         running = self._running.setdefault(job.execution_id, _Running())

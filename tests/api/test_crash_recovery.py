@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import docker
 
-from runtimes.base import EXECUTION_LABEL
-from tests.conftest import Api, make_service
+from tests.conftest import Api, make_service, wait_until_running
 
 
 async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, docker_client: docker.DockerClient) -> None:
@@ -19,13 +16,7 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             api = Api(session, svc.base_url, svc.operator_token)
             agent_id = await api.register(["sleep", "300"], limits={"timeout_s": 300})
             status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
-            label = f"{EXECUTION_LABEL}={record['id']}"
-            for _ in range(100):
-                if docker_client.containers.list(filters={"label": label, "status": "running"}):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the task never started")
+            label = await wait_until_running(docker_client, record["id"])
 
             svc.stop("KILL")
             assert docker_client.containers.list(all=True, filters={"label": label}), "the kill left no orphan to test"

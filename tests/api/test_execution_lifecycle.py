@@ -7,7 +7,7 @@ from datetime import datetime
 
 import docker
 
-from runtimes.base import EXECUTION_LABEL
+from tests.conftest import wait_until_running
 
 # Each probe prints one JSON document about the sandbox it runs in.
 HARDENING_PROBE = r"""
@@ -157,13 +157,7 @@ async def test_output_that_is_not_json_or_violates_the_schema(api) -> None:
 async def test_cancel_a_running_task_removes_its_container(api, docker_client: docker.DockerClient) -> None:
     agent_id = await api.register(["sleep", "60"], limits={"timeout_s": 120})
     status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
-    execution_label = f"{EXECUTION_LABEL}={record['id']}"
-    for _ in range(100):
-        if docker_client.containers.list(filters={"label": execution_label, "status": "running"}):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the task never started")
+    execution_label = await wait_until_running(docker_client, record["id"])
     status, cancelled, _ = await api.post(f"/v1/executions/{record['id']}/cancel")
     assert status == 200 and cancelled["status"] == "CANCELLED", cancelled
     assert cancelled["error"]["type"] == "cancelled"
