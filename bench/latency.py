@@ -2,16 +2,18 @@
 
     .venv/bin/python bench/latency.py [-n 40] [--concurrency 8] [--total 96]
 
-It starts its own PostgreSQL, Redis and `executor serve`, registers a trivial
-agent (`cat` on the busybox image) and compares, on the same image with the
-same hardening flags:
+It starts its own PostgreSQL and Redis and two `executor serve` processes, one
+with the pool of pre-started containers (the default) and one without it,
+registers a trivial agent (`cat` on the busybox image) in each and compares,
+on the same image with the same hardening flags:
 
-  api        POST /v1/executions?wait=30 through the whole service
-  docker-run `docker run --rm -i` with the same flags
-  docker-py  create / attach / start / write stdin / read / wait / remove
+  api pooled   POST /v1/executions?wait=30, pre-started containers
+  api cold     the same with EXECUTOR_POOL_ENABLED=false
+  docker-run   `docker run --rm -i` with the same flags
+  docker-py    create / attach / start / write stdin / read / wait / remove
 
-then sustained throughput with C concurrent clients: the API against raw
-docker-py at the same concurrency. Absolute times vary between machines;
+then sustained throughput with C concurrent clients: both services against
+raw docker-py at the same concurrency. Absolute times vary between machines;
 the ratios are the result.
 """
 
@@ -135,11 +137,13 @@ def docker_py_throughput(engine: DockerEngine, image: str, concurrency: int, tot
         return total / (time.perf_counter() - t0)
 
 
-def start_service(database_url: str, redis_url: str, state_dir: Path, token: str) -> tuple[subprocess.Popen, str]:
+def start_service(database_url: str, redis_url: str, state_dir: Path, token: str,
+                  pool: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
     env.update(EXECUTOR_DATABASE_URL=database_url, EXECUTOR_REDIS_URL=redis_url, EXECUTOR_STATE_DIR=str(state_dir),
-               EXECUTOR_PORT=str(port), EXECUTOR_BOOTSTRAP_TOKEN=token)
+               EXECUTOR_PORT=str(port), EXECUTOR_BOOTSTRAP_TOKEN=token, EXECUTOR_POOL_ENABLED=str(pool).lower())
     log = open(state_dir / "service.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "executor", "serve"], env=env, cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -163,9 +167,25 @@ def register_agent(base_url: str, token: str, image: str) -> str:
         return json.loads(response.read())["id"]
 
 
+def pool_status(base_url: str, token: str) -> dict:
+    request = urllib.request.Request(base_url + "/v1/status", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())["pool"]
+
+
+def hit_rate(before: dict, after: dict) -> str:
+    hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
+    return f"{100 * hits / (hits + misses):.0f}% ({hits} hits, {misses} misses)" if hits + misses else "-"
+
+
 def row(name: str, samples: list[float], reference: float) -> str:
     p50, p95 = statistics.median(samples) * 1000, percentile(samples, 95) * 1000
-    return f"| {name:<22} | {p50:8.1f} | {p95:8.1f} | {max(samples) * 1000:8.1f} | {p50 / reference:6.2f}x |"
+    return f"| {name:<22} | {p50:8.1f} | {p95:8.1f} | {max(samples) * 1000:8.1f} | {p50 / reference:10.2f}x |"
+
+
+def verdict(value: float, target: float, *, at_most: bool) -> str:
+    met = value <= target if at_most else value >= target
+    return f"{value:.2f} (target {'<=' if at_most else '>='} {target}): {'met' if met else 'NOT met'}"
 
 
 def main() -> None:
@@ -182,29 +202,41 @@ def main() -> None:
     client = docker.from_env()
     image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
     engine = DockerEngine(threads=max(32, args.concurrency * 2))
-    process = None
+    processes = []
     try:
-        database_url, redis_url = postgres.start(), redis_server.start()
+        postgres.start()
+        redis_url = redis_server.start()
         token = "exe_bench_" + secrets.token_urlsafe(16)
-        process, base_url = start_service(database_url, redis_url, workdir, token)
-        agent_id = register_agent(base_url, token, image)
+        services = {}
+        for index, (name, pool) in enumerate((("pooled", True), ("cold", False))):
+            process, base_url = start_service(postgres.create_database(f"bench_{name}"),
+                                              redis_url.rsplit("/", 1)[0] + f"/{index}", workdir / name, token, pool)
+            processes.append(process)
+            services[name] = (base_url, register_agent(base_url, token, image))
 
         for _ in range(3):  # warm up every path once
             raw_docker_run(image), raw_docker_py(engine, image)
-        asyncio.run(api_sequential(base_url, token, agent_id, 3))
+        for base_url, agent_id in services.values():
+            asyncio.run(api_sequential(base_url, token, agent_id, 3))
+        pool_before = pool_status(services["pooled"][0], token)
 
         # Interleave the paths in rounds so drift in the machine hits them alike.
-        api_s: list[float] = []
-        run_s: list[float] = []
-        py_s: list[float] = []
+        samples: dict[str, list[float]] = {"pooled": [], "cold": [], "run": [], "py": []}
         for _ in range(args.n // 10 or 1):
-            api_s += asyncio.run(api_sequential(base_url, token, agent_id, 10))
-            run_s += [raw_docker_run(image) for _ in range(10)]
-            py_s += [raw_docker_py(engine, image) for _ in range(10)]
-        api_tp = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
-        py_tp = docker_py_throughput(engine, image, args.concurrency, args.total)
+            for name in ("pooled", "cold"):
+                base_url, agent_id = services[name]
+                samples[name] += asyncio.run(api_sequential(base_url, token, agent_id, 10))
+            samples["run"] += [raw_docker_run(image) for _ in range(10)]
+            samples["py"] += [raw_docker_py(engine, image) for _ in range(10)]
+        pool_sequential = pool_status(services["pooled"][0], token)
+        throughput = {}
+        for name in ("pooled", "cold"):
+            base_url, agent_id = services[name]
+            throughput[name] = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
+        pool_concurrent = pool_status(services["pooled"][0], token)
+        throughput["py"] = docker_py_throughput(engine, image, args.concurrency, args.total)
     finally:
-        if process is not None:
+        for process in processes:
             process.terminate()
             process.wait(60)
         engine.close()
@@ -213,19 +245,27 @@ def main() -> None:
         postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    reference = statistics.median(py_s) * 1000
-    print(f"\nexecutor latency benchmark: {len(api_s)} sequential runs per path, busybox `cat`, same hardening\n")
-    print("| path                   | p50 ms   | p95 ms   | max ms   | p50 vs docker-py |")
-    print("|------------------------|----------|----------|----------|--------|")
-    print(row("api (wait)", api_s, reference))
-    print(row("raw docker run --rm -i", run_s, reference))
-    print(row("raw docker-py", py_s, reference))
-    api_ratio = statistics.median(api_s) * 1000 / reference
-    print(f"\nthroughput at {args.concurrency} concurrent clients, {args.total} executions per path:")
-    print(f"| api        | {api_tp:6.2f} exec/s |\n| docker-py  | {py_tp:6.2f} exec/s |")
-    print(f"\napi p50 / docker-py p50 = {api_ratio:.2f} (target <= 1.15): {'met' if api_ratio <= 1.15 else 'NOT met'}")
-    tp_ratio = api_tp / py_tp
-    print(f"api throughput / docker-py = {tp_ratio:.2f} (target >= 0.85): {'met' if tp_ratio >= 0.85 else 'NOT met'}")
+    median = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    print(f"\nexecutor latency benchmark: {len(samples['py'])} sequential runs per path, busybox `cat`, "
+          "same hardening\n")
+    print("| path                   | p50 ms   | p95 ms   | max ms   | p50 / docker-py |")
+    print("|------------------------|----------|----------|----------|-------------|")
+    print(row("api, pooled", samples["pooled"], median["py"]))
+    print(row("api, cold (no pool)", samples["cold"], median["py"]))
+    print(row("raw docker run --rm -i", samples["run"], median["py"]))
+    print(row("raw docker-py", samples["py"], median["py"]))
+    print(f"\npool hit rate, sequential: {hit_rate(pool_before, pool_sequential)}")
+    print(f"\nthroughput at {args.concurrency} concurrent clients, {args.total} executions per path:\n")
+    print("| path                | exec/s  | / docker-py |")
+    print("|---------------------|---------|-------------|")
+    for name, label in (("pooled", "api, pooled"), ("cold", "api, cold (no pool)"), ("py", "raw docker-py")):
+        print(f"| {label:<19} | {throughput[name]:7.2f} | {throughput[name] / throughput['py']:10.2f}x |")
+    print(f"\npool hit rate, concurrent: {hit_rate(pool_sequential, pool_concurrent)}\n")
+    print("api cold p50 / docker-py p50 = " + verdict(median["cold"] / median["py"], 1.15, at_most=True))
+    print("api cold throughput / docker-py = " + verdict(throughput["cold"] / throughput["py"], 0.85, at_most=False))
+    print("api pooled p50 / docker run p50 = " + verdict(median["pooled"] / median["run"], 0.30, at_most=True))
+    print("api pooled throughput / docker-py = "
+          + verdict(throughput["pooled"] / throughput["py"], 0.90, at_most=False))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="start everything on this machine (private PostgreSQL/Redis when no URL is set)")
     commands.add_parser("serve", help="serve the API and run the worker, with EXECUTOR_DATABASE_URL/REDIS_URL")
     commands.add_parser("migrate", help="apply the database migrations and exit")
+    status = commands.add_parser("status", help="what a running instance is doing (needs an operator token)")
+    status.add_argument("--url", help="the instance's base URL (default: from EXECUTOR_HOST/EXECUTOR_PORT)")
     tokens = commands.add_parser("tokens", help="manage bearer tokens").add_subparsers(dest="action", required=True)
     create = tokens.add_parser("create", help="create a token and print it (once)")
     create.add_argument("--role", choices=["user", "service", "operator"], required=True)
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "images":
-            return _build_images(args.names)
+            return _build_images(args.names, settings.debian_mirror)
+        if args.command == "status":
+            return _status(args.url or f"http://{settings.host}:{settings.port}")
         if args.command == "migrate":
             return asyncio.run(_migrate(_existing_database_url(settings)))
         if args.command == "tokens":
@@ -120,14 +124,44 @@ async def _create_token(database_url: str, role: str, subject: str) -> int:
     return 0
 
 
-def _build_images(names: list[str]) -> int:
+def _status(base_url: str) -> int:
+    """Print /v1/status of a running instance; the operator token comes from EXECUTOR_TOKEN."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get("EXECUTOR_TOKEN")
+    if not token:
+        raise ConfigurationError("set EXECUTOR_TOKEN to an operator token")
+    request = urllib.request.Request(base_url + "/v1/status", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            current = json.loads(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise ExecutorError(f"could not read {base_url}/v1/status: {exc}") from exc
+    worker, pool = current["worker"], current["pool"]
+    print(f"instance {current['instance']}: {worker['running']}/{worker['concurrency']} tasks running")
+    if pool is None:
+        print("pool: off")
+    else:
+        claims = pool["hits"] + pool["misses"]
+        rate = f"{100 * pool['hits'] / claims:.0f}%" if claims else "-"
+        refill = f"{1000 * pool['refill_seconds_total'] / pool['refills']:.0f} ms" if pool["refills"] else "-"
+        print(f"pool: {pool['containers']} ready, {pool['starting']} starting, {pool['shelves']} shelves; "
+              f"hits {pool['hits']}, misses {pool['misses']} (hit rate {rate}); discarded {pool['discarded']}; "
+              f"mean refill {refill}")
+    return 0
+
+
+def _build_images(names: list[str], debian_mirror: str) -> int:
     import docker
 
     from runtimes.images import build_images
 
     client = docker.from_env()
     try:
-        for built in build_images(client, names or None, progress=lambda line: print(f"  {line}")):
+        for built in build_images(client, names or None, progress=lambda line: print(f"  {line}"),
+                                  debian_mirror=debian_mirror):
             print(f"{built.name}: {'cached' if built.cached else 'built'} {built.tag} {built.image_id[:19]}")
     finally:
         client.close()

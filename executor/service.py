@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
@@ -20,6 +21,7 @@ from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
 from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
+from runtimes.pool import ContainerPool, PoolConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,16 @@ class Services:
         results = await asyncio.gather(*(asyncio.wait_for(c, 2.0) for c in checks.values()), return_exceptions=True)
         return {name: result is True for name, result in zip(checks, results)}
 
+    def status(self) -> dict[str, Any]:
+        """What this instance is doing: for operators (/v1/status, /metrics, `executor status`)."""
+        pool = self.worker.runtime.pool if self.worker else None
+        return {
+            "instance": self.settings.resolved_instance_id,
+            "worker": {"running": self.worker.running if self.worker else 0,
+                       "concurrency": self.settings.worker_concurrency},
+            "pool": pool.snapshot() if pool and pool.config.enabled else None,
+        }
+
     async def stop(self) -> None:
         if self._stopped:
             return
@@ -80,6 +92,10 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     if run_worker:
         services.engine = DockerEngine(threads=settings.docker_threads)
         runtime = ContainerRuntime(services.engine, instance_id=settings.resolved_instance_id)
+        runtime.pool = ContainerPool(runtime, PoolConfig(
+            enabled=settings.pool_enabled, max_containers=settings.pool_max_containers,
+            max_memory_mb=settings.pool_max_memory_mb, idle_s=settings.pool_idle_s,
+        ))
         services.worker = Worker(db, queue, events, runtime, settings)
         await services.worker.start()
     return services

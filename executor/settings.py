@@ -15,6 +15,8 @@ from typing import Mapping
 from executor.errors import ConfigurationError
 
 PREFIX = "EXECUTOR_"
+# Read by clients (the curl line, `executor status`), not by the service.
+CLIENT_VARIABLES = frozenset({"EXECUTOR_TOKEN"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,15 @@ class Settings:
     docker_threads: int = 32
     oci_runtime: str | None = None  # e.g. "runsc"; None = the engine's default
     register_examples: bool = True
+    debian_mirror: str = "http://deb.debian.org/debian"  # for debootstrap of the Debian base image
+
+    # Pre-started containers (runtimes/pool.py): on by default for every agent.
+    pool_enabled: bool = True
+    pool_default_min: int = 1  # per agent, unless its registration says otherwise
+    pool_default_max: int = 8
+    pool_max_containers: int = 32  # across all agents, idle and starting
+    pool_max_memory_mb: int = 4096  # the sum of their memory limits
+    pool_idle_s: float = 120.0  # an agent without demand this long keeps none
 
     @property
     def resolved_instance_id(self) -> str:
@@ -123,7 +134,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     known = {f.name: f for f in fields(Settings)}
     values: dict[str, object] = {}
     for key, raw in env.items():
-        if not key.startswith(PREFIX):
+        if not key.startswith(PREFIX) or key in CLIENT_VARIABLES:
             continue
         name = key[len(PREFIX):].lower()
         if name not in known:
@@ -141,5 +152,7 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_DEFAULT_LIMITS exceed EXECUTOR_MAX_LIMITS")
     if m.pids < 1 or d.pids < 1:
         raise ConfigurationError("pids limits must be at least 1 (0 would mean unlimited)")
+    if not 0 <= settings.pool_default_min <= settings.pool_default_max <= settings.pool_max_containers:
+        raise ConfigurationError("need 0 <= EXECUTOR_POOL_DEFAULT_MIN <= EXECUTOR_POOL_DEFAULT_MAX <= EXECUTOR_POOL_MAX_CONTAINERS")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")

@@ -14,6 +14,7 @@ from executor.settings import Limits
 
 EXECUTION_LABEL = "org.executor.execution"
 INSTANCE_LABEL = "org.executor.instance"
+POOL_LABEL = "org.executor.pool"  # a pre-started container; its value is the pool key's hash
 # Tasks run as nobody, whatever the image says: an image cannot opt into root.
 TASK_USER = "65534:65534"
 
@@ -29,6 +30,9 @@ class TaskSpec:
     max_log_bytes: int
     tmpfs_mb: int
     oci_runtime: str | None = None
+    # The agent's bounds on pre-started containers (see runtimes/pool.py).
+    pool_min: int = 1
+    pool_max: int = 8
 
 
 class Termination(str, enum.Enum):
@@ -50,3 +54,4 @@ class TaskResult:
     finished_at: datetime | None
     wall_ms: int | None
     detail: str = ""
+    pooled: bool = False  # ran in a pre-started container claimed from the pool

@@ -13,8 +13,9 @@ import contextlib
 import logging
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 import docker.types
@@ -22,6 +23,9 @@ import docker.types
 from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, TASK_USER, TaskResult, TaskSpec, Termination
 from runtimes.engine import DockerEngine
 from runtimes.streams import CappedDemuxer
+
+if TYPE_CHECKING:
+    from runtimes.pool import ContainerPool
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +62,43 @@ def hardened_host_config(engine: DockerEngine, spec: TaskSpec) -> dict[str, Any]
     return engine.api.create_host_config(**options)
 
 
+@dataclass
+class LiveContainer:
+    """A started container whose stdin, stdout and stderr we hold over the attach socket."""
+
+    id: str
+    attached: Any  # docker-py's SocketIO; it shares the descriptor of `raw`
+    raw: socket.socket
+    pooled: bool = False
+
+    def peek(self) -> bool | None:
+        """Without blocking: None when nothing was written yet, True when output waits,
+        False when the stream ended (the container is gone or done)."""
+        try:
+            return bool(self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return None
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        _hang_up(self.raw)
+        self.attached.close()
+
+
+class LaunchError(Exception):
+    pass
+
+
 class ContainerRuntime:
     def __init__(self, engine: DockerEngine, *, instance_id: str) -> None:
         self.engine = engine
         self.instance_id = instance_id
+        self.pool: ContainerPool | None = None
         self._removals: set[asyncio.Task[None]] = set()
 
-    async def run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
-        """Run one task to its end; never raises for anything the task does."""
+    async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
+        """Create, attach (before start, so no output is lost) and start a hardened container."""
         api = self.engine.api
         try:
             created = await self.engine.call(
@@ -75,66 +108,84 @@ class ContainerRuntime:
                 user=TASK_USER,
                 stdin_open=True,
                 network_disabled=True,  # with network_mode none: only `lo`, and a faster start
-                labels={EXECUTION_LABEL: spec.execution_id, INSTANCE_LABEL: self.instance_id},
+                labels={INSTANCE_LABEL: self.instance_id, **labels},
                 host_config=hardened_host_config(self.engine, spec),
             )
         except docker.errors.DockerException as exc:
-            return _platform_error(f"could not create the container: {exc}")
+            raise LaunchError(f"could not create the container: {exc}") from exc
         container_id = created["Id"]
         try:
-            result = await self._attach_and_run(container_id, spec, cancelled)
+            attached = await self.engine.call(
+                api.attach_socket, container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            raw: socket.socket = attached._sock  # the unix socket under docker-py's SocketIO wrapper
+            raw.setblocking(False)
+            live = LiveContainer(container_id, attached, raw)
+            try:
+                await self.engine.call(api.start, container_id)
+            except BaseException:
+                live.close()
+                raise
+        except Exception as exc:
+            await self.remove(container_id)
+            raise LaunchError(f"could not start the container: {exc}") from exc
+        return live
+
+    async def run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+        """Run one task to its end in a container of its own; never raises for anything the task does."""
+        live = await self.pool.claim(spec) if self.pool else None
+        if live is None:
+            try:
+                live = await self.launch(spec, {EXECUTION_LABEL: spec.execution_id})
+            except LaunchError as exc:
+                return _platform_error(str(exc))
+        try:
+            result = await self._drive(live, spec, cancelled)
         except Exception as exc:  # the engine failed mid-run: never leave the container behind
             log.exception("task %s: engine failure", spec.execution_id)
-            await self._kill(container_id)
-            result = _platform_error(f"engine failure during the run: {exc}")
+            await self._kill(live.id)
+            result = _platform_error(f"engine failure during the run: {exc}", pooled=live.pooled)
+        finally:
+            live.close()
         if result.termination in (Termination.EXITED, Termination.OOM):
-            self._remove_later(container_id)  # off the hot path: the result is already complete
+            self.remove_later(live.id)  # off the hot path: the result is already complete
         else:
-            await self._remove(container_id)
+            await self.remove(live.id)
         return result
 
-    async def _attach_and_run(self, container_id: str, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
-        api, loop = self.engine.api, asyncio.get_running_loop()
-        attached = await self.engine.call(
-            api.attach_socket, container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        raw: socket.socket = attached._sock  # the unix socket under docker-py's SocketIO wrapper
-        raw.setblocking(False)
+    async def _drive(self, live: LiveContainer, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+        """Feed the input, collect the output under the caps and the wall clock, which starts now."""
+        loop = asyncio.get_running_loop()
         demux = CappedDemuxer(spec.max_output_bytes, spec.max_log_bytes)
-        try:
-            started_at = datetime.now(timezone.utc)
-            t0 = time.monotonic()
-            await self.engine.call(api.start, container_id)
-            deadline = t0 + spec.limits.timeout_s
-            writer = asyncio.create_task(_write_stdin(loop, raw, spec.stdin))
-            reader = asyncio.create_task(_read_until(loop, raw, demux))
-            termination = await _supervise(reader, cancelled, deadline)
-            if termination is not None:
-                # Stop reading for good before the kill: the engine must never be left
-                # blocked writing to a socket nobody drains (it would hang the container).
-                _hang_up(raw)
-                await self._kill(container_id)
-            writer.cancel()
-            reader.cancel()
-            await asyncio.gather(writer, reader, return_exceptions=True)
-            if termination is None:
-                # Output closed: the process is ending, but the wall clock still holds.
-                exit_code = await self._wait(container_id, max(deadline - time.monotonic(), 0.0))
-                if exit_code is None:
-                    termination = Termination.TIMEOUT
-                    await self._kill(container_id)
-            if termination is not None:
-                exit_code = await self._wait(container_id, _KILL_GRACE_S)
-            wall_ms = int((time.monotonic() - t0) * 1000)
-            finished_at = datetime.now(timezone.utc)
-        finally:
-            _hang_up(raw)
-            attached.close()
+        started_at = datetime.now(timezone.utc)
+        t0 = time.monotonic()
+        deadline = t0 + spec.limits.timeout_s
+        writer = asyncio.create_task(_write_stdin(loop, live.raw, spec.stdin))
+        reader = asyncio.create_task(_read_until(loop, live.raw, demux))
+        termination = await _supervise(reader, cancelled, deadline)
+        if termination is not None:
+            # Stop reading for good before the kill: the engine must never be left
+            # blocked writing to a socket nobody drains (it would hang the container).
+            _hang_up(live.raw)
+            await self._kill(live.id)
+        writer.cancel()
+        reader.cancel()
+        await asyncio.gather(writer, reader, return_exceptions=True)
+        if termination is None:
+            # Output closed: the process is ending, but the wall clock still holds.
+            exit_code = await self._wait(live.id, max(deadline - time.monotonic(), 0.0))
+            if exit_code is None:
+                termination = Termination.TIMEOUT
+                await self._kill(live.id)
+        if termination is not None:
+            exit_code = await self._wait(live.id, _KILL_GRACE_S)
+        wall_ms = int((time.monotonic() - t0) * 1000)
+        finished_at = datetime.now(timezone.utc)
         detail = ""
         if termination is None and exit_code != 0:
             # OOMKilled is set when the kernel killed any process of the container
             # at its memory limit, whatever exit code the main process reported.
-            state = (await self.engine.call_retrying(api.inspect_container, container_id))["State"]
+            state = (await self.engine.call_retrying(self.engine.api.inspect_container, live.id))["State"]
             if state.get("OOMKilled"):
                 termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
         if termination is Termination.OUTPUT_TOO_LARGE:
@@ -151,6 +202,7 @@ class ContainerRuntime:
             finished_at=finished_at,
             wall_ms=wall_ms,
             detail=detail,
+            pooled=live.pooled,
         )
 
     async def _wait(self, container_id: str, timeout_s: float) -> int | None:
@@ -166,7 +218,7 @@ class ContainerRuntime:
             # 409 "is not running" is fine: it is already down.
             await self.engine.call_retrying(self.engine.api.kill, container_id)
 
-    async def _remove(self, container_id: str) -> None:
+    async def remove(self, container_id: str) -> None:
         try:
             await self.engine.call_retrying(self.engine.api.remove_container, container_id, force=True)
         except docker.errors.NotFound:
@@ -175,8 +227,8 @@ class ContainerRuntime:
             if "already in progress" not in str(exc):
                 log.error("could not remove container %s: %s", container_id[:12], exc)
 
-    def _remove_later(self, container_id: str) -> None:
-        task = asyncio.create_task(self._remove(container_id))
+    def remove_later(self, container_id: str) -> None:
+        task = asyncio.create_task(self.remove(container_id))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
 
@@ -186,7 +238,8 @@ class ContainerRuntime:
             await asyncio.gather(*list(self._removals), return_exceptions=True)
 
     async def remove_orphans(self, live_execution_ids: set[str]) -> list[str]:
-        """Remove this instance's containers whose execution is not live; returns their execution ids."""
+        """Remove this instance's containers whose execution is not live (pooled ones
+        included: they belong to no execution); returns their execution ids."""
         containers = await self.engine.call(
             self.engine.api.containers, all=True, filters={"label": f"{INSTANCE_LABEL}={self.instance_id}"}
         )
@@ -194,7 +247,7 @@ class ContainerRuntime:
         for container in containers:
             execution_id = container["Labels"].get(EXECUTION_LABEL, "")
             if execution_id not in live_execution_ids:
-                await self._remove(container["Id"])
+                await self.remove(container["Id"])
                 removed.append(execution_id)
         return removed
 
@@ -242,5 +295,5 @@ def _hang_up(raw: socket.socket) -> None:
     raw.close()
 
 
-def _platform_error(detail: str) -> TaskResult:
-    return TaskResult(Termination.PLATFORM_ERROR, None, b"", b"", None, None, None, detail)
+def _platform_error(detail: str, *, pooled: bool = False) -> TaskResult:
+    return TaskResult(Termination.PLATFORM_ERROR, None, b"", b"", None, None, None, detail, pooled)

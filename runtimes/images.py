@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -95,13 +94,14 @@ def _cached_id(client: docker.DockerClient, tag: str, wanted: str) -> str | None
 
 
 def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IMAGES_DIR,
-                progress: Progress = print) -> BuiltImage:
+                progress: Progress = print, debian_mirror: str = DEFAULT_DEBIAN_MIRROR) -> BuiltImage:
     """Build one image (its base first); a no-op when its content is unchanged."""
     recipe = _recipe(images_dir, name)
     base_id = None
     base_tag = None
     if recipe.get("base"):
-        base = build_image(client, recipe["base"], images_dir=images_dir, progress=progress)
+        base = build_image(client, recipe["base"], images_dir=images_dir, progress=progress,
+                           debian_mirror=debian_mirror)
         base_id, base_tag = base.image_id, _hash_tag(client, base)
     wanted = content_hash(images_dir, name, base_id)
     tag = f"executor/{name}:latest"
@@ -111,7 +111,7 @@ def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IM
     started = time.monotonic()
     progress(f"{name}: building ({recipe.get('builder', 'dockerfile')})")
     if recipe.get("builder") == "debootstrap":
-        image_id = _build_debootstrap(client, name, recipe, wanted, progress)
+        image_id = _build_debootstrap(client, name, recipe, wanted, progress, debian_mirror)
     else:
         image_id = _build_dockerfile(client, images_dir / name, recipe, wanted, base_tag, progress)
     image = client.images.get(image_id)
@@ -122,9 +122,11 @@ def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IM
 
 
 def build_images(client: docker.DockerClient, names: Sequence[str] | None = None, *,
-                 images_dir: Path = IMAGES_DIR, progress: Progress = print) -> list[BuiltImage]:
+                 images_dir: Path = IMAGES_DIR, progress: Progress = print,
+                 debian_mirror: str = DEFAULT_DEBIAN_MIRROR) -> list[BuiltImage]:
     wanted = list(names) if names else image_names(images_dir)
-    return [build_image(client, name, images_dir=images_dir, progress=progress) for name in wanted]
+    return [build_image(client, name, images_dir=images_dir, progress=progress, debian_mirror=debian_mirror)
+            for name in wanted]
 
 
 def _hash_tag(client: docker.DockerClient, built: BuiltImage) -> str:
@@ -157,11 +159,11 @@ def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, c
 
 
 def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, content: str,
-                       progress: Progress) -> str:
+                       progress: Progress, debian_mirror: str) -> str:
     """A Debian root made with debootstrap and imported with its label."""
     if shutil.which("debootstrap") is None:
         raise ImageBuildError("debootstrap not found (install Debian's `debootstrap` package)")
-    mirror = recipe.get("mirror") or os.environ.get("EXECUTOR_DEBIAN_MIRROR") or DEFAULT_DEBIAN_MIRROR
+    mirror = recipe.get("mirror") or debian_mirror
     with tempfile.TemporaryDirectory(prefix="executor-debootstrap-") as workdir:
         root = Path(workdir) / "rootfs"
         progress(f"{name}: debootstrap --variant={recipe['variant']} {recipe['suite']} {mirror}")

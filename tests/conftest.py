@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from runtimes.base import EXECUTION_LABEL
+from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
 from runtimes.images import build_images
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,8 +142,8 @@ def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dic
     svc.start()
     yield svc
     svc.stop()
-    # After the whole suite, no container of ours may be left behind.
-    leftovers = docker_client.containers.list(all=True, filters={"label": EXECUTION_LABEL})
+    # After the whole suite, no container of ours may be left behind: task or pre-started.
+    leftovers = docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
     assert not leftovers, f"containers left behind: {[c.labels for c in leftovers]}"
 
 

@@ -22,6 +22,7 @@ class AgentVersion:
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     limits: Limits
+    pool: dict[str, int] | None  # {"min", "max"} pre-started containers; None: the operator's defaults
     description: str | None
     owner: str
     created_at: datetime
@@ -38,6 +39,7 @@ class AgentVersion:
             "input_schema": self.input_schema,
             "output_schema": self.output_schema,
             "limits": self.limits.to_dict(),
+            "pool": self.pool,
             "description": self.description,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
         }

@@ -9,14 +9,14 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 
 from executor.agents.records import AgentVersion
-from executor.errors import Conflict, ImageNotFound, NotFound, RequestInvalid
+from executor.errors import Conflict, ImageNotFound, LimitExceeded, NotFound, RequestInvalid
 from executor.limits import resolve_limits
 from executor.schemas import check_schema
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "description"}
+_FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "pool", "description"}
 
 ImageResolver = Callable[[str], Awaitable[str | None]]
 
@@ -50,6 +50,7 @@ async def register(
         _require(field in body, f"/{field}", "required")
         check_schema(body[field], field=field)
     limits = resolve_limits(body.get("limits"), settings.default_limits, settings.max_limits)
+    pool = _pool_bounds(body.get("pool"), settings)
 
     digest = await resolve_image(image)
     if digest is None:
@@ -60,11 +61,27 @@ async def register(
             version={
                 "image": image, "image_digest": digest, "command": command, "description": description,
                 "input_schema": body["input_schema"], "output_schema": body["output_schema"],
-                "limits": limits.to_dict(),
+                "limits": limits.to_dict(), "pool": pool,
             },
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"an agent named {name!r} already exists") from None
+
+
+def _pool_bounds(raw: Any, settings: Settings) -> dict[str, int] | None:
+    """{"min", "max"} pre-started containers for this agent, within the operator's cap."""
+    if raw is None:
+        return None
+    _require(isinstance(raw, dict) and set(raw) <= {"min", "max"}, "/pool", "an object with min and/or max")
+    bounds = {"min": raw.get("min", settings.pool_default_min), "max": raw.get("max", settings.pool_default_max)}
+    for name, value in bounds.items():
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"/pool/{name}",
+                 "a non-negative integer")
+    _require(bounds["min"] <= bounds["max"], "/pool", "min must not exceed max")
+    if bounds["max"] > settings.pool_max_containers:
+        raise LimitExceeded(f"pool max {bounds['max']} is above the operator's cap of {settings.pool_max_containers}",
+                            errors=[{"pointer": "/pool/max", "detail": "above the operator's cap"}])
+    return bounds
 
 
 async def get(db: asyncpg.Pool, agent_id: str, version: int | None = None) -> AgentVersion:

@@ -26,6 +26,7 @@ def outcome_of(result: TaskResult, output_schema: Any) -> Outcome:
         started_at=result.started_at,
         finished_at=result.finished_at,
         usage=Usage(wall_ms=result.wall_ms),
+        pooled=result.pooled,
     )
     if result.termination in _BY_TERMINATION:
         status, error_type = _BY_TERMINATION[result.termination]

@@ -81,6 +81,7 @@ class ExecutionRecord:
     usage: Usage = field(default_factory=Usage)
     worker: str | None = None
     cancel_requested: bool = False
+    pooled: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,7 @@ class ExecutionRecord:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "usage": self.usage.to_dict(),
+            "pooled": self.pooled,
         }
 
 
@@ -113,6 +115,7 @@ class Outcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     usage: Usage = field(default_factory=Usage)
+    pooled: bool | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -56,6 +56,8 @@ class Worker:
         self.events.on_cancel(self._on_cancel)
         await self.queue.ensure_group()
         await self.recover()
+        if self.runtime.pool:
+            self.runtime.pool.start()
         self._loop_task = asyncio.create_task(self._consume(), name="worker-consume")
 
     async def recover(self) -> None:
@@ -86,6 +88,8 @@ class Worker:
             await asyncio.gather(self._loop_task, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.runtime.pool:
+            await self.runtime.pool.close()
         await self.runtime.drain()
 
     async def _consume(self) -> None:
@@ -141,6 +145,8 @@ class Worker:
                 max_log_bytes=self.settings.max_log_bytes,
                 tmpfs_mb=self.settings.tmpfs_mb,
                 oci_runtime=self.settings.oci_runtime,
+                pool_min=(agent.pool or {}).get("min", self.settings.pool_default_min),
+                pool_max=(agent.pool or {}).get("max", self.settings.pool_default_max),
             )
             result = await self.runtime.run(spec, running.cancel)
             outcome = outcome_of(result, agent.output_schema)
@@ -149,6 +155,10 @@ class Worker:
             outcome = Outcome(Status.FAILED, error=ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}"))
         await execution_sql.finish(self.db, execution_id, outcome)
         await self.events.publish_finished(execution_id)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
 
     async def _on_cancel(self, execution_id: uuid.UUID) -> None:
         running = self._running.get(execution_id)

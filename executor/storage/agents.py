@@ -12,7 +12,7 @@ from executor.settings import Limits
 
 _SELECT = (
     "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
-    " v.input_schema, v.output_schema, v.limits, v.description, v.created_at"
+    " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
 
@@ -32,9 +32,9 @@ async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, ve
         )
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, description) VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8)",
+            " output_schema, limits, pool, description) VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9)",
             agent_id, version["image"], version["image_digest"], version["command"], version["input_schema"],
-            version["output_schema"], version["limits"], version["description"],
+            version["output_schema"], version["limits"], version["pool"], version["description"],
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
     return _record(row)

@@ -23,7 +23,7 @@ from executor.settings import Limits
 _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
-    " peak_memory_bytes, worker, cancel_requested"
+    " peak_memory_bytes, worker, cancel_requested, pooled"
 )
 
 
@@ -48,6 +48,7 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         usage=Usage(row["wall_ms"], row["cpu_ms"], row["peak_memory_bytes"]),
         worker=row["worker"],
         cancel_requested=row["cancel_requested"],
+        pooled=row["pooled"],
     )
 
 
@@ -113,12 +114,13 @@ async def finish(
         "UPDATE executions SET status = $2, output = $3, raw_output = $4, log = $5, error_type = $6,"
         " error_detail = $7, error_violations = $8, exit_code = $9,"
         " started_at = COALESCE($10, started_at), finished_at = COALESCE($11, now()),"
-        " wall_ms = $12, cpu_ms = $13, peak_memory_bytes = $14"
+        " wall_ms = $12, cpu_ms = $13, peak_memory_bytes = $14, pooled = $16"
         f" WHERE id = $1 AND status = $15 RETURNING {_COLUMNS}",
         execution_id, outcome.status.value, outcome.output, outcome.raw_output, outcome.log,
         error.type.value if error else None, error.detail if error else None,
         error.violations if error else None, outcome.exit_code, outcome.started_at, outcome.finished_at,
         outcome.usage.wall_ms, outcome.usage.cpu_ms, outcome.usage.peak_memory_bytes, from_status.value,
+        outcome.pooled,
     )
     return _record(row) if row else None
 

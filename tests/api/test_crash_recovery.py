@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import docker
 
+from runtimes.base import INSTANCE_LABEL, POOL_LABEL
 from tests.conftest import Api, make_service, wait_until_running
 
 
@@ -18,10 +21,21 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
             label = await wait_until_running(docker_client, record["id"])
 
+            # A second agent that reads its stdin gets pre-started containers.
+            waiting = await api.register(["cat"])
+            await api.run(waiting)
+            pooled = {"label": [POOL_LABEL, f"{INSTANCE_LABEL}={svc.instance_id}"]}
+            for _ in range(50):
+                if docker_client.containers.list(filters=pooled):
+                    break
+                await asyncio.sleep(0.1)
+            assert docker_client.containers.list(filters=pooled), "no pre-started container to leave behind"
+
             svc.stop("KILL")
             assert docker_client.containers.list(all=True, filters={"label": label}), "the kill left no orphan to test"
 
             svc.start()  # same instance id, same database
+            assert docker_client.containers.list(all=True, filters=pooled) == []
             status, final, _ = await api.get(f"/v1/executions/{record['id']}")
             assert status == 200 and final["status"] == "FAILED", final
             assert final["error"]["type"] == "platform_error"

@@ -1,0 +1,114 @@
+"""Pre-started single-use containers, end to end through HTTP on the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import docker
+
+from runtimes.base import INSTANCE_LABEL, POOL_LABEL
+from tests.api.test_execution_lifecycle import HARDENING_PROBE
+from tests.conftest import REPO
+
+LEAVE_TRACES = r"""
+cat > /dev/null
+before=$(ls -A /tmp | tr '\n' ' ')
+marker=$(cat /tmp/marker 2>/dev/null)
+others=$(ps -o comm | grep -c '^sleep$')
+echo "secret of the previous task" > /tmp/marker
+(sleep 300 &)
+printf '{"tmp_before":"%s","marker":"%s","sleepers":%s}' "$before" "$marker" "$others"
+"""
+REFILL_S = 1.5  # more than the refill loop's tick plus a container start
+
+
+async def test_consecutive_tasks_share_nothing(api) -> None:
+    agent_id = await api.register(["sh", "-c", LEAVE_TRACES])
+    records = []
+    for _ in range(3):
+        records.append(await api.run(agent_id))
+        await asyncio.sleep(REFILL_S)
+    assert [r["status"] for r in records] == ["COMPLETED"] * 3, records
+    assert records[0]["pooled"] is False  # a new agent: the pool had nothing for it yet
+    assert records[1]["pooled"] is True and records[2]["pooled"] is True
+    for record in records:
+        # Each task sees an empty /tmp, no file and no process left by the task before it.
+        assert record["output"] == {"tmp_before": "", "marker": "", "sleepers": 0}
+
+
+async def test_hardening_holds_in_a_pooled_container(api) -> None:
+    agent_id = await api.register(["sh", "-c", "cat > /dev/null\n" + HARDENING_PROBE])
+    await api.run(agent_id)
+    await asyncio.sleep(REFILL_S)
+    record = await api.run(agent_id)
+    assert record["status"] == "COMPLETED" and record["pooled"] is True, record
+    probe = record["output"]
+    assert probe["interfaces"] == "lo"
+    assert probe["rootfs_writable"] is False
+    assert probe["uid"] != 0 and probe["gid"] != 0
+    assert probe["cap_eff"] == "0000000000000000"
+    assert probe["no_new_privs"] == 1 and probe["seccomp"] == 2
+    assert {"noexec", "nosuid", "nodev"} <= set(probe["tmp_options"].split(","))
+    assert probe["tmp_exec"] is False and 0 < probe["tmp_kb"] <= 16 * 1024
+
+
+async def test_cold_when_empty_and_a_burst_larger_than_the_pool(api) -> None:
+    agent_id = await api.register(["cat"], limits={"memory_mb": 40})
+    first = await api.run(agent_id, {"n": -1})
+    assert first["status"] == "COMPLETED" and first["pooled"] is False and first["output"] == {"n": -1}
+    results = await asyncio.gather(*(api.run(agent_id, {"n": n}) for n in range(12)))
+    assert [r["status"] for r in results] == ["COMPLETED"] * 12
+    assert [r["output"] for r in results] == [{"n": n} for n in range(12)]
+
+
+async def test_a_pooled_container_killed_from_outside_is_never_handed_out(
+        api, service, docker_client: docker.DockerClient) -> None:
+    agent_id = await api.register(["cat"], limits={"memory_mb": 72})
+    await api.run(agent_id)
+
+    def pooled() -> list:
+        found = docker_client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={service.instance_id}"]})
+        return [c for c in found if c.attrs["HostConfig"]["Memory"] == 72 * 1024 * 1024]
+
+    for _ in range(50):
+        if pooled():
+            break
+        await asyncio.sleep(0.1)
+    victims = pooled()
+    assert victims, "the pool never pre-started a container for the agent"
+    for container in victims:
+        container.kill()
+    record = await api.run(agent_id, {"still": "works"})
+    assert record["status"] == "COMPLETED" and record["output"] == {"still": "works"}, record
+
+
+async def test_the_timeout_of_a_pooled_task_counts_from_the_claim(api) -> None:
+    agent_id = await api.register(["sh", "-c", "cat > /dev/null; sleep 1; echo '{}'"], limits={"timeout_s": 2})
+    await api.run(agent_id)
+    await asyncio.sleep(3)  # the pooled container has now been up longer than the timeout
+    record = await api.run(agent_id)
+    assert record["pooled"] is True and record["status"] == "COMPLETED", record
+    assert 1000 <= record["usage"]["wall_ms"] < 2000
+
+
+async def test_pool_visible_in_metrics_and_executor_status(api, service) -> None:
+    agent_id = await api.register(["cat"])
+    await api.run(agent_id)
+    await asyncio.sleep(REFILL_S)
+    await api.run(agent_id)
+    status, text, headers = await api.get("/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    metrics = dict(line.rsplit(" ", 1) for line in text.decode().splitlines() if not line.startswith("#"))
+    assert int(metrics["executor_pool_hits_total"]) >= 1 and int(metrics["executor_pool_misses_total"]) >= 1
+    assert float(metrics["executor_pool_refill_seconds_count"]) >= 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
+    env.update(EXECUTOR_TOKEN=service.operator_token)
+    done = subprocess.run([sys.executable, "-m", "executor", "status", "--url", service.base_url], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "hit rate" in done.stdout and service.instance_id in done.stdout
+    status, body, _ = await api.as_token(None).get("/metrics")
+    assert status == 401
