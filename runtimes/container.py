@@ -96,6 +96,8 @@ class ContainerRuntime:
         self.instance_id = instance_id
         self.pool: ContainerPool | None = None
         self._removals: set[asyncio.Task[None]] = set()
+        # Background removals compete with running tasks for the engine: a few at a time.
+        self._removal_slots = asyncio.Semaphore(2)
 
     async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
         """Create, attach (before start, so no output is lost) and start a hardened container."""
@@ -228,7 +230,11 @@ class ContainerRuntime:
                 log.error("could not remove container %s: %s", container_id[:12], exc)
 
     def remove_later(self, container_id: str) -> None:
-        task = asyncio.create_task(self.remove(container_id))
+        async def remove() -> None:
+            async with self._removal_slots:
+                await self.remove(container_id)
+
+        task = asyncio.create_task(remove())
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
 

@@ -8,10 +8,16 @@ one use it is removed), and everything else is as for a cold start.
 Containers are shelved by what fixes them at creation: image id, command,
 limits, OCI runtime and /tmp size. Each shelf follows demand:
 
-    target = ceil(arrival rate over the last 10 s × container start time × 2)
+    target = ceil(arrival rate × container start time × 2)
 
-between the agent's floor and ceiling, within a global cap on pooled containers
-and on their memory. A shelf without demand for `idle_s` is emptied.
+(the rate from a moving average of the gaps between arrivals) between the
+agent's floor and ceiling, within a global cap on pooled containers and on
+their memory. A shelf without demand for `idle_s` is emptied.
+
+An agent that does not wait for its input would run its code before any task
+claimed it, on nobody's account: every idle container's CPU time is sampled
+each second, and a container that keeps burning CPU while unclaimed gets its
+agent's shelf closed (cold starts only) for a while.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ from runtimes.container import ContainerRuntime, LaunchError, LiveContainer
 
 log = logging.getLogger(__name__)
 
-_RATE_WINDOW_S = 10.0
 _HEADROOM = 2.0  # bursts: keep twice what the average rate needs
 _FAILURE_PAUSE_S = 30.0
+_BUSY_CPU_SHARE = 0.10  # an idle container using more than this of a core is not waiting for input...
+_BUSY_STRIKES = 4  # ...for this many samples in a row, half a second apart (a short warm-up is fine)
+_TICK_S = 0.5
+_BUSY_PAUSE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -66,21 +75,36 @@ class PoolKey:
 
 
 @dataclass
+class _Idle:
+    live: LiveContainer
+    cpu_ns: int | None = None
+    sampled_at: float = 0.0
+    strikes: int = 0
+
+
+@dataclass
 class _Shelf:
     key: PoolKey
     template: TaskSpec
     floor: int
     ceiling: int
-    idle: deque[LiveContainer] = field(default_factory=deque)
+    idle: deque[_Idle] = field(default_factory=deque)
     starting: int = 0
-    arrivals: deque[float] = field(default_factory=deque)
+    gap_s: float | None = None  # moving average of the time between arrivals
     last_demand: float = 0.0
     paused_until: float = 0.0
 
+    def arrive(self, now: float) -> None:
+        if self.last_demand:
+            gap = now - self.last_demand
+            self.gap_s = gap if self.gap_s is None else 0.7 * self.gap_s + 0.3 * gap
+        self.last_demand = now
+
     def rate(self, now: float) -> float:
-        while self.arrivals and now - self.arrivals[0] > _RATE_WINDOW_S:
-            self.arrivals.popleft()
-        return len(self.arrivals) / _RATE_WINDOW_S
+        if self.gap_s is None:
+            return 0.0
+        # A lull stretches the gap: demand that stopped stops asking for containers.
+        return 1.0 / max(self.gap_s, now - self.last_demand, 1e-3)
 
 
 @dataclass
@@ -116,12 +140,13 @@ class ContainerPool:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for shelf in self._shelves.values():
             while shelf.idle:
-                await self._discard(shelf.idle.popleft(), wait=True)
+                await self._discard(shelf.idle.popleft().live, wait=True)
         self._shelves.clear()
 
     def snapshot(self) -> dict[str, int | float]:
         return {
             "containers": sum(len(s.idle) for s in self._shelves.values()),
+            "closed_shelves": sum(1 for s in self._shelves.values() if s.paused_until > time.monotonic()),
             "starting": sum(s.starting for s in self._shelves.values()),
             "shelves": len(self._shelves),
             "hits": self.stats.hits,
@@ -140,14 +165,12 @@ class ContainerPool:
         shelf = self._shelves.get(key)
         if shelf is None:
             shelf = self._shelves[key] = _Shelf(key, spec, spec.pool_min, spec.pool_max)
-        now = time.monotonic()
         shelf.floor, shelf.ceiling = spec.pool_min, spec.pool_max
-        shelf.arrivals.append(now)
-        shelf.last_demand = now
+        shelf.arrive(time.monotonic())
         self._wake.set()
         while shelf.idle:
-            live = shelf.idle.popleft()
-            if await self._healthy(live):
+            live = shelf.idle.pop().live  # the newest: the oldest stay sampled for CPU
+            if self._healthy(live):
                 self.stats.hits += 1
                 live.pooled = True
                 return live
@@ -155,18 +178,10 @@ class ContainerPool:
         self.stats.misses += 1
         return None
 
-    async def _healthy(self, live: LiveContainer) -> bool:
-        state = live.peek()
-        if state is None:
-            return True  # blocked reading stdin, as it should be
-        if state is False:
-            return False  # its stream ended: killed from outside, or died
-        # It wrote before getting any input: fine if it is still running or ended cleanly.
-        try:
-            info = (await self.runtime.engine.call(self.runtime.engine.api.inspect_container, live.id))["State"]
-        except docker.errors.DockerException:
-            return False
-        return bool(info.get("Running")) or (info.get("ExitCode") == 0 and not info.get("OOMKilled"))
+    def _healthy(self, live: LiveContainer) -> bool:
+        # Healthy means still running, silent, and blocked on stdin: anything written
+        # before the input would be mixed into the task's output.
+        return live.peek() is None
 
     async def _discard(self, live: LiveContainer, *, wait: bool = False) -> None:
         self.stats.discarded += 1
@@ -188,27 +203,80 @@ class ContainerPool:
     async def _refill_loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=_TICK_S)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            now = time.monotonic()
-            for key, shelf in list(self._shelves.items()):
-                if now - shelf.last_demand > self.config.idle_s:
-                    while shelf.idle:
-                        await self._discard(shelf.idle.popleft())
-                    if shelf.starting == 0:
-                        del self._shelves[key]
-                    continue
-                if now < shelf.paused_until:
-                    continue
-                deficit = self._target(shelf, now) - len(shelf.idle) - shelf.starting
-                while deficit > 0 and self._room(key.memory_mb):
-                    shelf.starting += 1
-                    deficit -= 1
-                    task = asyncio.create_task(self._fill(shelf))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the pool is an optimisation: it must never stop for good
+                log.exception("pool: refill pass failed")
+
+    async def _tick(self) -> None:
+        """Sample idle containers' CPU, retire idle shelves, start what demand asks for."""
+        await self._sample_cpu()
+        now = time.monotonic()
+        for key, shelf in list(self._shelves.items()):
+            if now - shelf.last_demand > self.config.idle_s:
+                while shelf.idle:
+                    await self._discard(shelf.idle.popleft().live)
+                if shelf.starting == 0:
+                    del self._shelves[key]
+                continue
+            if now < shelf.paused_until:
+                continue
+            deficit = self._target(shelf, now) - len(shelf.idle) - shelf.starting
+            while deficit > 0 and self._room(key.memory_mb):
+                shelf.starting += 1
+                deficit -= 1
+                task = asyncio.create_task(self._fill(shelf))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _sample_cpu(self) -> None:
+        """Close the shelf of an agent whose unclaimed containers do anything but wait:
+        write output, exit, or keep burning CPU."""
+        due: list[tuple[_Shelf, _Idle]] = []
+        now = time.monotonic()
+        for shelf in list(self._shelves.values()):
+            for idle in list(shelf.idle):
+                state = idle.live.peek()
+                if state is not None:
+                    # Wrote or ended before any input. Its stream is closed at once: the engine
+                    # must never be left blocked on output nobody reads.
+                    await self._close_shelf(shelf, ("writes output" if state else "exits") + " before any input")
+                    break
+                if now - idle.sampled_at >= _TICK_S * 0.9:
+                    due.append((shelf, idle))
+        samples = await asyncio.gather(*(self._cpu_ns(idle.live) for _, idle in due))
+        for (shelf, idle), cpu_ns in zip(due, samples):
+            if cpu_ns is None or idle not in shelf.idle:
+                continue  # unreadable now, or claimed meanwhile
+            sampled_at = time.monotonic()
+            if idle.cpu_ns is not None:
+                share = (cpu_ns - idle.cpu_ns) / 1e9 / max(sampled_at - idle.sampled_at, 1e-3)
+                idle.strikes = idle.strikes + 1 if share > _BUSY_CPU_SHARE else 0
+            idle.cpu_ns, idle.sampled_at = cpu_ns, sampled_at
+            if idle.strikes >= _BUSY_STRIKES:
+                await self._close_shelf(shelf, "keeps using CPU before any input")
+
+    async def _cpu_ns(self, live: LiveContainer) -> int | None:
+        """The container's CPU time so far, from the engine (works on cgroup v1 and v2)."""
+        engine = self.runtime.engine
+        try:
+            stats = await asyncio.wait_for(engine.call(engine.api.stats, live.id, stream=False, one_shot=True), 2.0)
+            return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
+        except (asyncio.TimeoutError, docker.errors.DockerException, KeyError, TypeError, ValueError):
+            return None
+
+    async def _close_shelf(self, shelf: _Shelf, why: str) -> None:
+        log.warning("pool: %s %s %s; cold starts only for %.0f s",
+                    shelf.key.image[:19], list(shelf.key.command or []), why, _BUSY_PAUSE_S)
+        shelf.paused_until = time.monotonic() + _BUSY_PAUSE_S
+        while shelf.idle:
+            await self._discard(shelf.idle.popleft().live)
 
     async def _fill(self, shelf: _Shelf) -> None:
         try:
@@ -219,8 +287,8 @@ class ContainerPool:
             self.stats.refills += 1
             self.stats.refill_seconds_total += elapsed
             self.stats.start_s = 0.8 * self.stats.start_s + 0.2 * elapsed
-            if self._shelves.get(shelf.key) is shelf:
-                shelf.idle.append(live)
+            if self._shelves.get(shelf.key) is shelf and time.monotonic() >= shelf.paused_until:
+                shelf.idle.append(_Idle(live))
             else:  # the shelf was retired meanwhile
                 await self._discard(live)
         except LaunchError as exc:

@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
+from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, POOL_LABEL
 from runtimes.images import build_images
 
 REPO = Path(__file__).resolve().parent.parent
@@ -155,6 +155,23 @@ async def wait_until_running(client: docker.DockerClient, execution_id: str, tim
             return label
         await asyncio.sleep(0.1)
     raise AssertionError(f"the task of execution {execution_id} never started")
+
+
+def pooled_containers(client: docker.DockerClient, instance_id: str, command: list[str]) -> list[Any]:
+    """The pre-started containers of an instance for one command."""
+    found = client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={instance_id}"]})
+    return [c for c in found if c.attrs["Config"]["Cmd"] == command]
+
+
+async def wait_for_pooled(client: docker.DockerClient, instance_id: str, command: list[str],
+                          timeout: float = 15.0) -> list[Any]:
+    """Wait until the pool has pre-started a container for this command."""
+    for _ in range(int(timeout / 0.1)):
+        found = pooled_containers(client, instance_id, command)
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no pre-started container for {command} after {timeout} s")
 
 
 class Api:

@@ -14,6 +14,8 @@ routes = web.RouteTableDef()
 _POOL_METRICS = (
     ("executor_pool_containers", "gauge", "Pre-started containers ready to be claimed.", "containers"),
     ("executor_pool_starting", "gauge", "Pre-started containers being started.", "starting"),
+    ("executor_pool_closed_shelves", "gauge",
+     "Agents kept to cold starts: their unclaimed containers used CPU before any input.", "closed_shelves"),
     ("executor_pool_hits_total", "counter", "Tasks that got a pre-started container.", "hits"),
     ("executor_pool_misses_total", "counter", "Tasks that found the pool empty and started cold.", "misses"),
     ("executor_pool_discarded_total", "counter", "Pre-started containers removed unused (dead or idle).",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from executor.agents.records import AgentVersion
 from executor.errors import ExecutorError
 from executor.executions.outcome import outcome_of
 from executor.executions.records import ErrorType, ExecutionError, Outcome, Status
@@ -48,6 +49,7 @@ class Worker:
         self.instance_id = runtime.instance_id
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._running: dict[uuid.UUID, _Running] = {}
+        self._versions: dict[tuple[uuid.UUID, int], AgentVersion] = {}  # immutable once written
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -132,9 +134,7 @@ class Worker:
         if record is None:
             return  # already claimed, cancelled or finished: this delivery is a duplicate
         try:
-            agent = await agent_sql.get_version(self.db, record.agent_id, record.agent_version)
-            if agent is None:
-                raise ExecutorError(f"agent {record.agent_id} version {record.agent_version} is gone")
+            agent = await self._version(record.agent_id, record.agent_version)
             spec = TaskSpec(
                 execution_id=str(record.id),
                 image=agent.image_digest,
@@ -159,6 +159,17 @@ class Worker:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    async def _version(self, agent_id: uuid.UUID, version: int) -> AgentVersion:
+        found = self._versions.get((agent_id, version))
+        if found is None:
+            found = await agent_sql.get_version(self.db, agent_id, version)
+            if found is None:
+                raise ExecutorError(f"agent {agent_id} version {version} is gone")
+            if len(self._versions) > 1024:
+                self._versions.clear()
+            self._versions[(agent_id, version)] = found
+        return found
 
     async def _on_cancel(self, execution_id: uuid.UUID) -> None:
         running = self._running.get(execution_id)

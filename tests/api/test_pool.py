@@ -7,11 +7,8 @@ import os
 import subprocess
 import sys
 
-import docker
-
-from runtimes.base import INSTANCE_LABEL, POOL_LABEL
 from tests.api.test_execution_lifecycle import HARDENING_PROBE
-from tests.conftest import REPO
+from tests.conftest import REPO, pooled_containers, wait_for_pooled
 
 LEAVE_TRACES = r"""
 cat > /dev/null
@@ -22,15 +19,13 @@ echo "secret of the previous task" > /tmp/marker
 (sleep 300 &)
 printf '{"tmp_before":"%s","marker":"%s","sleepers":%s}' "$before" "$marker" "$others"
 """
-REFILL_S = 1.5  # more than the refill loop's tick plus a container start
-
-
-async def test_consecutive_tasks_share_nothing(api) -> None:
-    agent_id = await api.register(["sh", "-c", LEAVE_TRACES])
+async def test_consecutive_tasks_share_nothing(api, service, docker_client) -> None:
+    command = ["sh", "-c", LEAVE_TRACES]
+    agent_id = await api.register(command)
     records = []
     for _ in range(3):
         records.append(await api.run(agent_id))
-        await asyncio.sleep(REFILL_S)
+        await wait_for_pooled(docker_client, service.instance_id, command)
     assert [r["status"] for r in records] == ["COMPLETED"] * 3, records
     assert records[0]["pooled"] is False  # a new agent: the pool had nothing for it yet
     assert records[1]["pooled"] is True and records[2]["pooled"] is True
@@ -39,10 +34,11 @@ async def test_consecutive_tasks_share_nothing(api) -> None:
         assert record["output"] == {"tmp_before": "", "marker": "", "sleepers": 0}
 
 
-async def test_hardening_holds_in_a_pooled_container(api) -> None:
-    agent_id = await api.register(["sh", "-c", "cat > /dev/null\n" + HARDENING_PROBE])
+async def test_hardening_holds_in_a_pooled_container(api, service, docker_client) -> None:
+    command = ["sh", "-c", "cat > /dev/null\n" + HARDENING_PROBE]
+    agent_id = await api.register(command)
     await api.run(agent_id)
-    await asyncio.sleep(REFILL_S)
+    await wait_for_pooled(docker_client, service.instance_id, command)
     record = await api.run(agent_id)
     assert record["status"] == "COMPLETED" and record["pooled"] is True, record
     probe = record["output"]
@@ -65,40 +61,34 @@ async def test_cold_when_empty_and_a_burst_larger_than_the_pool(api) -> None:
 
 
 async def test_a_pooled_container_killed_from_outside_is_never_handed_out(
-        api, service, docker_client: docker.DockerClient) -> None:
-    agent_id = await api.register(["cat"], limits={"memory_mb": 72})
+        api, service, docker_client) -> None:
+    command = ["sh", "-c", "cat  # killed from outside"]
+    agent_id = await api.register(command)
     await api.run(agent_id)
-
-    def pooled() -> list:
-        found = docker_client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={service.instance_id}"]})
-        return [c for c in found if c.attrs["HostConfig"]["Memory"] == 72 * 1024 * 1024]
-
-    for _ in range(50):
-        if pooled():
-            break
-        await asyncio.sleep(0.1)
-    victims = pooled()
-    assert victims, "the pool never pre-started a container for the agent"
+    victims = await wait_for_pooled(docker_client, service.instance_id, command)
     for container in victims:
         container.kill()
     record = await api.run(agent_id, {"still": "works"})
     assert record["status"] == "COMPLETED" and record["output"] == {"still": "works"}, record
 
 
-async def test_the_timeout_of_a_pooled_task_counts_from_the_claim(api) -> None:
-    agent_id = await api.register(["sh", "-c", "cat > /dev/null; sleep 1; echo '{}'"], limits={"timeout_s": 2})
+async def test_the_timeout_of_a_pooled_task_counts_from_the_claim(api, service, docker_client) -> None:
+    command = ["sh", "-c", "cat > /dev/null; sleep 1; echo '{}'"]
+    agent_id = await api.register(command, limits={"timeout_s": 2})
     await api.run(agent_id)
-    await asyncio.sleep(3)  # the pooled container has now been up longer than the timeout
+    await wait_for_pooled(docker_client, service.instance_id, command)
+    await asyncio.sleep(2.5)  # the pooled container has now been up longer than the timeout
     record = await api.run(agent_id)
     assert record["pooled"] is True and record["status"] == "COMPLETED", record
     assert 1000 <= record["usage"]["wall_ms"] < 2000
 
 
-async def test_pool_visible_in_metrics_and_executor_status(api, service) -> None:
-    agent_id = await api.register(["cat"])
+async def test_pool_visible_in_metrics_and_executor_status(api, service, docker_client) -> None:
+    command = ["sh", "-c", "cat  # metrics"]
+    agent_id = await api.register(command)
     await api.run(agent_id)
-    await asyncio.sleep(REFILL_S)
-    await api.run(agent_id)
+    await wait_for_pooled(docker_client, service.instance_id, command)
+    assert (await api.run(agent_id))["pooled"] is True
     status, text, headers = await api.get("/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     metrics = dict(line.rsplit(" ", 1) for line in text.decode().splitlines() if not line.startswith("#"))
@@ -112,3 +102,22 @@ async def test_pool_visible_in_metrics_and_executor_status(api, service) -> None
     assert "hit rate" in done.stdout and service.instance_id in done.stdout
     status, body, _ = await api.as_token(None).get("/metrics")
     assert status == 401
+
+
+async def test_an_agent_busy_before_its_input_is_not_pooled(api, service, docker_client) -> None:
+    """Pre-started containers must wait for their input: one that burns CPU unclaimed
+    would run on nobody's account, so its agent is kept to cold starts."""
+    command = ["sh", "-c", "while :; do :; done  # never reads stdin"]
+    agent_id = await api.register(command, limits={"timeout_s": 0.5, "cpus": 0.5})
+    record = await api.run(agent_id)
+    assert record["status"] == "TIMEOUT"
+    await wait_for_pooled(docker_client, service.instance_id, command)
+    for _ in range(100):  # about 2 s of sustained CPU gets it closed
+        if not pooled_containers(docker_client, service.instance_id, command):
+            break
+        await asyncio.sleep(0.1)
+    status, current, _ = await api.get("/v1/status")
+    assert pooled_containers(docker_client, service.instance_id, command) == [], current
+    assert current["pool"]["closed_shelves"] >= 1
+    record = await api.run(agent_id)
+    assert record["status"] == "TIMEOUT" and record["pooled"] is False
