@@ -229,16 +229,24 @@ def main() -> None:
             samples["run"] += [raw_docker_run(image) for _ in range(10)]
             samples["py"] += [raw_docker_py(engine, image) for _ in range(10)]
         pool_sequential = pool_status(services["pooled"][0], token)
+        # Throughput: one path at a time, the pooled service stopped before the others run
+        # (its idle containers and their checks would load the engine they measure).
         throughput = {}
-        for name in ("pooled", "cold"):
-            base_url, agent_id = services[name]
-            throughput[name] = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
-        pool_concurrent = pool_status(services["pooled"][0], token)
+        base_url, agent_id = services["pooled"]
+        throughput["pooled"] = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
+        pool_concurrent = pool_status(base_url, token)
+        processes[0].terminate()
+        processes[0].wait(60)
+        time.sleep(2)
+        base_url, agent_id = services["cold"]
+        throughput["cold"] = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
+        time.sleep(2)
         throughput["py"] = docker_py_throughput(engine, image, args.concurrency, args.total)
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(60)
+            if process.poll() is None:
+                process.terminate()
+                process.wait(60)
         engine.close()
         client.close()
         redis_server.stop()

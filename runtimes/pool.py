@@ -10,9 +10,11 @@ limits, OCI runtime and /tmp size. Each shelf follows demand:
 
     target = ceil(arrival rate × container start time × 2)
 
-(the rate from a moving average of the gaps between arrivals) between the
-agent's floor and ceiling, within a global cap on pooled containers and on
-their memory. A shelf without demand for `idle_s` is emptied.
+(the rate from a moving average of the gaps between arrivals, the start time
+a moving average of measured refills) between the agent's floor and ceiling,
+within a global cap on pooled containers and on their memory. Between bursts
+a shelf keeps what the last burst needed; without demand for `idle_s` it is
+emptied.
 
 An agent that does not wait for its input would run its code before any task
 claimed it, on nobody's account: every idle container's CPU time is sampled
@@ -42,6 +44,7 @@ _FAILURE_PAUSE_S = 30.0
 _BUSY_CPU_SHARE = 0.10  # an idle container using more than this of a core is not waiting for input...
 _BUSY_STRIKES = 4  # ...for this many samples in a row, half a second apart (a short warm-up is fine)
 _TICK_S = 0.5
+_QUIET_SAMPLE_S = 5.0  # a container that has proven quiet is sampled less often
 _BUSY_PAUSE_S = 600.0
 
 
@@ -79,6 +82,7 @@ class _Idle:
     live: LiveContainer
     cpu_ns: int | None = None
     sampled_at: float = 0.0
+    samples: int = 0
     strikes: int = 0
 
 
@@ -100,11 +104,10 @@ class _Shelf:
             self.gap_s = gap if self.gap_s is None else 0.7 * self.gap_s + 0.3 * gap
         self.last_demand = now
 
-    def rate(self, now: float) -> float:
-        if self.gap_s is None:
-            return 0.0
-        # A lull stretches the gap: demand that stopped stops asking for containers.
-        return 1.0 / max(self.gap_s, now - self.last_demand, 1e-3)
+    def rate(self) -> float:
+        # Between bursts the shelf keeps what the last one needed; a shelf without
+        # any demand for idle_s is emptied.
+        return 0.0 if self.gap_s is None else 1.0 / max(self.gap_s, 1e-3)
 
 
 @dataclass
@@ -191,8 +194,8 @@ class ContainerPool:
         else:
             self.runtime.remove_later(live.id)
 
-    def _target(self, shelf: _Shelf, now: float) -> int:
-        wanted = math.ceil(shelf.rate(now) * self.stats.start_s * _HEADROOM)
+    def _target(self, shelf: _Shelf) -> int:
+        wanted = math.ceil(shelf.rate() * self.stats.start_s * _HEADROOM)
         return max(shelf.floor, min(shelf.ceiling, wanted))
 
     def _room(self, memory_mb: int) -> bool:
@@ -227,7 +230,7 @@ class ContainerPool:
                 continue
             if now < shelf.paused_until:
                 continue
-            deficit = self._target(shelf, now) - len(shelf.idle) - shelf.starting
+            deficit = self._target(shelf) - len(shelf.idle) - shelf.starting
             while deficit > 0 and self._room(key.memory_mb):
                 shelf.starting += 1
                 deficit -= 1
@@ -248,7 +251,8 @@ class ContainerPool:
                     # must never be left blocked on output nobody reads.
                     await self._close_shelf(shelf, ("writes output" if state else "exits") + " before any input")
                     break
-                if now - idle.sampled_at >= _TICK_S * 0.9:
+                interval = _TICK_S * 0.9 if idle.samples < _BUSY_STRIKES + 1 else _QUIET_SAMPLE_S
+                if now - idle.sampled_at >= interval:
                     due.append((shelf, idle))
         samples = await asyncio.gather(*(self._cpu_ns(idle.live) for _, idle in due))
         for (shelf, idle), cpu_ns in zip(due, samples):
@@ -259,6 +263,7 @@ class ContainerPool:
                 share = (cpu_ns - idle.cpu_ns) / 1e9 / max(sampled_at - idle.sampled_at, 1e-3)
                 idle.strikes = idle.strikes + 1 if share > _BUSY_CPU_SHARE else 0
             idle.cpu_ns, idle.sampled_at = cpu_ns, sampled_at
+            idle.samples += 1
             if idle.strikes >= _BUSY_STRIKES:
                 await self._close_shelf(shelf, "keeps using CPU before any input")
 
