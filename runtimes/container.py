@@ -95,6 +95,7 @@ class ContainerRuntime:
         self.engine = engine
         self.instance_id = instance_id
         self.pool: ContainerPool | None = None
+        self.running = 0  # tasks between claim and result
         self._removals: set[asyncio.Task[None]] = set()
         # Background removals compete with running tasks for the engine: a few at a time.
         self._removal_slots = asyncio.Semaphore(2)
@@ -135,6 +136,13 @@ class ContainerRuntime:
 
     async def run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
         """Run one task to its end in a container of its own; never raises for anything the task does."""
+        self.running += 1
+        try:
+            return await self._run(spec, cancelled)
+        finally:
+            self.running -= 1
+
+    async def _run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
         live = await self.pool.claim(spec) if self.pool else None
         if live is None:
             try:
