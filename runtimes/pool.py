@@ -40,6 +40,7 @@ from runtimes.container import ContainerRuntime, LaunchError, LiveContainer
 log = logging.getLogger(__name__)
 
 _HEADROOM = 2.0  # bursts: keep twice what the average rate needs
+_BURST_GAP_S = 1.0  # arrivals further apart than this belong to different bursts
 _FAILURE_PAUSE_S = 30.0
 _BUSY_CPU_SHARE = 0.10  # an idle container using more than this of a core is not waiting for input...
 _BUSY_STRIKES = 4  # ...for this many samples in a row, half a second apart (a short warm-up is fine)
@@ -102,8 +103,10 @@ class _Shelf:
     paused_until: float = 0.0
 
     def arrive(self, now: float) -> None:
-        if self.last_demand:
-            gap = now - self.last_demand
+        gap = now - self.last_demand if self.last_demand else None
+        # A lull between bursts says nothing about the next burst's rate, and the floor
+        # covers slow, steady demand: only gaps inside a burst move the average.
+        if gap is not None and gap <= _BURST_GAP_S:
             self.gap_s = gap if self.gap_s is None else 0.7 * self.gap_s + 0.3 * gap
         self.last_demand = now
 

@@ -32,6 +32,11 @@ def test_rate_follows_the_gaps_between_arrivals() -> None:
     assert abs(shelf_after([0.1] * 20).rate() - 10.0) < 0.5
 
 
+def test_a_lull_between_bursts_keeps_the_burst_rate() -> None:
+    shelf = shelf_after([0.1] * 20 + [30.0])
+    assert abs(shelf.rate() - 10.0) < 0.5
+
+
 def test_target_is_rate_times_start_time_with_headroom_within_bounds() -> None:
     pool = ContainerPool(runtime=None, config=PoolConfig())  # type: ignore[arg-type]
     pool.stats.start_s = 0.15
