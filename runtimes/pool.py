@@ -177,19 +177,20 @@ class ContainerPool:
         shelf.floor, shelf.ceiling = spec.pool_min, spec.pool_max
         shelf.arrive(time.monotonic())
         self._wake.set()
+        live = await self._take_healthy(shelf) or await self._await_starting(shelf)
+        if live is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        live.pooled = True
+        return live
+
+    async def _take_healthy(self, shelf: _Shelf) -> LiveContainer | None:
         while shelf.idle:
             live = shelf.idle.pop().live  # the newest: the oldest stay sampled for CPU
             if self._healthy(live):
-                self.stats.hits += 1
-                live.pooled = True
                 return live
             await self._discard(live)
-        live = await self._await_starting(shelf)
-        if live is not None:
-            self.stats.hits += 1
-            live.pooled = True
-            return live
-        self.stats.misses += 1
         return None
 
     async def _await_starting(self, shelf: _Shelf) -> LiveContainer | None:
@@ -209,6 +210,10 @@ class ContainerPool:
                 return future.result()  # handed over just as the wait ended
             future.cancel()
             return None
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.result() is not None:
+                await self._discard(future.result())  # handed over to a task that is gone
+            raise
         finally:
             if future in shelf.waiters:
                 shelf.waiters.remove(future)
