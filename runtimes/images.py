@@ -8,9 +8,10 @@ Each folder of images/ is one image, described by its `image.json`:
 `base` names another executor image: the Dockerfile takes `ARG BASE` and
 `FROM ${BASE}`, and the builder passes that image's content-addressed tag.
 `host_files` are copied from this machine into a temporary build context, so
-no binary is committed. An image is rebuilt only when its content hash
-changes: every file of its folder, its host files, its base's image id and
-its recipe.
+no binary is committed; `pypi_files` are members of a pinned wheel from PyPI
+(`{"requirement": "name==version", "member": "path/in/wheel"}`). An image is
+rebuilt only when its content hash changes: every file of its folder, its
+host files, its base's image id and its recipe (which pins the wheels).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
+import zipfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +143,11 @@ def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, c
     with tempfile.TemporaryDirectory(prefix="executor-build-") as context:
         shutil.copytree(folder, context, dirs_exist_ok=True)
         for target, source in recipe.get("host_files", {}).items():
-            shutil.copy2(source, Path(context) / target)
+            destination = Path(context) / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)  # follows symlinks: the file itself goes in
+        for target, wheel_file in recipe.get("pypi_files", {}).items():
+            _extract_from_wheel(wheel_file["requirement"], wheel_file["member"], Path(context) / target, progress)
         image_id = None
         for chunk in client.api.build(
             path=context, rm=True, forcerm=True, pull=False, decode=True, network_mode="host",
@@ -156,6 +163,28 @@ def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, c
         if image_id is None:
             raise ImageBuildError(f"{folder.name}: the engine reported no image id")
         return image_id
+
+
+def _extract_from_wheel(requirement: str, member: str, destination: Path, progress: Progress) -> None:
+    """One file out of a pinned wheel, downloaded from PyPI with pip (no code of it runs)."""
+    with tempfile.TemporaryDirectory(prefix="executor-wheel-") as download:
+        progress(f"pip download {requirement}")
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             "--dest", download, requirement],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise ImageBuildError(f"pip download {requirement} failed: {done.stderr.strip()[-2000:]}")
+        (wheel,) = Path(download).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                data = archive.read(member)
+            except KeyError:
+                raise ImageBuildError(f"{wheel.name} has no {member}") from None
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(data)
+    destination.chmod(0o755)
 
 
 def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, content: str,
