@@ -6,8 +6,9 @@ sides must agree exactly: a `.cwasm` compiled with other engine flags (fuel,
 epoch interruption, threads, collector) is refused at run time with exit 1.
 So the flags live here, once, for both.
 
-(Issue 5 builds on this: upload checks, per-agent-version images, and running
-tasks through the container runtime. Only the engine contract is here yet.)
+(Issue 5 builds on this. Here so far: the engine contract, and the upload
+checks in wasm_module.py. Not yet: per-agent-version images, the upload
+endpoint, and running WASM tasks through the container runtime.)
 """
 
 from __future__ import annotations
