@@ -10,7 +10,6 @@ import logging
 import shlex
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from aiohttp import web

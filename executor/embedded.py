@@ -191,7 +191,9 @@ class EmbeddedRedis:
                 except redis.exceptions.ConnectionError:
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise EmbeddedError(f"redis-server did not answer within {timeout:g} s:\n{_tail(self.log_path)}")
+                        raise EmbeddedError(
+                            f"redis-server did not answer within {timeout:g} s:\n{_tail(self.log_path)}"
+                        ) from None
                     time.sleep(0.05)
         finally:
             client.close()

@@ -56,7 +56,9 @@ def check_schema(schema: Any, *, field: str) -> None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise SchemaInvalid(f"{field}: {exc.message}", errors=[{"pointer": _pointer(exc.path), "detail": exc.message}])
+        raise SchemaInvalid(
+            f"{field}: {exc.message}", errors=[{"pointer": _pointer(exc.path), "detail": exc.message}]
+        ) from None
     registry, base = _registry(schema)
     resolver = registry.resolver(base_uri=base)
     for ref in _refs(schema):

@@ -54,7 +54,7 @@ class Services:
         if self.engine is not None:
             checks["docker"] = docker()
         results = await asyncio.gather(*(asyncio.wait_for(c, 2.0) for c in checks.values()), return_exceptions=True)
-        return {name: result is True for name, result in zip(checks, results)}
+        return {name: result is True for name, result in zip(checks, results, strict=True)}
 
     def status(self) -> dict[str, Any]:
         """What this instance is doing: for operators (/v1/status, /metrics, `executor status`)."""

@@ -301,7 +301,7 @@ class ContainerPool:
                 if now - idle.sampled_at >= interval:
                     due.append((shelf, idle))
         samples = await asyncio.gather(*(self._cpu_ns(idle.live) for _, idle in due))
-        for (shelf, idle), cpu_ns in zip(due, samples):
+        for (shelf, idle), cpu_ns in zip(due, samples, strict=True):
             if cpu_ns is None or idle not in shelf.idle:
                 continue  # unreadable now, or claimed meanwhile
             sampled_at = time.monotonic()

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 from executor.embedded import free_port
 from tests.conftest import REPO, private_tmpdir

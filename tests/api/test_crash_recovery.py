@@ -42,7 +42,7 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             assert docker_client.containers.list(all=True, filters={"label": label}) == []
 
             # And the restarted service works.
-            status, again, _ = await api.post(f"/v1/executions?wait=30", json={"agent_id": agent_id, "input": {},
+            status, again, _ = await api.post("/v1/executions?wait=30", json={"agent_id": agent_id, "input": {},
                                                                                "limits": {"timeout_s": 0.5}})
             assert again["status"] == "TIMEOUT"
     finally:
