@@ -1,22 +1,24 @@
 """Private PostgreSQL and Redis servers, started from the installed server binaries.
 
-Used by `executor up` when no database or Redis URL is configured (data under
-the state directory, unix sockets only) and by the test suite (a throwaway
-cluster on a free loopback port). Synchronous: it runs before the event loop.
+Used by `executor up` when no database or Redis URL is configured (data under the
+state directory, unix sockets only) and by the test suite (a throwaway cluster on a
+free loopback port). Synchronous: it runs before any event loop starts.
 
-PostgreSQL refuses to run as root, so as root the cluster runs as the
-`postgres` user (else `nobody`); its base directory must then be traversable
-by that user, which is why the service's default state dir for root is
-/var/lib/executor and never under /root (mode 0700).
+PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres`
+user (else `nobody`). Every parent of its base directory must then be traversable
+by that user: the service's default state dir for root is therefore never under
+/root (mode 0700) but /var/lib/executor, and tests use directories under /tmp.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -25,51 +27,109 @@ from urllib.parse import quote
 import redis
 
 SUPERUSER = "executor"
+POSTGRES_ROOT = Path("/usr/lib/postgresql")  # Debian: one bin dir per major version
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # database names we create: never quoted wrongly
+_SUN_PATH = 108  # bytes in sockaddr_un.sun_path, NUL included
 
 
 class EmbeddedError(Exception):
-    pass
+    """A private server could not be found, started or stopped (the message says why)."""
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        text = ""
+    return f"\n--- last lines of {path} ---\n{text}" if text else f"\n(no log at {path})"
+
+
+def _checked_path(path: Path) -> Path:
+    """Absolute, and free of control characters: paths go into config files, one setting a line."""
+    path = Path(path).absolute()
+    if any(ord(char) < 32 for char in str(path)):
+        raise EmbeddedError(f"unusable directory name {str(path)!r}")
+    return path
+
+
+def _check_socket(path: Path) -> None:
+    if len(os.fsencode(path)) >= _SUN_PATH:
+        raise EmbeddedError(f"socket path {path} is too long for a unix socket: use a shorter directory")
+
+
+def _version(bindir: Path) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", bindir.parent.name)) or (0,)
 
 
 def _postgres_bindir() -> Path:
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
-    if versions:
-        return versions[-1].parent
-    found = shutil.which("postgres")
-    if found:
-        return Path(found).resolve().parent
-    raise EmbeddedError("PostgreSQL server binaries not found (install Debian's `postgresql` package)")
+    """The newest /usr/lib/postgresql/N/bin, else the directory of `postgres` on PATH.
+
+    Not `pg_config --bindir`: that comes from the client package and may name a
+    version whose server is not installed.
+    """
+    candidates = sorted((p.parent for p in POSTGRES_ROOT.glob("*/bin/postgres")), key=_version, reverse=True)
+    if on_path := shutil.which("postgres"):
+        candidates.append(Path(on_path).resolve().parent)
+    for bindir in candidates:
+        if all(os.access(bindir / tool, os.X_OK) for tool in ("postgres", "initdb", "pg_ctl", "psql")):
+            return bindir
+    raise EmbeddedError(f"PostgreSQL server binaries (postgres, initdb, pg_ctl) not found in {POSTGRES_ROOT}/*/bin "
+                        "or on PATH (install Debian's `postgresql` package)")
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _server_account() -> pwd.struct_passwd | None:
+    """Who runs PostgreSQL: ourselves, or when we are root (which it refuses) `postgres`, else `nobody`."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise EmbeddedError("running as root, but there is neither a `postgres` nor a `nobody` user to run PostgreSQL as")
+
+
+def _check_traversable(path: Path, account: pwd.struct_passwd) -> None:
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    for parent in reversed(path.parents):
+        info = parent.stat()
+        bit = stat.S_IXUSR if info.st_uid == account.pw_uid else stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH
+        if not info.st_mode & bit:
+            raise EmbeddedError(f"{parent} is not traversable by user `{account.pw_name}`, which PostgreSQL runs as "
+                                f"because root may not: put {path} elsewhere (e.g. under /var/lib or /tmp)")
+
+
+def _process_args(pid: int) -> list[str]:
+    """The command line of a live process ([] when gone or a zombie)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        data = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return "(no log)"
+        return []
+    return [arg for arg in data.decode(errors="replace").split("\0") if arg]
 
 
 class EmbeddedPostgres:
+    """A PostgreSQL cluster in `base_dir`: data/, the socket dir run/, and postgres.log."""
+
     def __init__(self, base_dir: Path, *, port: int | None = None, database: str = "executor",
                  durable: bool = True) -> None:
-        self.base_dir = Path(base_dir)
-        self.port = port
-        self.database = database
-        self.durable = durable
+        if not _NAME.fullmatch(database):
+            raise EmbeddedError(f"unsupported database name {database!r} (lower-case letters, digits, _)")
+        self.base_dir = _checked_path(base_dir)
+        self.port, self.database, self.durable = port, database, durable
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "run"
         self.log_path = self.base_dir / "postgres.log"
+        self._account = _server_account()
         self._bindir: Path | None = None
         self._started = False
-        # Root may not run PostgreSQL: use an unprivileged account then.
-        self._user = None
-        if os.geteuid() == 0:
-            self._user = "postgres" if _user_exists("postgres") else "nobody"
 
     @property
     def dsn(self) -> str:
@@ -80,75 +140,127 @@ class EmbeddedPostgres:
             return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
         return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(self.socket_dir), safe='/')}"
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert self._bindir is not None
-        command = [str(self._bindir / args[0]), *args[1:]]
-        done = subprocess.run(command, user=self._user, capture_output=True, text=True, cwd=self.base_dir)
+        # PG* variables of the caller (PGHOST, PGDATA, ...) must not redirect our tools.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        account: dict[str, object] = {}
+        if self._account:
+            groups = os.getgrouplist(self._account.pw_name, self._account.pw_gid)  # never keep root's groups
+            account = dict(user=self._account.pw_uid, group=self._account.pw_gid, extra_groups=groups)
+            env.update(HOME=self._account.pw_dir, USER=self._account.pw_name, LOGNAME=self._account.pw_name)
+        done = subprocess.run([str(self._bindir / tool), *args], capture_output=True, text=True, env=env,
+                              cwd=self.base_dir, stdin=subprocess.DEVNULL, **account)  # type: ignore[call-overload]
         if check and done.returncode != 0:
-            raise EmbeddedError(f"{args[0]} failed ({done.returncode}): {done.stderr.strip()}\n{_tail(self.log_path)}")
+            raise EmbeddedError(f"{tool} failed (exit status {done.returncode}): "
+                                f"{(done.stderr or done.stdout).strip()}{_tail(self.log_path)}")
         return done
 
+    def _own(self, *paths: Path) -> None:
+        if self._account:
+            for path in paths:
+                os.chown(path, self._account.pw_uid, self._account.pw_gid)
+
+    def _sql(self, sql: str) -> str:
+        args = ["-X", "-q", "-h", str(self.socket_dir), "-p", str(self.port or 5432), "-U", SUPERUSER]
+        return self._run("psql", *args, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc", sql).stdout.strip()
+
+    def _postmaster(self) -> int | None:
+        """The pid of a postmaster that really serves our data dir (a stale postmaster.pid may name another)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        args = _process_args(pid)
+        return pid if args and "postgres" in Path(args[0]).name and str(self.data_dir) in args else None
+
     def start(self, timeout: float = 30.0) -> str:
+        """Create the cluster on first use, start it and create `database` if missing; returns its DSN."""
         self._bindir = _postgres_bindir()
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        if self._user:
-            uid, gid = pwd.getpwnam(self._user)[2:4]
-            for path in (self.base_dir, self.socket_dir):
-                os.chown(path, uid, gid)
-        if not (self.data_dir / "PG_VERSION").exists():
-            # trust auth is safe only because nobody else can reach the server: a unix
-            # socket in a 0700 directory, or loopback for the throwaway test cluster.
-            self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-                      "--no-locale")
-            self._write_config()
-        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-t", str(int(timeout)),
-                  "start")
+        if self._started and self._postmaster():
+            return self.dsn
+        _check_socket(self.socket_dir / f".s.PGSQL.{self.port or 5432}")
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.base_dir.chmod(0o700)  # the log may hold queries
+        if self._account:
+            _check_traversable(self.base_dir, self._account)
+        self._own(self.base_dir, self.socket_dir)
+        if not self.data_dir.exists():
+            # initdb into a scratch dir, renamed when complete: a killed initdb never leaves half a cluster.
+            scratch = self.base_dir / "data.initdb"
+            shutil.rmtree(scratch, ignore_errors=True)
+            # Trust authentication is acceptable only because nobody else can reach the server: the
+            # socket lives in a 0700 directory owned by the server's user (which root, the service,
+            # passes anyway; a non-root service *is* that user), and TCP is for tests on 127.0.0.1.
+            self._run("initdb", "-D", str(scratch), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale",
+                      *([] if self.durable else ["--no-sync"]))
+            with open(scratch / "postgresql.conf", "a") as conf:
+                conf.write("\n# executor: settings rewritten at every start\ninclude_if_exists = 'executor.conf'\n")
+            scratch.rename(self.data_dir)
+        self._write_settings()
+        if self._postmaster():  # left running by an earlier owner that was killed: restart with our settings
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout)))
+        else:  # a killed server's lock files may name a pid reused by another process: postgres would refuse
+            for lock in [self.data_dir / "postmaster.pid", *self.socket_dir.glob(".s.PGSQL.*")]:
+                lock.unlink(missing_ok=True)
+        self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-w",
+                  "-t", str(max(1, int(timeout))))
         self._started = True
-        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'", "postgres")
-        if exists.strip() != "1":
-            self._run("createdb", *self._conn_args(), "-U", SUPERUSER, self.database)
+        try:
+            if self._sql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'") != "1":
+                self._sql(f'CREATE DATABASE "{self.database}"')
+        except BaseException:
+            self.stop()  # the caller never learns of a server start() failed to hand over
+            raise
         return self.dsn
 
-    def _write_config(self) -> None:
+    def _write_settings(self) -> None:
+        """Server settings in a file postgresql.conf includes: no option string for pg_ctl to parse."""
+        def quoted(value: object) -> str:
+            return "'" + str(value).replace("'", "''") + "'"
+
         settings = {
-            "listen_addresses": "'127.0.0.1'" if self.port is not None else "''",
-            "port": str(self.port or 5432),
-            "unix_socket_directories": f"'{self.socket_dir}'",
+            "listen_addresses": quoted("127.0.0.1" if self.port is not None else ""),
+            "port": str(self.port or 5432),  # with no TCP, the port only names the socket file
+            "unix_socket_directories": quoted(self.socket_dir),
+            "unix_socket_permissions": "0700",
             "max_connections": "100",
-            "shared_buffers": "'128MB'",
+            "shared_buffers": quoted("128MB"),
         }
         if not self.durable:  # a throwaway cluster: speed over crash safety
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
-        lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
-        with open(self.data_dir / "postgresql.conf", "a") as conf:
-            conf.write("\n# executor embedded server\n" + lines)
-
-    def _conn_args(self) -> list[str]:
-        return ["-h", str(self.socket_dir), "-p", str(self.port or 5432)]
-
-    def _psql(self, sql: str, database: str) -> str:
-        return self._run("psql", *self._conn_args(), "-U", SUPERUSER, "-d", database, "-tAc", sql).stdout
+        path = self.data_dir / "executor.conf"
+        path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+        self._own(path)
 
     def create_database(self, name: str) -> str:
-        if not name.replace("_", "").isalnum():
-            raise EmbeddedError(f"unsafe database name {name!r}")
-        self._run("createdb", *self._conn_args(), "-U", SUPERUSER, name)
+        """A new, empty database in this (started) cluster; returns its DSN."""
+        if not _NAME.fullmatch(name):
+            raise EmbeddedError(f"unsupported database name {name!r} (lower-case letters, digits, _)")
+        if not self._started:
+            raise EmbeddedError("start() the cluster before creating databases in it")
+        self._sql(f'CREATE DATABASE "{name}"')
         return self._dsn(name)
 
     def stop(self) -> None:
+        """Stop the server (fast: sessions are cut off), waiting until every process has exited."""
         if not self._started:
             return
-        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
         self._started = False
+        if self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60",
+                     check=False).returncode != 0 and self._postmaster():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30")
 
 
 class EmbeddedRedis:
+    """A redis-server in `base_dir`: its generated redis.conf, redis.log and (when durable) the append-only file."""
+
     def __init__(self, base_dir: Path, *, port: int | None = None, durable: bool = True) -> None:
-        self.base_dir = Path(base_dir)
-        self.port = port
-        self.durable = durable
+        self.base_dir = _checked_path(base_dir)
+        self.port, self.durable = port, durable
         self.socket_path = self.base_dir / "redis.sock"
+        self.config_path = self.base_dir / "redis.conf"
+        self.pid_path = self.base_dir / "redis.pid"
         self.log_path = self.base_dir / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -156,63 +268,82 @@ class EmbeddedRedis:
     def url(self) -> str:
         if self.port is not None:
             return f"redis://127.0.0.1:{self.port}/0"
-        return f"unix://{self.socket_path}?db=0"
+        return f"unix://{quote(str(self.socket_path))}?db=0"
 
     def start(self, timeout: float = 10.0) -> str:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if not Path(binary).exists():
-            raise EmbeddedError("redis-server not found (install Debian's `redis-server` package)")
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        config = [
-            f"dir {self.base_dir}",
-            f"logfile {self.log_path}",
-            "daemonize no",
-            "protected-mode yes",
-            'save ""',
-            f"appendonly {'yes' if self.durable else 'no'}",
-        ]
+        """Start redis-server (no-op when this object's server runs) and wait until it answers PING."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise EmbeddedError("redis-server not found on PATH (install Debian's `redis-server` package)")
+        if self._process is not None and self._process.poll() is None:
+            return self.url
+        _check_socket(self.socket_path)
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.base_dir.chmod(0o700)  # the AOF holds the jobs
+        self._stop_leftover()
+
+        def quoted(value: object) -> str:
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        config = [f"dir {quoted(self.base_dir)}", f"pidfile {quoted(self.pid_path)}", 'logfile ""',
+                  "daemonize no", "set-proc-title no",
+                  "protected-mode yes", 'save ""', f"appendonly {'yes' if self.durable else 'no'}"]
         if self.port is None:
-            config += ["port 0", f"unixsocket {self.socket_path}", "unixsocketperm 700"]
+            config += ["port 0", f"unixsocket {quoted(self.socket_path)}", "unixsocketperm 700"]
         else:
-            config += ["bind 127.0.0.1", f"port {self.port}"]
-        config_path = self.base_dir / "redis.conf"
-        config_path.write_text("\n".join(config) + "\n")
-        self._process = subprocess.Popen([binary, str(config_path)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis.from_url(self.url)
+            config += ["bind 127.0.0.1", f"port {int(self.port)}"]
+        self.config_path.write_text("\n".join(config) + "\n")
+        with open(self.log_path, "ab") as log:  # config errors go to stderr, so both streams go to the log
+            self._process = subprocess.Popen([binary, str(self.config_path)], stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 if self._process.poll() is not None:
-                    raise EmbeddedError(f"redis-server exited ({self._process.returncode}):\n{_tail(self.log_path)}")
+                    code, self._process = self._process.returncode, None
+                    raise EmbeddedError(f"redis-server exited with status {code}{_tail(self.log_path)}")
                 try:
                     if client.ping():
                         return self.url
-                except redis.exceptions.ConnectionError:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise EmbeddedError(
-                            f"redis-server did not answer within {timeout:g} s:\n{_tail(self.log_path)}"
-                        ) from None
-                    time.sleep(0.05)
+                except redis.exceptions.ConnectionError:  # not listening yet, or still loading the AOF
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedError(f"redis-server did not answer within {timeout:g} s{_tail(self.log_path)}")
+                time.sleep(0.05)
         finally:
             client.close()
 
+    def _stop_leftover(self) -> None:
+        """Stop a server from an earlier, killed owner: two servers must never share one AOF (or one socket)."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return
+        # The config path is in its command line because we turn Redis's process-title rewriting off.
+        if str(self.config_path) not in _process_args(pid):
+            return  # a stale pid file: that pid is gone or is someone else now
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if not _process_args(pid):
+                    return
+                time.sleep(0.05)
+
     def stop(self) -> None:
+        """SIGTERM (Redis flushes its AOF), then SIGKILL after 10 s; waits for the process to exit."""
         if self._process is None:
             return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
+        process, self._process = self._process, None
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

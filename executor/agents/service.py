@@ -93,3 +93,9 @@ async def get(db: asyncpg.Pool, agent_id: str, version: int | None = None) -> Ag
     if found is None:
         raise NotFound(f"no agent {agent_id!r}" + (f" version {version}" if version else ""))
     return found
+
+
+async def list_page(db: asyncpg.Pool, *, limit: int, cursor: str | None) -> tuple[list[AgentVersion], str | None]:
+    """Agents by name (each at its latest version); the cursor is the last name of the page."""
+    found = await agent_sql.list_latest(db, limit=limit, after_name=cursor)
+    return found, found[-1].name if len(found) == limit else None

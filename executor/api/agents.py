@@ -10,7 +10,6 @@ from executor.api.auth import principal
 from executor.api.bodies import json_response, query_number, read_json
 from executor.errors import RequestInvalid
 from executor.executions.service import owner_of
-from executor.storage import agents as agent_sql
 from executor.tokens import Role
 
 routes = web.RouteTableDef()
@@ -29,8 +28,7 @@ async def register_agent(request: web.Request) -> web.Response:
 async def list_agents(request: web.Request) -> web.Response:
     principal(request)
     limit = int(query_number(request, "limit", 50, maximum=100)) or 1
-    found = await agent_sql.list_latest(request.app["services"].db, limit=limit, after_name=request.query.get("cursor"))
-    cursor = found[-1].name if len(found) == limit else None
+    found, cursor = await agents.list_page(request.app["services"].db, limit=limit, cursor=request.query.get("cursor"))
     return json_response({"items": [a.to_dict() for a in found], "next_cursor": cursor})
 
 

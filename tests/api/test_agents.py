@@ -1,0 +1,19 @@
+"""Listing agents through HTTP."""
+
+from __future__ import annotations
+
+
+async def test_list_agents_is_paginated_by_name(api, user_api) -> None:
+    ids = {await api.register(["cat"]) for _ in range(3)}
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(100):
+        status, page, _ = await user_api.get(f"/v1/agents?limit=2{cursor}")
+        assert status == 200 and len(page["items"]) <= 2
+        seen += [agent["name"] for agent in page["items"]]
+        if not page["next_cursor"]:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    status, one, _ = await user_api.get(f"/v1/agents/{next(iter(ids))}")
+    assert status == 200 and one["image_digest"].startswith("sha256:") and one["pool"] is None
