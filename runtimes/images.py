@@ -113,10 +113,15 @@ def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IM
         return BuiltImage(name, tag, cached, cached=True)
     started = time.monotonic()
     progress(f"{name}: building ({recipe.get('builder', 'dockerfile')})")
-    if recipe.get("builder") == "debootstrap":
-        image_id = _build_debootstrap(client, name, recipe, wanted, progress, debian_mirror)
-    else:
-        image_id = _build_dockerfile(client, images_dir / name, recipe, wanted, base_tag, progress)
+    try:
+        if recipe.get("builder") == "debootstrap":
+            image_id = _build_debootstrap(client, name, recipe, wanted, progress, debian_mirror)
+        else:
+            image_id = _build_dockerfile(client, images_dir / name, recipe, wanted, base_tag, progress)
+    except docker.errors.APIError as error:
+        # The engine refuses some builds up front (no Dockerfile, a bad import)
+        # with an HTTP error instead of an error line in the stream.
+        raise ImageBuildError(f"{name}: {error.explanation or error}") from error
     image = client.images.get(image_id)
     image.tag(f"executor/{name}", "latest")
     image.tag(f"executor/{name}", wanted[:12])
@@ -214,9 +219,12 @@ def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, con
                 changes=[f"LABEL {CONTENT_HASH_LABEL}={content}", 'CMD ["/bin/bash"]'],
             )
         finally:
+            # Not raising in here: a failed import kills tar with SIGPIPE, and
+            # the engine's error is the one worth seeing.
             tar.stdout.close()
-            if tar.wait() != 0:
-                raise ImageBuildError(f"{name}: tar of the root filesystem failed")
+            tar_status = tar.wait()
+        if tar_status != 0:
+            raise ImageBuildError(f"{name}: tar of the root filesystem failed (exit {tar_status})")
     _check_import(response, name)
     return client.images.get(f"executor/{name}:{content[:12]}").id
 

@@ -54,6 +54,29 @@ def test_counts_match_the_reference(images, text: str, encoding: str) -> None:
     assert json.loads(done.stdout) == reference(text)
 
 
+# JSON that json.dumps never writes but a valid document may hold: \/, \b,
+# upper-case hex, escaped spaces and newlines, odd whitespace around the colon.
+RAW_DOCUMENTS = [
+    r'{ "text" : "a\/b\bc" }',
+    r'{"text":"\u00E9t\u00e9 \uD83D\uDE00 fin"}',
+    '{\r\n\t"text"\t:\r\n\t"x y"\r\n}',
+    r'{"text": "\u0020one\u000atwo\u0009three\u000c"}',
+    r'{"text":"\\\"\\"}',
+]
+
+
+@pytest.mark.parametrize("raw", RAW_DOCUMENTS)
+def test_hand_written_json(images, raw: str) -> None:
+    done = run_agent(images["wordcount"], raw.encode())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == reference(json.loads(raw)["text"])
+
+
+def test_the_output_is_compact_json(images) -> None:
+    done = run_agent(images["wordcount"], b'{"text": "hello wide world"}')
+    assert done.stdout == b'{"words":3,"lines":0,"chars":16}\n'
+
+
 def test_input_without_text_fails_with_a_log(images) -> None:
     done = run_agent(images["wordcount"], b'{"other": 1}')
     assert done.returncode == 1 and b"no \"text\" member" in done.stderr
