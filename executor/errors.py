@@ -14,7 +14,8 @@
         ├── InputInvalid            422 input_invalid     (input vs. the agent's input schema)
         ├── SchemaInvalid           422 schema_invalid    (an agent's schema is not a valid schema)
         ├── LimitExceeded           422 limit_exceeded    (a limit above the operator's maximum)
-        └── ImageNotFound           422 image_not_found
+        ├── ImageNotFound           422 image_not_found
+        └── ModuleInvalid           422 module_invalid    (an uploaded WASM module is refused)
 
 A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
 """
@@ -101,3 +102,7 @@ class LimitExceeded(Problem):
 
 class ImageNotFound(Problem):
     slug, status, title = "image_not_found", 422, "Image not present on the engine"
+
+
+class ModuleInvalid(Problem):
+    slug, status, title = "module_invalid", 422, "The WebAssembly module is refused"

@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from executor.agents.records import AgentVersion
 from executor.errors import DependencyUnavailable
 from executor.executions.service import Executions
 from executor.executions.worker import Worker
@@ -20,7 +21,9 @@ from executor.queue.stream import JobQueue
 from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
 from runtimes.container import ContainerRuntime
+from runtimes import wasm
 from runtimes.engine import DockerEngine
+from runtimes.images import CONTENT_HASH_LABEL, build_images
 from runtimes.pool import ContainerPool, PoolConfig
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,16 @@ class Services:
             checks["docker"] = docker()
         results = await asyncio.gather(*(asyncio.wait_for(c, 2.0) for c in checks.values()), return_exceptions=True)
         return {name: result is True for name, result in zip(checks, results, strict=True)}
+
+    async def bake_wasm_module(self, agent: AgentVersion, cwasm: bytes, module_sha256: str) -> str:
+        """The per-version image of a WASM agent, FROM the runtime image (built here if missing)."""
+        if self.engine is None:
+            raise RuntimeError("baking images needs a Docker engine in this process")
+        engine = self.engine
+        (runtime,) = await asyncio.to_thread(build_images, engine.client, ["wasm"], progress=log.info)
+        base = f"executor/wasm:{(await engine.call(engine.client.images.get, runtime.image_id)).labels[CONTENT_HASH_LABEL][:12]}"
+        return await wasm.bake_image(engine, base, cwasm, tag=f"executor/agent-{agent.agent_id}:v{agent.version}",
+                                     labels={"org.executor.module-sha256": module_sha256})
 
     def status(self) -> dict[str, Any]:
         """What this instance is doing: for operators (/v1/status, /metrics, `executor status`)."""

@@ -60,6 +60,9 @@ class Settings:
     max_input_bytes: int = 1024 * 1024
     max_output_bytes: int = 1024 * 1024
     max_log_bytes: int = 1024 * 1024
+    max_module_bytes: int = 50 * 1024 * 1024  # an uploaded .wasm
+    wasm_default_fuel: int = 10**10  # about 8 s of straight-line code here
+    wasm_max_fuel: int = 10**12
     tmpfs_mb: int = 16
     max_wait_s: float = 60.0
 

@@ -42,6 +42,8 @@ class Termination(str, enum.Enum):
     OUTPUT_TOO_LARGE = "output_too_large"  # killed past the stdout or stderr cap
     CANCELLED = "cancelled"  # killed on request
     PLATFORM_ERROR = "platform_error"  # the engine failed us, not the task
+    WASM_TRAP = "wasm_trap"  # a WASM agent trapped (unreachable, out of bounds, stack, …)
+    FUEL_EXHAUSTED = "fuel_exhausted"  # a WASM agent used up its fuel
 
 
 @dataclass(frozen=True)

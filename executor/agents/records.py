@@ -17,7 +17,7 @@ class AgentVersion:
     kind: str
     version: int
     image: str
-    image_digest: str
+    image_digest: str | None  # None: a WASM agent whose module is not uploaded yet
     command: list[str] | None
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
@@ -26,6 +26,8 @@ class AgentVersion:
     description: str | None
     owner: str
     created_at: datetime
+    module_sha256: str | None = None  # WASM agents: the uploaded module
+    fuel: int | None = None  # WASM agents: the fuel each run gets
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,4 +44,5 @@ class AgentVersion:
             "pool": self.pool,
             "description": self.description,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            **({"module_sha256": self.module_sha256, "fuel": self.fuel} if self.kind == "wasm" else {}),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any, Awaitable, Callable
@@ -9,14 +10,18 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 
 from executor.agents.records import AgentVersion
-from executor.errors import Conflict, ImageNotFound, LimitExceeded, NotFound, RequestInvalid
+from executor.errors import Conflict, ImageNotFound, LimitExceeded, ModuleInvalid, NotFound, RequestInvalid
 from executor.limits import resolve_limits
 from executor.schemas import check_schema
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
+from runtimes.wasm import memory_cap_bytes
+from runtimes.wasm_module import ModuleRejected, check_module
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "pool", "description"}
+_FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "pool", "description",
+           "fuel"}
+WASM_RUNTIME_IMAGE = "executor/wasm"
 
 ImageResolver = Callable[[str], Awaitable[str | None]]
 
@@ -36,14 +41,27 @@ async def register(
     name = body.get("name")
     _require(isinstance(name, str) and bool(_NAME.match(name)), "/name", "lowercase letters, digits, . _ -; 1-100 chars")
     kind = body.get("kind", "container")
-    _require(kind == "container", "/kind", "only 'container' agents can be registered so far")
-    image = body.get("image")
-    _require(isinstance(image, str) and 0 < len(image) <= 255, "/image", "an image reference is required")
-    command = body.get("command")
-    _require(
-        command is None or (isinstance(command, list) and all(isinstance(c, str) for c in command) and command),
-        "/command", "a non-empty list of strings, or null for the image's own entrypoint",
-    )
+    _require(kind in ("container", "wasm"), "/kind", "'container' or 'wasm'")
+    _require(kind != "wasm" or "pool" not in body, "/pool", "WASM agents are not pooled")
+    if kind == "wasm":
+        # The image comes from the uploaded module (PUT /v1/agents/{id}/module).
+        _require("image" not in body and "command" not in body, "/image", "a WASM agent has no image or command")
+        image, command = WASM_RUNTIME_IMAGE, None
+        fuel = body.get("fuel", settings.wasm_default_fuel)
+        _require(isinstance(fuel, int) and not isinstance(fuel, bool) and fuel > 0, "/fuel", "a positive integer")
+        if fuel > settings.wasm_max_fuel:
+            raise LimitExceeded(f"fuel {fuel} is above the maximum of {settings.wasm_max_fuel}",
+                                errors=[{"pointer": "/fuel", "detail": "above the operator's maximum"}])
+    else:
+        _require("fuel" not in body, "/fuel", "only WASM agents take fuel")
+        fuel = None
+        image = body.get("image")
+        _require(isinstance(image, str) and 0 < len(image) <= 255, "/image", "an image reference is required")
+        command = body.get("command")
+        _require(
+            command is None or (isinstance(command, list) and all(isinstance(c, str) for c in command) and command),
+            "/command", "a non-empty list of strings, or null for the image's own entrypoint",
+        )
     description = body.get("description")
     _require(description is None or isinstance(description, str), "/description", "must be a string")
     for field in ("input_schema", "output_schema"):
@@ -52,16 +70,20 @@ async def register(
     limits = resolve_limits(body.get("limits"), settings.default_limits, settings.max_limits)
     pool = _pool_bounds(body.get("pool"), settings)
 
-    digest = await resolve_image(image)
-    if digest is None:
-        raise ImageNotFound(f"image {image!r} is not on the engine; build or load it first (no registry is used)")
+    if kind == "wasm":
+        # A pre-started wasmtime would spend its -W timeout waiting in the pool: no pool.
+        digest, pool = None, {"min": 0, "max": 0}
+    else:
+        digest = await resolve_image(image)
+        if digest is None:
+            raise ImageNotFound(f"image {image!r} is not on the engine; build or load it first (no registry is used)")
     try:
         return await agent_sql.insert_agent(
             db, name=name, kind=kind, owner=owner,
             version={
                 "image": image, "image_digest": digest, "command": command, "description": description,
                 "input_schema": body["input_schema"], "output_schema": body["output_schema"],
-                "limits": limits.to_dict(), "pool": pool,
+                "limits": limits.to_dict(), "pool": pool, "fuel": fuel,
             },
         )
     except asyncpg.UniqueViolationError:
@@ -99,3 +121,31 @@ async def list_page(db: asyncpg.Pool, *, limit: int, cursor: str | None) -> tupl
     """Agents by name (each at its latest version); the cursor is the last name of the page."""
     found = await agent_sql.list_latest(db, limit=limit, after_name=cursor)
     return found, found[-1].name if len(found) == limit else None
+
+
+ModuleBaker = Callable[[AgentVersion, bytes, str], Awaitable[str]]
+
+
+async def upload_module(db: asyncpg.Pool, settings: Settings, bake: ModuleBaker, agent_id: str,
+                        data: bytes) -> AgentVersion:
+    """Check an uploaded .wasm, compile it once, bake it into the version's image. Nothing is
+    stored unless every check passes; a version's module is set once."""
+    agent = await get(db, agent_id)
+    if agent.kind != "wasm":
+        raise Conflict(f"agent {agent_id} is a {agent.kind} agent; only WASM agents take a module")
+    if agent.module_sha256 is not None:
+        raise Conflict(f"version {agent.version} already has its module ({agent.module_sha256}); versions are immutable")
+    try:
+        info, module = await asyncio.to_thread(
+            check_module, data, max_bytes=settings.max_module_bytes,
+            max_memory_bytes=memory_cap_bytes(agent.limits.memory_mb),
+        )
+        cwasm = await asyncio.to_thread(module.serialize)
+    except ModuleRejected as exc:
+        raise ModuleInvalid(exc.reason, errors=[{"pointer": exc.what, "detail": exc.reason}]) from None
+    image_id = await bake(agent, cwasm, info.sha256)
+    updated = await agent_sql.set_module(db, agent.agent_id, agent.version, image_digest=image_id,
+                                         module_sha256=info.sha256)
+    if updated is None:  # a concurrent upload won
+        raise Conflict(f"version {agent.version} already has its module; versions are immutable")
+    return updated

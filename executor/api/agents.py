@@ -7,7 +7,7 @@ from aiohttp import web
 from executor import tokens
 from executor.agents import service as agents
 from executor.api.auth import principal
-from executor.api.bodies import json_response, query_number, read_json
+from executor.api.bodies import json_response, query_number, read_capped, read_json
 from executor.errors import RequestInvalid
 from executor.executions.service import owner_of
 from executor.tokens import Role
@@ -37,6 +37,17 @@ async def get_agent(request: web.Request) -> web.Response:
     principal(request)
     agent = await agents.get(request.app["services"].db, request.match_info["id"])
     return json_response(agent.to_dict())
+
+
+@routes.put("/v1/agents/{id}/module")
+async def upload_module(request: web.Request) -> web.Response:
+    """The raw .wasm of a WASM agent's version: checked, compiled once, baked into its image."""
+    principal(request, Role.OPERATOR, Role.SERVICE)
+    services = request.app["services"]
+    data = await read_capped(request, services.settings.max_module_bytes)
+    agent = await agents.upload_module(services.db, services.settings, services.bake_wasm_module,
+                                       request.match_info["id"], data)
+    return json_response(agent.to_dict(), status=200)
 
 
 @routes.post("/v1/tokens")

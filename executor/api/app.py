@@ -35,7 +35,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 def make_app(services: Services) -> web.Application:
     app = web.Application(
-        client_max_size=services.settings.max_body_bytes,
+        # The largest body any route takes; each route enforces its own cap (bodies.read_capped).
+        client_max_size=max(services.settings.max_body_bytes, services.settings.max_module_bytes) + 1,
         middlewares=[problem_middleware, auth_middleware],
     )
     app["services"] = services

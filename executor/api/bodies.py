@@ -7,12 +7,25 @@ from typing import Any
 
 from aiohttp import web
 
-from executor.errors import MalformedRequest, RequestInvalid
+from executor.errors import MalformedRequest, PayloadTooLarge, RequestInvalid
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, or 413 past `limit` bytes (the app-wide cap is the largest route's)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_json(request: web.Request) -> Any:
-    """The parsed body; aiohttp itself answers 413 past the configured body size."""
-    raw = await request.read()
+    """The parsed body, within EXECUTOR_MAX_BODY_BYTES."""
+    raw = await read_capped(request, request.app["services"].settings.max_body_bytes)
     if not raw:
         raise MalformedRequest("the request body is empty; send a JSON document")
     try:

@@ -15,6 +15,8 @@ _BY_TERMINATION = {
     Termination.OUTPUT_TOO_LARGE: (Status.FAILED, ErrorType.OUTPUT_TOO_LARGE),
     Termination.CANCELLED: (Status.CANCELLED, ErrorType.CANCELLED),
     Termination.PLATFORM_ERROR: (Status.FAILED, ErrorType.PLATFORM_ERROR),
+    Termination.WASM_TRAP: (Status.FAILED, ErrorType.WASM_TRAP),
+    Termination.FUEL_EXHAUSTED: (Status.FAILED, ErrorType.FUEL_EXHAUSTED),
 }
 
 

@@ -36,6 +36,8 @@ class ErrorType(str, enum.Enum):
     MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
     TIMEOUT = "timeout"
     NONZERO_EXIT = "nonzero_exit"
+    WASM_TRAP = "wasm_trap"
+    FUEL_EXHAUSTED = "fuel_exhausted"
     CANCELLED = "cancelled"
     PLATFORM_ERROR = "platform_error"
 

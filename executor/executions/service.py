@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from executor.agents import service as agents
-from executor.errors import InputInvalid, NotFound, PayloadTooLarge, Problem, RequestInvalid
+from executor.errors import Conflict, InputInvalid, NotFound, PayloadTooLarge, Problem, RequestInvalid
 from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
 from executor.limits import resolve_limits
 from executor.queue.events import Events
@@ -71,6 +71,9 @@ class Executions:
         if "input" not in body:
             raise RequestInvalid("input is required", errors=[{"pointer": "/input", "detail": "required"}])
         agent = await agents.get(self.db, body["agent_id"], version)
+        if agent.image_digest is None:
+            raise Conflict(f"agent {agent.agent_id} version {agent.version} has no module yet: "
+                           "PUT /v1/agents/{id}/module first")
         if len(encode_input(body["input"])) > self.settings.max_input_bytes:
             raise PayloadTooLarge(f"input is larger than {self.settings.max_input_bytes} bytes")
         found = violations(agent.input_schema, body["input"])

@@ -17,13 +17,14 @@ import asyncpg
 from executor.agents.records import AgentVersion
 from executor.errors import ExecutorError
 from executor.executions.outcome import outcome_of
-from executor.executions.records import ErrorType, ExecutionError, Outcome, Status
+from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
 from executor.executions.service import encode_input
 from executor.queue.events import Events
 from executor.queue.stream import Job, JobQueue
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
 from executor.storage import executions as execution_sql
+from runtimes import wasm
 from runtimes.base import TaskSpec
 from runtimes.container import ContainerRuntime
 
@@ -135,26 +136,37 @@ class Worker:
             return  # already claimed, cancelled or finished: this delivery is a duplicate
         try:
             agent = await self._version(record.agent_id, record.agent_version)
-            spec = TaskSpec(
-                execution_id=str(record.id),
-                image=agent.image_digest,
-                command=agent.command,
-                stdin=encode_input(record.input),
-                limits=record.limits,
-                max_output_bytes=self.settings.max_output_bytes,
-                max_log_bytes=self.settings.max_log_bytes,
-                tmpfs_mb=self.settings.tmpfs_mb,
-                oci_runtime=self.settings.oci_runtime,
-                pool_min=(agent.pool or {}).get("min", self.settings.pool_default_min),
-                pool_max=(agent.pool or {}).get("max", self.settings.pool_default_max),
-            )
+            spec = self._task_spec(agent, record)
             result = await self.runtime.run(spec, running.cancel)
+            if agent.kind == "wasm":
+                result = wasm.classify(result)
             outcome = outcome_of(result, agent.output_schema)
         except Exception as exc:
             log.exception("execution %s: platform failure", execution_id)
             outcome = Outcome(Status.FAILED, error=ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}"))
         await execution_sql.finish(self.db, execution_id, outcome)
         await self.events.publish_finished(execution_id)
+
+    def _task_spec(self, agent: AgentVersion, record: ExecutionRecord) -> TaskSpec:
+        command = agent.command
+        if agent.kind == "wasm":
+            command = wasm.run_arguments(fuel=agent.fuel or self.settings.wasm_default_fuel,
+                                         timeout_s=record.limits.timeout_s,
+                                         max_memory_bytes=wasm.memory_cap_bytes(record.limits.memory_mb))
+        assert agent.image_digest is not None  # submission refuses a version without its image
+        return TaskSpec(
+            execution_id=str(record.id),
+            image=agent.image_digest,
+            command=command,
+            stdin=encode_input(record.input),
+            limits=record.limits,
+            max_output_bytes=self.settings.max_output_bytes,
+            max_log_bytes=self.settings.max_log_bytes,
+            tmpfs_mb=self.settings.tmpfs_mb,
+            oci_runtime=self.settings.oci_runtime,
+            pool_min=(agent.pool or {}).get("min", self.settings.pool_default_min),
+            pool_max=(agent.pool or {}).get("max", self.settings.pool_default_max),
+        )
 
     @property
     def running(self) -> int:

@@ -12,7 +12,7 @@ from executor.settings import Limits
 
 _SELECT = (
     "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
-    " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at"
+    " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at, v.module_sha256, v.fuel"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
 
@@ -32,9 +32,10 @@ async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, ve
         )
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, pool, description) VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            " output_schema, limits, pool, description, fuel) VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             agent_id, version["image"], version["image_digest"], version["command"], version["input_schema"],
             version["output_schema"], version["limits"], version["pool"], version["description"],
+            version.get("fuel"),
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
     return _record(row)
@@ -61,3 +62,18 @@ async def list_latest(db: asyncpg.Pool, *, limit: int, after_name: str | None) -
         after_name, limit,
     )
     return [_record(row) for row in rows]
+
+
+async def set_module(db: asyncpg.Pool, agent_id: uuid.UUID, version: int, *, image_digest: str,
+                     module_sha256: str) -> AgentVersion | None:
+    """Record a WASM version's module, once: None when it already had one."""
+    async with db.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            "UPDATE agent_versions SET image_digest = $3, module_sha256 = $4"
+            " WHERE agent_id = $1 AND version = $2 AND module_sha256 IS NULL RETURNING version",
+            agent_id, version, image_digest, module_sha256,
+        )
+        if done is None:
+            return None
+        row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, version)
+    return _record(row)
