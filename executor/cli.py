@@ -200,7 +200,8 @@ async def _prepare_examples(services: Services) -> list[tuple[AgentVersion, Exam
     def build() -> None:
         client = docker.from_env()
         try:
-            build_images(client, list(EXAMPLE_IMAGES), progress=lambda line: log.info("image build: %s", line))
+            build_images(client, list(EXAMPLE_IMAGES), progress=lambda line: log.info("image build: %s", line),
+                         debian_mirror=services.settings.debian_mirror)
         finally:
             client.close()
 

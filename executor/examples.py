@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import wasmtime
 
 from executor.agents import service as agents
 from executor.agents.records import AgentVersion
@@ -15,7 +21,7 @@ from executor.storage import agents as agent_sql
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_IMAGES = ("busybox", "wordcount")
+EXAMPLE_IMAGES = ("busybox", "wordcount", "stats-python", "wasm")
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class Example:
     image_name: str
     registration: dict[str, Any]
     example_input: Any
+    module_source: Path | None = None  # WASM examples: .wat, or .c built with clang --target=wasm32-wasi
 
 
 def load_examples(images_dir: Path) -> list[Example]:
@@ -34,19 +41,36 @@ def load_examples(images_dir: Path) -> list[Example]:
         registration = {
             "name": spec["name"],
             "kind": spec.get("kind", "container"),
-            "image": spec["image"],
-            "command": spec.get("command"),
             "description": spec.get("description"),
             "limits": spec.get("limits"),
             "input_schema": json.loads((folder / "input.schema.json").read_text()),
             "output_schema": json.loads((folder / "output.schema.json").read_text()),
         }
-        found.append(Example(folder.name, registration, spec.get("example_input")))
+        source = None
+        if registration["kind"] == "wasm":
+            registration["fuel"] = spec["fuel"]
+            source = folder / next(iter(spec["module"].values()))
+        else:
+            registration.update(image=spec["image"], command=spec.get("command"))
+        found.append(Example(folder.name, registration, spec.get("example_input"), source))
     return found
 
 
+def module_bytes(source: Path) -> bytes:
+    """The binary module of a WASM example, from its text or its C source."""
+    if source.suffix == ".wat":
+        return wasmtime.wat2wasm(source.read_text())
+    if shutil.which("clang") is None:
+        raise FileNotFoundError("clang not found (install Debian's clang lld wasi-libc libclang-rt-14-dev-wasm32)")
+    with tempfile.TemporaryDirectory(prefix="executor-example-") as build:
+        output = Path(build) / "agent.wasm"
+        subprocess.run(["clang", "--target=wasm32-wasi", "-O2", "-s", "-o", str(output), str(source)],
+                       check=True, capture_output=True)
+        return output.read_bytes()
+
+
 async def register_examples(services: Services, examples: list[Example]) -> list[tuple[AgentVersion, Example]]:
-    """Register each example agent unless an agent of that name exists."""
+    """Register each example agent unless an agent of that name exists (WASM ones with their module)."""
     registered = []
     for example in examples:
         agent = await agent_sql.get_by_name(services.db, example.registration["name"])
@@ -55,5 +79,13 @@ async def register_examples(services: Services, examples: list[Example]) -> list
                 services.db, services.settings, services.resolve_image, "operator:bootstrap", example.registration
             )
             log.info("registered example agent %s (%s)", agent.name, agent.agent_id)
+        if example.module_source is not None and agent.module_sha256 is None:
+            try:
+                data = await asyncio.to_thread(module_bytes, example.module_source)
+            except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+                log.warning("example %s left without its module: %s", agent.name, exc)
+                continue
+            agent = await agents.upload_module(services.db, services.settings, services.bake_wasm_module,
+                                               str(agent.agent_id), data)
         registered.append((agent, example))
     return registered

@@ -15,6 +15,14 @@ from executor.embedded import free_port
 from tests.conftest import REPO, private_tmpdir
 
 
+EXPECTED = {  # each example agent's output for its example input
+    "wordcount": {"words": 3, "lines": 0, "chars": 16},
+    "wordcount-wasm": {"words": 3, "lines": 0, "chars": 16},
+    "shout": {"TEXT": "HELLO WIDE WORLD"},
+    "stats": {"count": 8, "sum": 31, "mean": 3.875, "min": 1, "max": 9},
+}
+
+
 def readme_command(name: str) -> str:
     """The first line of the README's command block that starts with `name`."""
     text = (REPO / "README.md").read_text()
@@ -42,26 +50,32 @@ def test_readme_run_command_brings_up_a_working_service(images) -> None:
     )
     lines: list[str] = []
     try:
-        token = curl = None
-        deadline = time.monotonic() + 300
+        token = None
+        curls: dict[str, str] = {}
+        deadline = time.monotonic() + 600
         assert process.stdout is not None
-        while time.monotonic() < deadline and curl is None:
+        while time.monotonic() < deadline:
             line = process.stdout.readline().decode()
             if not line:
                 raise AssertionError("scripts/up exited:\n" + "".join(lines[-60:]))
             lines.append(line)
             if "export EXECUTOR_TOKEN=" in line:
                 token = line.split("=", 1)[1].strip()
+            if line.startswith("run the example agent "):
+                agent = line.removeprefix("run the example agent ").rstrip(":\n")
             if line.strip().startswith("curl ") and "/v1/executions" in line:
-                curl = line.strip()
-        assert token and curl, "".join(lines[-60:])
-        assert f"127.0.0.1:{port}" in curl
+                curls[agent] = line.strip()
+            if set(curls) == set(EXPECTED):
+                break
+        assert token and set(curls) == set(EXPECTED), "".join(lines[-60:])
 
-        done = subprocess.run(["bash", "-c", curl], env={**env, "EXECUTOR_TOKEN": token},
-                              capture_output=True, timeout=60)
-        record = json.loads(done.stdout)
-        assert record["status"] == "COMPLETED", record
-        assert record["output"] == {"words": 3, "lines": 0, "chars": 16}
+        for agent, curl in curls.items():
+            assert f"127.0.0.1:{port}" in curl
+            done = subprocess.run(["bash", "-c", curl], env={**env, "EXECUTOR_TOKEN": token},
+                                  capture_output=True, timeout=60)
+            record = json.loads(done.stdout)
+            assert record["status"] == "COMPLETED", record
+            assert record["output"] == EXPECTED[agent], (agent, record)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

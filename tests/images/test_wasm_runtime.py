@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import tarfile
+import uuid
 
 import docker
 import pytest
@@ -48,7 +49,10 @@ def agent_image(client: docker.DockerClient, base: str, wat: str) -> str:
     cwasm = precompile(wasmtime.wat2wasm(wat))
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (("Dockerfile", f"FROM {base}\nCOPY agent.cwasm /agent/agent.cwasm\n".encode()),
+        # A label of its own makes it a leaf: the build cache may share the layers below
+        # with an image the service baked, which must not be deleted with it.
+        dockerfile = f"FROM {base}\nCOPY agent.cwasm /agent/agent.cwasm\nLABEL test.image={uuid.uuid4()}\n"
+        for name, data in (("Dockerfile", dockerfile.encode()),
                            ("agent.cwasm", cwasm)):
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o444
