@@ -46,6 +46,9 @@ _BUSY_CPU_SHARE = 0.10  # an idle container using more than this of a core is no
 _BUSY_STRIKES = 4  # ...for this many samples in a row, half a second apart (a short warm-up is fine)
 _TICK_S = 0.5
 _QUIET_SAMPLE_S = 5.0  # a container that has proven quiet is sampled less often
+# No container waits in the pool longer than this (it is replaced): a runtime's own
+# clock that started with the process (wasmtime's -W timeout) can count on it.
+MAX_IDLE_AGE_S = 60.0
 _BUSY_PAUSE_S = 600.0
 
 
@@ -81,6 +84,7 @@ class PoolKey:
 @dataclass
 class _Idle:
     live: LiveContainer
+    ready_at: float = field(default_factory=time.monotonic)
     cpu_ns: int | None = None
     sampled_at: float = 0.0
     samples: int = 0
@@ -265,6 +269,8 @@ class ContainerPool:
                 if shelf.starting == 0:
                     del self._shelves[key]
                 continue
+            while shelf.idle and now - shelf.idle[0].ready_at > MAX_IDLE_AGE_S:
+                await self._discard(shelf.idle.popleft().live)  # the oldest first; refilled below
             if now < shelf.paused_until:
                 continue
             deficit = self._target(shelf) - len(shelf.idle) - shelf.starting

@@ -69,13 +69,17 @@ def test_readme_run_command_brings_up_a_working_service(images) -> None:
                 break
         assert token and set(curls) == set(EXPECTED), "".join(lines[-60:])
 
-        for agent, curl in curls.items():
-            assert f"127.0.0.1:{port}" in curl
-            done = subprocess.run(["bash", "-c", curl], env={**env, "EXECUTOR_TOKEN": token},
-                                  capture_output=True, timeout=60)
-            record = json.loads(done.stdout)
-            assert record["status"] == "COMPLETED", record
-            assert record["output"] == EXPECTED[agent], (agent, record)
+        # Each example runs as printed: cold first, then from the pool it refilled meanwhile.
+        for pooled in (False, True):
+            for agent, curl in curls.items():
+                assert f"127.0.0.1:{port}" in curl
+                done = subprocess.run(["bash", "-c", curl], env={**env, "EXECUTOR_TOKEN": token},
+                                      capture_output=True, timeout=60)
+                record = json.loads(done.stdout)
+                assert record["status"] == "COMPLETED", record
+                assert record["output"] == EXPECTED[agent], (agent, record)
+                assert record["pooled"] is pooled, (agent, record)
+            time.sleep(3)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

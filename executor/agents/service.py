@@ -42,7 +42,6 @@ async def register(
     _require(isinstance(name, str) and bool(_NAME.match(name)), "/name", "lowercase letters, digits, . _ -; 1-100 chars")
     kind = body.get("kind", "container")
     _require(kind in ("container", "wasm"), "/kind", "'container' or 'wasm'")
-    _require(kind != "wasm" or "pool" not in body, "/pool", "WASM agents are not pooled")
     if kind == "wasm":
         # The image comes from the uploaded module (PUT /v1/agents/{id}/module).
         _require("image" not in body and "command" not in body, "/image", "a WASM agent has no image or command")
@@ -71,8 +70,7 @@ async def register(
     pool = _pool_bounds(body.get("pool"), settings)
 
     if kind == "wasm":
-        # A pre-started wasmtime would spend its -W timeout waiting in the pool: no pool.
-        digest, pool = None, {"min": 0, "max": 0}
+        digest = None  # until the module is uploaded
     else:
         digest = await resolve_image(image)
         if digest is None:

@@ -27,6 +27,7 @@ from executor.storage import executions as execution_sql
 from runtimes import wasm
 from runtimes.base import TaskSpec
 from runtimes.container import ContainerRuntime
+from runtimes.pool import MAX_IDLE_AGE_S
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,11 @@ class Worker:
     def _task_spec(self, agent: AgentVersion, record: ExecutionRecord) -> TaskSpec:
         command = agent.command
         if agent.kind == "wasm":
+            # wasmtime's timeout counts from its own start, which for a pre-started container is
+            # before the claim: it is only a backstop. The task's wall clock is the orchestrator's,
+            # from the claim, as for every task.
             command = wasm.run_arguments(fuel=agent.fuel or self.settings.wasm_default_fuel,
-                                         timeout_s=record.limits.timeout_s,
+                                         timeout_s=record.limits.timeout_s + MAX_IDLE_AGE_S + 5,
                                          max_memory_bytes=wasm.memory_cap_bytes(record.limits.memory_mb))
         assert agent.image_digest is not None  # submission refuses a version without its image
         return TaskSpec(

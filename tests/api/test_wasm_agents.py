@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 
 import wasmtime
 
+from runtimes.base import INSTANCE_LABEL, POOL_LABEL
 from tests.api.test_request_errors import assert_problem
 from tests.images.test_wasm_runtime import ECHO_WAT, SPIN_WAT
 
 UNREACHABLE_WAT = '(module (memory (export "memory") 1) (func (export "_start") unreachable))'
 GROW_WAT = """(module (memory (export "memory") 1)
   (func (export "_start") (loop $l (drop (memory.grow (i32.const 16))) (br $l))))"""
+EXIT_3_WAT = """(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 3))))"""
+NO_START_WAT = '(module (memory (export "memory") 1) (func (export "main")))'
 BAD_IMPORT_WAT = """(module (import "env" "launch_missiles" (func))
   (memory (export "memory") 1) (func (export "_start")))"""
 
@@ -56,8 +61,11 @@ async def test_rejected_modules_name_what_is_wrong_and_store_nothing(api) -> Non
     status, problem = await upload(api, agent_id, BAD_IMPORT_WAT)
     assert status == 422 and problem["type"].endswith(":module_invalid")
     assert problem["errors"][0]["pointer"] == "env.launch_missiles"
-    status, problem, _ = await api.request("PUT", f"/v1/agents/{agent_id}/module", data=b"(module)")
-    assert status == 422 and problem["errors"][0]["pointer"] == "magic"
+    for data in (b"(module)", b"\x89PNG\r\n\x1a\n not wasm at all"):
+        status, problem, _ = await api.request("PUT", f"/v1/agents/{agent_id}/module", data=data)
+        assert status == 422 and problem["errors"][0]["pointer"] == "magic", problem
+    status, problem = await upload(api, agent_id, NO_START_WAT)
+    assert status == 422 and problem["errors"][0]["pointer"] == "_start"
     status, agent, _ = await api.get(f"/v1/agents/{agent_id}")
     assert agent["module_sha256"] is None and agent["image_digest"] is None
     container = await api.register(["cat"])
@@ -71,7 +79,9 @@ async def test_fuel_timeout_trap_and_memory_map_to_their_error_types(api, images
         (SPIN_WAT, {"fuel": 10**12}, {"timeout_s": 1}, ("TIMEOUT", "timeout")),
         (UNREACHABLE_WAT, {}, None, ("FAILED", "wasm_trap")),
         (GROW_WAT, {}, {"memory_mb": 64}, ("FAILED", "memory_limit_exceeded")),
+        (EXIT_3_WAT, {}, None, ("FAILED", "nonzero_exit")),
     ]
+    logs = {}
     details = {}
     for wat, fields, limits, (status_name, error_type) in cases:
         agent_id = await register_wasm(api, **fields, **({"limits": limits} if limits else {}))
@@ -80,14 +90,37 @@ async def test_fuel_timeout_trap_and_memory_map_to_their_error_types(api, images
         record = await api.run(agent_id, {})
         assert (record["status"], record["error"]["type"]) == (status_name, error_type), record
         details[error_type] = record["error"]["detail"]
+        logs[error_type] = (await api.get(f"/v1/executions/{record['id']}/logs"))[1]
     assert "unreachable" in details["wasm_trap"]  # wasmtime's own trap line
+    assert b"wasm trap: wasm `unreachable` instruction executed" in logs["wasm_trap"]
 
 
 async def test_a_wasm_registration_is_checked(api) -> None:
     base = {"name": f"wasm-{uuid.uuid4().hex[:10]}", "kind": "wasm", "input_schema": True, "output_schema": True}
     for extra, slug in (({"image": "executor/busybox:latest"}, "request_invalid"),
                         ({"fuel": 0}, "request_invalid"),
-                        ({"fuel": 10**15}, "limit_exceeded"),
-                        ({"pool": {"min": 1, "max": 2}}, "request_invalid")):
+                        ({"fuel": 10**15}, "limit_exceeded")):
         status, problem, headers = await api.post("/v1/agents", json={**base, **extra})
         assert_problem(status, problem, headers, 422, slug)
+
+
+async def test_pre_started_wasm_containers_serve_wasm_agents(api, service, docker_client) -> None:
+    """The pool serves WASM agents too; the task's wall clock still starts at the claim."""
+    agent_id = await register_wasm(api, limits={"timeout_s": 1})
+    status, agent = await upload(api, agent_id, ECHO_WAT)
+    assert status == 200, agent
+    assert (await api.run(agent_id, {"first": 1}))["pooled"] is False
+
+    def pooled() -> list:
+        found = docker_client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={service.instance_id}"]})
+        return [c for c in found if c.attrs["Image"] == agent["image_digest"]]
+
+    for _ in range(150):
+        if pooled():
+            break
+        await asyncio.sleep(0.1)
+    assert pooled(), "no pre-started container for the WASM agent"
+    await asyncio.sleep(1.5)  # longer than the task's timeout: it must not count
+    record = await api.run(agent_id, {"second": 2})
+    assert record["status"] == "COMPLETED" and record["pooled"] is True, record
+    assert record["output"] == {"second": 2}
