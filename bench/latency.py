@@ -138,12 +138,13 @@ def docker_py_throughput(engine: DockerEngine, image: str, concurrency: int, tot
 
 
 def start_service(database_url: str, redis_url: str, state_dir: Path, token: str,
-                  pool: bool) -> tuple[subprocess.Popen, str]:
+                  pool: bool, extra: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
     env.update(EXECUTOR_DATABASE_URL=database_url, EXECUTOR_REDIS_URL=redis_url, EXECUTOR_STATE_DIR=str(state_dir),
-               EXECUTOR_PORT=str(port), EXECUTOR_BOOTSTRAP_TOKEN=token, EXECUTOR_POOL_ENABLED=str(pool).lower())
+               EXECUTOR_PORT=str(port), EXECUTOR_BOOTSTRAP_TOKEN=token, EXECUTOR_POOL_ENABLED=str(pool).lower(),
+               **(extra or {}))
     log = open(state_dir / "service.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "executor", "serve"], env=env, cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT)
