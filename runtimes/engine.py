@@ -64,6 +64,20 @@ class DockerEngine:
             raise
         return info["Id"]
 
+    async def list_images(self, repository_prefix: str) -> list[dict[str, Any]]:
+        """Local images with a tag under `repository_prefix` (e.g. "executor/")."""
+        found = []
+        for image in await self.call(self.api.images):
+            tags = [tag for tag in image.get("RepoTags") or [] if tag.startswith(repository_prefix)]
+            if tags:
+                found.append({"id": image["Id"], "tags": sorted(tags), "size": image.get("Size"),
+                              "created": image.get("Created")})
+        return found
+
+    async def remove_image(self, image_id: str) -> None:
+        """Remove an image by id, every tag of it included; the engine refuses one in use."""
+        await self.call(self.api.remove_image, image_id, force=True, noprune=False)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()

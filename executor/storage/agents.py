@@ -77,3 +77,17 @@ async def set_module(db: asyncpg.Pool, agent_id: uuid.UUID, version: int, *, ima
             return None
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, version)
     return _record(row)
+
+
+async def versions_using_image(db: asyncpg.Pool, image_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT a.id, a.name, v.version FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
+        " WHERE v.image_digest = $1 ORDER BY a.name, v.version",
+        image_id,
+    )
+
+
+async def image_use_counts(db: asyncpg.Pool) -> dict[str, int]:
+    rows = await db.fetch("SELECT image_digest, count(*) AS n FROM agent_versions"
+                          " WHERE image_digest IS NOT NULL GROUP BY image_digest")
+    return {row["image_digest"]: row["n"] for row in rows}

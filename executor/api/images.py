@@ -1,0 +1,73 @@
+"""Operators manage images: list what the engine holds, build from images/, remove what no agent uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import docker.errors
+from aiohttp import web
+
+from executor.api.auth import principal
+from executor.api.bodies import json_response, read_json
+from executor.errors import Conflict, NotFound, RequestInvalid
+from executor.storage import agents as agent_sql
+from executor.tokens import Role
+from runtimes.images import ImageBuildError, build_images, image_names
+
+routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
+PREFIX = "executor/"
+
+
+@routes.get("/v1/images")
+async def list_images(request: web.Request) -> web.Response:
+    principal(request, Role.OPERATOR)
+    services = request.app["services"]
+    images = await services.engine.list_images(PREFIX)
+    uses = await agent_sql.image_use_counts(services.db)
+    for image in images:
+        image["used_by_agent_versions"] = uses.get(image["id"], 0)
+    return json_response({"items": images, "buildable": image_names()})
+
+
+@routes.post("/v1/images/build")
+async def build(request: web.Request) -> web.Response:
+    """Build images from images/ (cached by content); `{"names": [...]}`, all when absent."""
+    principal(request, Role.OPERATOR)
+    body = await read_json(request)
+    names = body.get("names") if isinstance(body, dict) else None
+    known = image_names()
+    if names is not None and (not isinstance(names, list) or not set(names) <= set(known)):
+        raise RequestInvalid(f"names must be a list of: {', '.join(known)}",
+                             errors=[{"pointer": "/names", "detail": "unknown image"}])
+    client = request.app["services"].engine.client
+    try:
+        built = await asyncio.to_thread(build_images, client, names, progress=log.info,
+                                        debian_mirror=request.app["services"].settings.debian_mirror)
+    except ImageBuildError as exc:
+        raise RequestInvalid(f"build failed: {exc}") from None
+    return json_response({"items": [{"name": b.name, "tag": b.tag, "id": b.image_id, "cached": b.cached}
+                                    for b in built]})
+
+
+@routes.delete("/v1/images/{ref:.+}")
+async def remove(request: web.Request) -> web.Response:
+    """Remove an image with all its tags: 409 while an agent version runs it."""
+    principal(request, Role.OPERATOR)
+    services = request.app["services"]
+    ref = request.match_info["ref"]
+    image_id = await services.engine.image_id(ref)
+    if image_id is None:
+        raise NotFound(f"no image {ref!r} on the engine")
+    users = await agent_sql.versions_using_image(services.db, image_id)
+    if users:
+        named = ", ".join(f"{row['name']} v{row['version']}" for row in users[:10])
+        raise Conflict(f"image {image_id[:19]} is used by agent version(s): {named}",
+                       errors=[{"pointer": str(row["id"]), "detail": f"{row['name']} version {row['version']}"}
+                               for row in users])
+    try:
+        await services.engine.remove_image(image_id)
+    except docker.errors.APIError as exc:
+        raise Conflict(f"the engine refused: {exc.explanation or exc}") from None
+    return web.Response(status=204)

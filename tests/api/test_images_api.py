@@ -1,0 +1,46 @@
+"""Operators manage images through HTTP: list, build, and remove only what no agent uses."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+from tests.api.test_request_errors import assert_problem
+
+
+def throwaway_image(docker_client, base: str) -> str:
+    tag = f"executor/throwaway:{uuid.uuid4().hex[:8]}"
+    dockerfile = f"FROM {base}\nLABEL test.image={uuid.uuid4()}\n".encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, pull=False)
+    return tag
+
+
+async def test_list_and_build(api, images) -> None:
+    status, listing, _ = await api.get("/v1/images")
+    assert status == 200 and {"busybox", "wordcount", "wasm"} <= set(listing["buildable"])
+    busybox = next(image for image in listing["items"] if "executor/busybox:latest" in image["tags"])
+    assert busybox["id"].startswith("sha256:") and busybox["used_by_agent_versions"] >= 0
+    status, built, _ = await api.post("/v1/images/build", json={"names": ["busybox"]})
+    assert status == 200 and built["items"][0]["cached"] is True
+    status, problem, headers = await api.post("/v1/images/build", json={"names": ["no-such-image"]})
+    assert_problem(status, problem, headers, 422, "request_invalid")
+
+
+async def test_an_image_an_agent_uses_cannot_be_deleted(api, user_api, images, docker_client) -> None:
+    tag = throwaway_image(docker_client, images["busybox"])
+    agent_id = await api.register(["cat"], image=tag)
+    status, problem, headers = await api.request("DELETE", f"/v1/images/{tag}")
+    assert_problem(status, problem, headers, 409, "conflict")
+    assert problem["errors"][0]["pointer"] == agent_id
+    assert docker_client.images.get(tag)  # still there
+    record = await api.run(agent_id, {"ok": True})
+    assert record["status"] == "COMPLETED"
+
+    unused = throwaway_image(docker_client, images["busybox"])
+    status, problem, headers = await user_api.request("DELETE", f"/v1/images/{unused}")
+    assert_problem(status, problem, headers, 403, "forbidden")
+    status, _, _ = await api.request("DELETE", f"/v1/images/{unused}")
+    assert status == 204
+    assert unused not in [tag for image in docker_client.images.list() for tag in image.tags]
+    status, problem, headers = await api.request("DELETE", f"/v1/images/{unused}")
+    assert_problem(status, problem, headers, 404, "not_found")
