@@ -142,7 +142,13 @@ def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dic
     svc.start()
     yield svc
     svc.stop()
-    # After the whole suite, no container of ours may be left behind: task or pre-started.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_behind(docker_client: docker.DockerClient) -> Iterator[None]:
+    """Set up first, so checked last: after the whole suite and every service's stop,
+    no container of ours (task or pre-started) may be left."""
+    yield
     leftovers = docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
     assert not leftovers, f"containers left behind: {[c.labels for c in leftovers]}"
 
@@ -172,6 +178,17 @@ async def wait_for_pooled(client: docker.DockerClient, instance_id: str, command
             return found
         await asyncio.sleep(0.1)
     raise AssertionError(f"no pre-started container for {command} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def runsc_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str],
+                  docker_client: docker.DockerClient) -> Iterator[ServiceProcess]:
+    """A second service whose every task runs under gVisor (scripts/setup registers runsc)."""
+    assert "runsc" in docker_client.info().get("Runtimes", {}), "runsc is not registered with the engine"
+    svc = make_service(postgres, redis_server, "runsc", redis_db="2", oci_runtime="runsc")
+    svc.start()
+    yield svc
+    svc.stop()
 
 
 class Api:
@@ -235,6 +252,12 @@ class Api:
 async def api(service: ServiceProcess) -> Any:
     async with aiohttp.ClientSession() as session:
         yield Api(session, service.base_url, service.operator_token)
+
+
+@pytest.fixture
+async def runsc_api(runsc_service: ServiceProcess) -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, runsc_service.base_url, runsc_service.operator_token)
 
 
 @pytest.fixture

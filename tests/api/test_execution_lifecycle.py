@@ -12,10 +12,11 @@ from tests.conftest import wait_until_running
 # Each probe prints one JSON document about the sandbox it runs in.
 HARDENING_PROBE = r"""
 ifaces=$(awk -F: 'NR>2 {gsub(/ /, "", $1); printf "%s%s", sep, $1; sep=","}' /proc/net/dev)
-if touch /rootfs-probe 2>/dev/null; then rootfs_writable=true; else rootfs_writable=false; fi
-status() { awk -v k="$1:" '$1 == k {print $2}' /proc/self/status; }
+if (touch /rootfs-probe) 2>/dev/null; then rootfs_writable=true; else rootfs_writable=false; fi
+status() { v=$(awk -v k="$1:" '$1 == k {print $2}' /proc/self/status); echo "${v:-null}"; }
 tmp_options=$(awk '$2 == "/tmp" {print $4}' /proc/mounts)
-tmp_kb=$(df -k /tmp | awk 'NR == 2 {print $2}')
+set -- $(stat -f -c '%b %S' /tmp)
+tmp_kb=$(( $1 * $2 / 1024 ))
 cp /bin/busybox /tmp/bb && chmod +x /tmp/bb
 if /tmp/bb true 2>/dev/null; then tmp_exec=true; else tmp_exec=false; fi
 printf '{"interfaces":"%s","rootfs_writable":%s,"uid":%s,"gid":%s,"cap_eff":"%s","no_new_privs":%s,"seccomp":%s,"tmp_options":"%s","tmp_kb":%s,"tmp_exec":%s}' \

@@ -1,0 +1,63 @@
+"""The hardening and hostile-agent checks with gVisor as the OCI runtime (EXECUTOR_OCI_RUNTIME=runsc).
+
+Inside gVisor the guest talks to gVisor's own kernel (the Sentry), which runs
+under runsc's seccomp filter on the host, so some answers differ from runc:
+/proc/self/status shows `Seccomp: 0` and no `NoNewPrivs` line, and /proc/mounts
+lists fewer tmpfs options. gVisor's own threads count against the container's pids limit, so agents under
+runsc need a higher one (256 here; 64 starves a shell script). What must hold holds: only `lo`, a read-only root,
+no root user, no capabilities, nothing executable from /tmp, and every hostile
+agent ends in its error type while the service keeps answering.
+"""
+
+from __future__ import annotations
+
+from tests.api.test_execution_lifecycle import HARDENING_PROBE
+
+GVISOR = {"pids": 256}
+
+
+async def test_hardening_under_gvisor(runsc_api) -> None:
+    agent_id = await runsc_api.register(["sh", "-c", HARDENING_PROBE], limits=GVISOR)
+    record = await runsc_api.run(agent_id)
+    assert record["status"] == "COMPLETED", record
+    probe = record["output"]
+    assert probe["interfaces"] == "lo"
+    assert probe["rootfs_writable"] is False
+    assert probe["uid"] != 0 and probe["gid"] != 0
+    assert probe["cap_eff"] == "0000000000000000"
+    assert "noexec" in probe["tmp_options"].split(",") and probe["tmp_exec"] is False
+    assert 0 < probe["tmp_kb"] <= 16 * 1024
+
+
+async def test_hostile_agents_under_gvisor(runsc_api, images) -> None:
+    cases = [
+        (["sh", "-c", "tail /dev/zero"], {**GVISOR, "memory_mb": 64, "timeout_s": 30},
+         {("FAILED", "memory_limit_exceeded")}),
+        (["sh", "-c", "while :; do :; done"], {**GVISOR, "timeout_s": 2}, {("TIMEOUT", "timeout")}),
+        (["sh", "-c", "yes"], {**GVISOR, "timeout_s": 30}, {("FAILED", "output_too_large")}),
+        (["sh", "-c", "echo broken >&2; exit 3"], GVISOR, {("FAILED", "nonzero_exit")}),
+        (["sh", "-c", "f() { f | f & }; f; sleep 60"], {**GVISOR, "timeout_s": 4},
+         {("TIMEOUT", "timeout"), ("FAILED", "nonzero_exit")}),
+    ]
+    for command, limits, expected in cases:
+        agent_id = await runsc_api.register(command, limits=limits)
+        record = await runsc_api.run(agent_id, wait=40)
+        outcome = (record["status"], (record["error"] or {}).get("type"))
+        assert outcome in expected, (command, record)
+        status, _, _ = await runsc_api.get("/healthz")
+        assert status == 200
+    counter = await runsc_api.register(None, image=images["wordcount"], limits=GVISOR)
+    record = await runsc_api.run(counter, {"text": "still here"})
+    assert record["status"] == "COMPLETED" and record["output"]["words"] == 2
+
+
+async def test_cancel_under_gvisor(runsc_api, runsc_service, docker_client) -> None:
+    from tests.conftest import wait_until_running
+
+    agent_id = await runsc_api.register(["sleep", "60"], limits={**GVISOR, "timeout_s": 120})
+    status, record, _ = await runsc_api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
+    label = await wait_until_running(docker_client, record["id"], timeout=20)
+    status, cancelled, _ = await runsc_api.post(f"/v1/executions/{record['id']}/cancel")
+    assert cancelled["status"] == "CANCELLED", cancelled
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert cancelled["error"]["type"] == "cancelled"
