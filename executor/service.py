@@ -23,7 +23,7 @@ from executor.storage.database import create_pool, migrate
 from runtimes.container import ContainerRuntime
 from runtimes import wasm
 from runtimes.engine import DockerEngine
-from runtimes.images import CONTENT_HASH_LABEL, build_images
+from runtimes.images import build_images, content_tag
 from runtimes.pool import ContainerPool, PoolConfig
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Services:
             raise RuntimeError("baking images needs a Docker engine in this process")
         engine = self.engine
         (runtime,) = await asyncio.to_thread(build_images, engine.client, ["wasm"], progress=log.info)
-        base = f"executor/wasm:{(await engine.call(engine.client.images.get, runtime.image_id)).labels[CONTENT_HASH_LABEL][:12]}"
+        base = await engine.call(content_tag, engine.client, runtime)
         return await wasm.bake_image(engine, base, cwasm, tag=f"executor/agent-{agent.agent_id}:v{agent.version}",
                                      labels={"org.executor.module-sha256": module_sha256})
 

@@ -105,7 +105,7 @@ def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IM
     if recipe.get("base"):
         base = build_image(client, recipe["base"], images_dir=images_dir, progress=progress,
                            debian_mirror=debian_mirror)
-        base_id, base_tag = base.image_id, _hash_tag(client, base)
+        base_id, base_tag = base.image_id, content_tag(client, base)
     wanted = content_hash(images_dir, name, base_id)
     tag = f"executor/{name}:latest"
     cached = _cached_id(client, tag, wanted)
@@ -137,7 +137,7 @@ def build_images(client: docker.DockerClient, names: Sequence[str] | None = None
             for name in wanted]
 
 
-def _hash_tag(client: docker.DockerClient, built: BuiltImage) -> str:
+def content_tag(client: docker.DockerClient, built: BuiltImage) -> str:
     """The content-addressed tag of a built image (what a dependant's FROM names)."""
     labels = client.images.get(built.image_id).labels or {}
     return f"executor/{built.name}:{labels[CONTENT_HASH_LABEL][:12]}"

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.api.test_execution_lifecycle import HARDENING_PROBE
+from tests.api.test_execution_lifecycle import HARDENING_PROBE, assert_hardened
 from tests.conftest import REPO, pooled_containers, wait_for_pooled
 
 LEAVE_TRACES = r"""
@@ -41,14 +41,7 @@ async def test_hardening_holds_in_a_pooled_container(api, service, docker_client
     await wait_for_pooled(docker_client, service.instance_id, command)
     record = await api.run(agent_id)
     assert record["status"] == "COMPLETED" and record["pooled"] is True, record
-    probe = record["output"]
-    assert probe["interfaces"] == "lo"
-    assert probe["rootfs_writable"] is False
-    assert probe["uid"] != 0 and probe["gid"] != 0
-    assert probe["cap_eff"] == "0000000000000000"
-    assert probe["no_new_privs"] == 1 and probe["seccomp"] == 2
-    assert {"noexec", "nosuid", "nodev"} <= set(probe["tmp_options"].split(","))
-    assert probe["tmp_exec"] is False and 0 < probe["tmp_kb"] <= 16 * 1024
+    assert_hardened(record["output"])
 
 
 async def test_cold_when_empty_and_a_burst_larger_than_the_pool(api) -> None:

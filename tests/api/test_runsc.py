@@ -11,7 +11,7 @@ agent ends in its error type while the service keeps answering.
 
 from __future__ import annotations
 
-from tests.api.test_execution_lifecycle import HARDENING_PROBE
+from tests.api.test_execution_lifecycle import HARDENING_PROBE, assert_hardened
 
 GVISOR = {"pids": 256}
 
@@ -20,13 +20,7 @@ async def test_hardening_under_gvisor(runsc_api) -> None:
     agent_id = await runsc_api.register(["sh", "-c", HARDENING_PROBE], limits=GVISOR)
     record = await runsc_api.run(agent_id)
     assert record["status"] == "COMPLETED", record
-    probe = record["output"]
-    assert probe["interfaces"] == "lo"
-    assert probe["rootfs_writable"] is False
-    assert probe["uid"] != 0 and probe["gid"] != 0
-    assert probe["cap_eff"] == "0000000000000000"
-    assert "noexec" in probe["tmp_options"].split(",") and probe["tmp_exec"] is False
-    assert 0 < probe["tmp_kb"] <= 16 * 1024
+    assert_hardened(record["output"], gvisor=True)
 
 
 async def test_hostile_agents_under_gvisor(runsc_api, images) -> None:
