@@ -80,9 +80,24 @@ class Settings:
     pool_max_memory_mb: int = 4096  # the sum of their memory limits
     pool_idle_s: float = 120.0  # an agent without demand this long keeps none
 
+    # Metering (runtimes/metering.py): "auto" reads each task's own cgroup when the engine
+    # uses the cgroupfs driver and the host's cgroup tree is writable, else samples the
+    # engine's stats API; "cgroup", "stats" force one; "off" measures nothing.
+    metering: str = "auto"
+
+    # Receipts (executor/receipts): the Ed25519 signing key comes from EXECUTOR_SIGNING_KEY
+    # (a base64 32-byte seed) or from the key ring file, created 0600 on first start.
+    signing_key: str | None = field(default=None, repr=False)
+    signing_key_file: Path | None = None  # default: <state_dir>/signing-keys.json
+    log_head_interval_s: float = 10.0  # sign a new tree head this often when the log grew
+
     @property
     def resolved_instance_id(self) -> str:
         return self.instance_id or _persistent_instance_id(self.state_dir)
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.state_dir / "signing-keys.json"
 
 
 def _persistent_instance_id(state_dir: Path) -> str:
@@ -157,5 +172,9 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("pids limits must be at least 1 (0 would mean unlimited)")
     if not 0 <= settings.pool_default_min <= settings.pool_default_max <= settings.pool_max_containers:
         raise ConfigurationError("need 0 <= EXECUTOR_POOL_DEFAULT_MIN <= EXECUTOR_POOL_DEFAULT_MAX <= EXECUTOR_POOL_MAX_CONTAINERS")
+    if settings.metering not in ("auto", "cgroup", "stats", "off"):
+        raise ConfigurationError("EXECUTOR_METERING must be auto, cgroup, stats or off")
+    if settings.log_head_interval_s <= 0:
+        raise ConfigurationError("EXECUTOR_LOG_HEAD_INTERVAL_S must be positive")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")
