@@ -1,4 +1,4 @@
-"""The `executor` command: up, serve, migrate, tokens create, images build."""
+"""The `executor` command: up, serve, migrate, tokens create, images build, keys, receipts verify, log audit."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     images = commands.add_parser("images", help="build images").add_subparsers(dest="action", required=True)
     build = images.add_parser("build", help="build images from images/ (cached by content)")
     build.add_argument("names", nargs="*", help="image names (default: all)")
+    _add_receipt_commands(commands)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,12 +54,61 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_migrate(_existing_database_url(settings)))
         if args.command == "tokens":
             return asyncio.run(_create_token(_existing_database_url(settings), args.role, args.subject))
+        if args.command in ("keys", "receipts", "log"):
+            return _receipt_command(args, settings)
         with _dependencies(settings, embedded=args.command == "up") as (database_url, redis_url):
             asyncio.run(_serve(settings, database_url, redis_url, announce=args.command == "up"))
             return 0
     except (ConfigurationError, ExecutorError) as exc:
         print(f"executor: {exc}", file=sys.stderr)
         return 2
+
+
+def _add_receipt_commands(commands: argparse._SubParsersAction) -> None:
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
+    keys.add_parser("rotate", help="a new signing key for this host; older keys stay published")
+    keys.add_parser("list", help="published keys, retired ones included")
+    retire = keys.add_parser("retire", help="stop publishing a key and drop its private half")
+    retire.add_argument("kid")
+    receipts = commands.add_parser("receipts", help="receipts").add_subparsers(dest="action", required=True)
+    verify = receipts.add_parser("verify", help="check a receipt bundle offline; exit 1 when it does not hold")
+    verify.add_argument("receipt", help="the JSON of GET /v1/executions/{id}/receipt ('-' for stdin)")
+    verify.add_argument("--keys", help="a JWK set file or URL (default: this service's /v1/keys)")
+    verify.add_argument("--input", help="the exact input bytes (GET /v1/executions/{id}/input)")
+    verify.add_argument("--output", help="the exact output bytes (GET /v1/executions/{id}/stdout)")
+    verify.add_argument("--head", help="a signed tree head kept from earlier (GET /v1/log/head)")
+    verify.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    log_parser = commands.add_parser("log", help="the transparency log").add_subparsers(dest="action", required=True)
+    audit = log_parser.add_parser("audit", help="fetch heads over time and check each extends the last")
+    audit.add_argument("--url", help="the service's base URL (default: from EXECUTOR_HOST/EXECUTOR_PORT)")
+    audit.add_argument("--keys", help="a JWK set file or URL (default: the service's /v1/keys)")
+    audit.add_argument("--state", default="executor-log-head.json", help="where the last verified head is kept")
+    audit.add_argument("--rounds", type=int, default=1)
+    audit.add_argument("--interval", type=float, default=60.0, help="seconds between rounds")
+
+
+def _receipt_command(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from executor.receipts import commands
+
+    base_url = getattr(args, "url", None) or f"http://{settings.host}:{settings.port}"
+    if args.command == "keys" and args.action == "rotate":
+        try:
+            database_url: str | None = _existing_database_url(settings)
+        except ConfigurationError:
+            database_url = None  # the service publishes the new key itself when it starts
+        return commands.rotate(settings, database_url)
+    if args.command == "keys" and args.action == "list":
+        return commands.list_keys(settings, _existing_database_url(settings))
+    if args.command == "keys":
+        return commands.retire(settings, _existing_database_url(settings), args.kid)
+    keys = args.keys or base_url + "/v1/keys"
+    if args.command == "receipts":
+        return commands.verify(args.receipt, keys_source=keys, input_path=args.input, output_path=args.output,
+                               head_path=args.head, as_json=args.json)
+    return commands.audit(base_url.rstrip("/"), keys_source=keys, state_path=Path(args.state), rounds=args.rounds,
+                          interval_s=args.interval)
 
 
 def _existing_database_url(settings: Settings) -> str:
@@ -223,6 +273,12 @@ def _print_banner(base_url: str, new_token: str | None, examples: list[tuple[Age
             f"  curl -s -X POST '{base_url}/v1/executions?wait=30' -H \"Authorization: Bearer $EXECUTOR_TOKEN\""
             f" -H 'Content-Type: application/json' -d {shlex.quote(body)}",
         ]
+    lines += [
+        "",
+        "check a run's signed receipt offline (ID: the id in its record):",
+        f"  curl -s {base_url}/v1/executions/$ID/receipt -H \"Authorization: Bearer $EXECUTOR_TOKEN\" > receipt.json",
+        f"  executor receipts verify receipt.json --keys {base_url}/v1/keys",
+    ]
     print("\n".join(lines) + "\n", flush=True)
 
 

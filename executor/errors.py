@@ -9,13 +9,15 @@
         ├── Forbidden               403 forbidden
         ├── NotFound                404 not_found
         ├── Conflict                409 conflict
+        ├── ReceiptUnavailable      409 receipt_unavailable (the execution is not final yet)
         ├── PayloadTooLarge         413 payload_too_large
         ├── RequestInvalid          422 request_invalid   (fields of a well-formed body)
         ├── InputInvalid            422 input_invalid     (input vs. the agent's input schema)
         ├── SchemaInvalid           422 schema_invalid    (an agent's schema is not a valid schema)
         ├── LimitExceeded           422 limit_exceeded    (a limit above the operator's maximum)
         ├── ImageNotFound           422 image_not_found
-        └── ModuleInvalid           422 module_invalid    (an uploaded WASM module is refused)
+        ├── ModuleInvalid           422 module_invalid    (an uploaded WASM module is refused)
+        └── AttestationInvalid      422 attestation_invalid (a witness signature that does not hold)
 
 A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
 """
@@ -106,3 +108,11 @@ class ImageNotFound(Problem):
 
 class ModuleInvalid(Problem):
     slug, status, title = "module_invalid", 422, "The WebAssembly module is refused"
+
+
+class ReceiptUnavailable(Problem):
+    slug, status, title = "receipt_unavailable", 409, "The execution has no receipt yet: it is not final"
+
+
+class AttestationInvalid(Problem):
+    slug, status, title = "attestation_invalid", 422, "The attestation does not verify"

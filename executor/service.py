@@ -14,15 +14,21 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from executor.agents.records import AgentVersion
 from executor.errors import DependencyUnavailable
+from executor.executions.finish import Finisher
 from executor.executions.service import Executions
 from executor.executions.worker import Worker
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
+from executor.receipts import log as transparency_log
+from executor.receipts.issuer import ReceiptIssuer
+from executor.receipts.keys import Signer, parse_seed
+from executor.receipts.service import Receipts
 from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
 from runtimes.container import ContainerRuntime
 from runtimes import wasm
 from runtimes.engine import DockerEngine
+from runtimes.metering import choose_meter
 from runtimes.images import build_images, content_tag
 from runtimes.pool import ContainerPool, PoolConfig
 
@@ -37,8 +43,12 @@ class Services:
     queue: JobQueue
     events: Events
     executions: Executions
+    signer: Signer
+    receipts: Receipts
+    finisher: Finisher
     engine: DockerEngine | None = None
     worker: Worker | None = None
+    _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     async def resolve_image(self, reference: str) -> str | None:
@@ -83,6 +93,9 @@ class Services:
         if self._stopped:
             return
         self._stopped = True
+        if self._head_task:
+            self._head_task.cancel()
+            await asyncio.gather(self._head_task, return_exceptions=True)
         if self.worker:
             await self.worker.stop()
         await self.events.stop()
@@ -101,17 +114,34 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     queue = JobQueue(client)
     events = Events(client)
     await events.start()
-    services = Services(settings, db, client, queue, events, Executions(db, queue, events, settings))
+    signer = open_signer(settings)
+    await signer.publish(db)
+    finisher = Finisher(db, ReceiptIssuer(signer))
+    executions = Executions(db, queue, events, settings, finisher)
+    services = Services(settings, db, client, queue, events, executions, signer, Receipts(db, signer, executions),
+                        finisher)
+    services._head_task = asyncio.create_task(
+        transparency_log.keep_signing_heads(db, signer, settings.log_head_interval_s), name="log-heads")
     if run_worker:
         services.engine = DockerEngine(threads=settings.docker_threads)
-        runtime = ContainerRuntime(services.engine, instance_id=settings.resolved_instance_id)
+        engine_info = await services.engine.call_retrying(services.engine.api.info)
+        runtime = ContainerRuntime(services.engine, instance_id=settings.resolved_instance_id,
+                                   meter=choose_meter(settings.metering, engine_info),
+                                   default_oci_runtime=engine_info.get("DefaultRuntime"))
         runtime.pool = ContainerPool(runtime, PoolConfig(
             enabled=settings.pool_enabled, max_containers=settings.pool_max_containers,
             max_memory_mb=settings.pool_max_memory_mb, idle_s=settings.pool_idle_s,
         ))
-        services.worker = Worker(db, queue, events, runtime, settings)
+        services.worker = Worker(db, queue, events, runtime, settings, finisher)
         await services.worker.start()
     return services
+
+
+def open_signer(settings: Settings) -> Signer:
+    """The signing key from EXECUTOR_SIGNING_KEY, else the key ring file (created 0600 if absent)."""
+    if settings.signing_key:
+        return Signer(seed=parse_seed(settings.signing_key, source="EXECUTOR_SIGNING_KEY"))
+    return Signer(ring_path=settings.resolved_signing_key_file)
 
 
 async def _wait_for_redis(client: redis.Redis, wait_s: float = 30.0) -> None:

@@ -47,6 +47,15 @@ class Termination(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class TaskUsage:
+    """What a task consumed, counted from its claim (see runtimes/metering.py)."""
+
+    cpu_ns: int | None = None
+    peak_memory_bytes: int | None = None
+    method: str | None = None  # "cgroup" or "stats"; None when not measured
+
+
+@dataclass(frozen=True)
 class TaskResult:
     termination: Termination
     exit_code: int | None
@@ -57,3 +66,5 @@ class TaskResult:
     wall_ms: int | None
     detail: str = ""
     pooled: bool = False  # ran in a pre-started container claimed from the pool
+    usage: TaskUsage = TaskUsage()
+    oci_runtime: str | None = None  # what it actually ran under: the spec's, else the engine's default

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 import docker.types
 
-from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, TASK_USER, TaskResult, TaskSpec, Termination
+from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, TASK_USER, TaskResult, TaskSpec, TaskUsage, Termination
 from runtimes.engine import DockerEngine
+from runtimes.metering import Meter, Metering
 from runtimes.streams import CappedDemuxer
 
 if TYPE_CHECKING:
@@ -33,8 +35,9 @@ _READ_CHUNK = 64 * 1024
 _KILL_GRACE_S = 10.0
 
 
-def hardened_host_config(engine: DockerEngine, spec: TaskSpec) -> dict[str, Any]:
-    """The whole hardening baseline of DESIGN.md; tenants cannot opt out of any of it."""
+def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent: str | None = None) -> dict[str, Any]:
+    """The whole hardening baseline of DESIGN.md; tenants cannot opt out of any of it.
+    `cgroup_parent` is the meter's (runtimes/metering.py): it only places the cgroup."""
     memory = f"{spec.limits.memory_mb}m"
     tmpfs_bytes = spec.tmpfs_mb * 1024 * 1024
     options: dict[str, Any] = dict(
@@ -59,6 +62,8 @@ def hardened_host_config(engine: DockerEngine, spec: TaskSpec) -> dict[str, Any]
     )
     if spec.oci_runtime:
         options["runtime"] = spec.oci_runtime
+    if cgroup_parent:
+        options["cgroup_parent"] = cgroup_parent
     return engine.api.create_host_config(**options)
 
 
@@ -70,6 +75,8 @@ class LiveContainer:
     attached: Any  # docker-py's SocketIO; it shares the descriptor of `raw`
     raw: socket.socket
     pooled: bool = False
+    cgroup_parent: str | None = None  # the meter's per-container parent; released after removal
+    idle_cpu_ns: int | None = None  # the pool's last CPU sample of it while unclaimed (stats API)
 
     def peek(self) -> bool | None:
         """Without blocking: None when nothing was written yet, True when output waits,
@@ -91,18 +98,32 @@ class LaunchError(Exception):
 
 
 class ContainerRuntime:
-    def __init__(self, engine: DockerEngine, *, instance_id: str) -> None:
+    def __init__(self, engine: DockerEngine, *, instance_id: str, meter: Meter | None = None,
+                 default_oci_runtime: str | None = None) -> None:
         self.engine = engine
         self.instance_id = instance_id
+        self.meter = meter
+        # What a spec without its own OCI runtime runs under (the engine's DefaultRuntime).
+        self.default_oci_runtime = default_oci_runtime
         self.pool: ContainerPool | None = None
         self.running = 0  # tasks between claim and result
         self._removals: set[asyncio.Task[None]] = set()
         # Background removals compete with running tasks for the engine: a few at a time.
         self._removal_slots = asyncio.Semaphore(2)
 
+    async def start(self) -> None:
+        """Read the engine's default OCI runtime, once (a failure is retried at the next task)."""
+        if self.default_oci_runtime is None:
+            try:
+                info = await self.engine.call_retrying(self.engine.api.info)
+                self.default_oci_runtime = info.get("DefaultRuntime")
+            except docker.errors.DockerException as exc:
+                log.warning("could not read the engine's default OCI runtime: %s", exc)
+
     async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
         """Create, attach (before start, so no output is lost) and start a hardened container."""
         api = self.engine.api
+        parent = self.meter.cgroup_parent(self.instance_id) if self.meter else None
         try:
             created = await self.engine.call(
                 api.create_container,
@@ -112,9 +133,10 @@ class ContainerRuntime:
                 stdin_open=True,
                 network_disabled=True,  # with network_mode none: only `lo`, and a faster start
                 labels={INSTANCE_LABEL: self.instance_id, **labels},
-                host_config=hardened_host_config(self.engine, spec),
+                host_config=hardened_host_config(self.engine, spec, cgroup_parent=parent),
             )
         except docker.errors.DockerException as exc:
+            self._release(parent)
             raise LaunchError(f"could not create the container: {exc}") from exc
         container_id = created["Id"]
         try:
@@ -123,14 +145,14 @@ class ContainerRuntime:
             )
             raw: socket.socket = attached._sock  # the unix socket under docker-py's SocketIO wrapper
             raw.setblocking(False)
-            live = LiveContainer(container_id, attached, raw)
+            live = LiveContainer(container_id, attached, raw, cgroup_parent=parent)
             try:
                 await self.engine.call(api.start, container_id)
             except BaseException:
                 live.close()
                 raise
         except Exception as exc:
-            await self.remove(container_id)
+            await self.remove(container_id, parent)
             raise LaunchError(f"could not start the container: {exc}") from exc
         return live
 
@@ -143,27 +165,56 @@ class ContainerRuntime:
             self.running -= 1
 
     async def _run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+        if self.default_oci_runtime is None:
+            await self.start()
+        oci_runtime = spec.oci_runtime or self.default_oci_runtime
         live = await self.pool.claim(spec) if self.pool else None
         if live is None:
             try:
                 live = await self.launch(spec, {EXECUTION_LABEL: spec.execution_id})
             except LaunchError as exc:
-                return _platform_error(str(exc))
+                return _platform_error(str(exc))  # it never ran: no runtime, no usage
+        # Before the input is written: a pooled task is metered from here, its claim; a cold
+        # one from its container's creation (see runtimes/metering.py).
+        metering = await self._begin_metering(live)
         try:
-            result = await self._drive(live, spec, cancelled)
+            result = await self._drive(live, spec, cancelled, metering)
         except Exception as exc:  # the engine failed mid-run: never leave the container behind
             log.exception("task %s: engine failure", spec.execution_id)
             await self._kill(live.id)
             result = _platform_error(f"engine failure during the run: {exc}", pooled=live.pooled)
         finally:
             live.close()
+            if metering is not None:
+                metering.abandon()
+        result = dataclasses.replace(result, oci_runtime=oci_runtime)
         if result.termination in (Termination.EXITED, Termination.OOM):
-            self.remove_later(live.id)  # off the hot path: the result is already complete
+            self.remove_later(live.id, live.cgroup_parent)  # off the hot path: the result is already complete
         else:
-            await self.remove(live.id)
+            await self.remove(live.id, live.cgroup_parent)
         return result
 
-    async def _drive(self, live: LiveContainer, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+    async def _begin_metering(self, live: LiveContainer) -> Metering | None:
+        if self.meter is None:
+            return None
+        try:
+            return await self.meter.begin(self.engine, live)
+        except Exception:  # metering never fails a task
+            log.exception("metering: could not begin for %s", live.id[:12])
+            return None
+
+    async def _finish_metering(self, metering: Metering | None, container_id: str) -> TaskUsage:
+        """After the container's exit is known, before its removal."""
+        if metering is None:
+            return TaskUsage()
+        try:
+            return await metering.finish()
+        except Exception:
+            log.exception("metering: could not finish for %s", container_id[:12])
+            return TaskUsage()
+
+    async def _drive(self, live: LiveContainer, spec: TaskSpec, cancelled: asyncio.Event,
+                     metering: Metering | None = None) -> TaskResult:
         """Feed the input, collect the output under the caps and the wall clock, which starts now."""
         loop = asyncio.get_running_loop()
         demux = CappedDemuxer(spec.max_output_bytes, spec.max_log_bytes)
@@ -191,6 +242,7 @@ class ContainerRuntime:
             exit_code = await self._wait(live.id, _KILL_GRACE_S)
         wall_ms = int((time.monotonic() - t0) * 1000)
         finished_at = datetime.now(timezone.utc)
+        usage = await self._finish_metering(metering, live.id)
         detail = ""
         if termination is None and exit_code != 0:
             # OOMKilled is set when the kernel killed any process of the container
@@ -213,6 +265,7 @@ class ContainerRuntime:
             wall_ms=wall_ms,
             detail=detail,
             pooled=live.pooled,
+            usage=usage,
         )
 
     async def _wait(self, container_id: str, timeout_s: float) -> int | None:
@@ -228,7 +281,8 @@ class ContainerRuntime:
             # 409 "is not running" is fine: it is already down.
             await self.engine.call_retrying(self.engine.api.kill, container_id)
 
-    async def remove(self, container_id: str) -> None:
+    async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None:
+        """Remove a container, then its meter's parent cgroup (runc already removed the leaf)."""
         try:
             await self.engine.call_retrying(self.engine.api.remove_container, container_id, force=True)
         except docker.errors.NotFound:
@@ -236,20 +290,41 @@ class ContainerRuntime:
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
                 log.error("could not remove container %s: %s", container_id[:12], exc)
+        self._release(cgroup_parent)
 
-    def remove_later(self, container_id: str) -> None:
+    def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None:
         async def remove() -> None:
             async with self._removal_slots:
-                await self.remove(container_id)
+                await self.remove(container_id, cgroup_parent)
 
         task = asyncio.create_task(remove())
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
 
-    async def drain(self) -> None:
-        """Wait for the background removals (at shutdown)."""
+    async def drain(self) -> int:
+        """Wait for the background removals (at shutdown); returns how many leftover
+        cgroup dirs the sweep found (each removal released its own)."""
         if self._removals:
             await asyncio.gather(*list(self._removals), return_exceptions=True)
+        return self.sweep()
+
+    def _release(self, cgroup_parent: str | None) -> None:
+        if self.meter is not None and cgroup_parent is not None:
+            try:
+                self.meter.release(cgroup_parent)
+            except Exception:  # a leftover directory is for the next sweep, never a failure
+                log.exception("metering: could not release %s", cgroup_parent)
+
+    def sweep(self) -> int:
+        """Empty cgroup dirs of this instance (a crash, a busy rmdir): only when none of its
+        containers is starting (at a worker's start, after the orphans went, and at shutdown)."""
+        if self.meter is None:
+            return 0
+        try:
+            return self.meter.sweep(self.instance_id)
+        except Exception:
+            log.exception("metering: sweep failed")
+            return 0
 
     async def remove_orphans(self, live_execution_ids: set[str]) -> list[str]:
         """Remove this instance's containers whose execution is not live (pooled ones
@@ -263,6 +338,7 @@ class ContainerRuntime:
             if execution_id not in live_execution_ids:
                 await self.remove(container["Id"])
                 removed.append(execution_id)
+        self.sweep()
         return removed
 
 

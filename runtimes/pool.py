@@ -191,10 +191,12 @@ class ContainerPool:
 
     async def _take_healthy(self, shelf: _Shelf) -> LiveContainer | None:
         while shelf.idle:
-            live = shelf.idle.pop().live  # the newest: the oldest stay sampled for CPU
-            if self._healthy(live):
-                return live
-            await self._discard(live)
+            idle = shelf.idle.pop()  # the newest: the oldest stay sampled for CPU
+            if self._healthy(idle.live):
+                # A stats meter's baseline: the CPU it used unclaimed is not the task's.
+                idle.live.idle_cpu_ns = idle.cpu_ns
+                return idle.live
+            await self._discard(idle.live)
         return None
 
     async def _await_starting(self, shelf: _Shelf) -> LiveContainer | None:
@@ -231,9 +233,9 @@ class ContainerPool:
         self.stats.discarded += 1
         live.close()
         if wait:
-            await self.runtime.remove(live.id)
+            await self.runtime.remove(live.id, live.cgroup_parent)
         else:
-            self.runtime.remove_later(live.id)
+            self.runtime.remove_later(live.id, live.cgroup_parent)
 
     def _target(self, shelf: _Shelf) -> int:
         wanted = math.ceil(shelf.rate() * self.stats.start_s * _HEADROOM)

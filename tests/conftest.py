@@ -5,6 +5,7 @@ kill it). Nothing here is mocked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -15,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import docker
@@ -135,6 +136,19 @@ def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: 
     return ServiceProcess(env, f"http://127.0.0.1:{port}", token, instance_id, state_dir / "service.log")
 
 
+@contextlib.asynccontextmanager
+async def serving(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: str,
+                  **settings: str) -> AsyncIterator[tuple[ServiceProcess, "Api"]]:
+    """A service of a test's own (see make_service), started, with an operator client; stopped after."""
+    svc = make_service(postgres, redis_server, name, **settings)
+    svc.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield svc, Api(session, svc.base_url, svc.operator_token)
+    finally:
+        svc.stop()
+
+
 @pytest.fixture(scope="session")
 def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str],
             docker_client: docker.DockerClient) -> Iterator[ServiceProcess]:
@@ -220,6 +234,13 @@ class Api:
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         return await self.request("GET", path, **kwargs)
+
+    async def get_bytes(self, path: str) -> bytes:
+        """The exact body of a 200 answer, whatever its content type."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.session.get(self.base_url + path, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.read()
 
     async def post(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         return await self.request("POST", path, **kwargs)

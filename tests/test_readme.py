@@ -52,6 +52,7 @@ def test_readme_run_command_brings_up_a_working_service(images) -> None:
     try:
         token = None
         curls: dict[str, str] = {}
+        receipt_lines: list[str] = []
         deadline = time.monotonic() + 600
         assert process.stdout is not None
         while time.monotonic() < deadline:
@@ -63,9 +64,11 @@ def test_readme_run_command_brings_up_a_working_service(images) -> None:
                 token = line.split("=", 1)[1].strip()
             if line.startswith("run the example agent "):
                 agent = line.removeprefix("run the example agent ").rstrip(":\n")
-            if line.strip().startswith("curl ") and "/v1/executions" in line:
+            if (line.strip().startswith("curl ") and "/receipt" in line) or "receipts verify" in line:
+                receipt_lines.append(line.strip())
+            elif line.strip().startswith("curl ") and "/v1/executions" in line:
                 curls[agent] = line.strip()
-            if set(curls) == set(EXPECTED):
+            if set(curls) == set(EXPECTED) and len(receipt_lines) == 2:
                 break
         assert token and set(curls) == set(EXPECTED), "".join(lines[-60:])
 
@@ -80,6 +83,15 @@ def test_readme_run_command_brings_up_a_working_service(images) -> None:
                 assert record["output"] == EXPECTED[agent], (agent, record)
                 assert record["pooled"] is pooled, (agent, record)
             time.sleep(3)
+
+        # The receipt lines, as printed, check the last run's receipt offline.
+        receipt_env = {**env, "EXECUTOR_TOKEN": token, "ID": record["id"],
+                       "PATH": f"{REPO / '.venv' / 'bin'}:{env['PATH']}"}
+        for line in receipt_lines:
+            done = subprocess.run(["bash", "-c", line], env=receipt_env, cwd=state_dir, capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 0, (line, done.stdout, done.stderr)
+        assert "receipt: valid" in done.stdout, done.stdout
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

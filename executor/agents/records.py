@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from executor.pricing import Pricing
 from executor.settings import Limits
 
 
@@ -28,6 +29,7 @@ class AgentVersion:
     created_at: datetime
     module_sha256: str | None = None  # WASM agents: the uploaded module
     fuel: int | None = None  # WASM agents: the fuel each run gets
+    pricing: Pricing | None = None  # None: free
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,7 @@ class AgentVersion:
             "limits": self.limits.to_dict(),
             "pool": self.pool,
             "description": self.description,
+            "pricing": self.pricing.to_dict() if self.pricing else None,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             **({"module_sha256": self.module_sha256, "fuel": self.fuel} if self.kind == "wasm" else {}),
         }

@@ -12,6 +12,7 @@ import asyncpg
 from executor.agents.records import AgentVersion
 from executor.errors import Conflict, ImageNotFound, LimitExceeded, ModuleInvalid, NotFound, RequestInvalid
 from executor.limits import resolve_limits
+from executor.pricing import parse_pricing
 from executor.schemas import check_schema
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
@@ -20,7 +21,7 @@ from runtimes.wasm_module import ModuleRejected, check_module
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "pool", "description",
-           "fuel"}
+           "fuel", "pricing"}
 WASM_RUNTIME_IMAGE = "executor/wasm"
 
 ImageResolver = Callable[[str], Awaitable[str | None]]
@@ -68,6 +69,7 @@ async def register(
         check_schema(body[field], field=field)
     limits = resolve_limits(body.get("limits"), settings.default_limits, settings.max_limits)
     pool = _pool_bounds(body.get("pool"), settings)
+    pricing = parse_pricing(body.get("pricing"))
 
     if kind == "wasm":
         digest = None  # until the module is uploaded
@@ -82,6 +84,7 @@ async def register(
                 "image": image, "image_digest": digest, "command": command, "description": description,
                 "input_schema": body["input_schema"], "output_schema": body["output_schema"],
                 "limits": limits.to_dict(), "pool": pool, "fuel": fuel,
+                "pricing": pricing.to_dict() if pricing else None,
             },
         )
     except asyncpg.UniqueViolationError:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from executor.api import agents, executions, images, observe
+from executor.api import agents, executions, images, observe, receipts
 from executor.api.auth import auth_middleware
 from executor.api.bodies import json_response
 from executor.api.problems import problem_middleware
@@ -45,5 +45,6 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(agents.routes)
     app.add_routes(observe.routes)
     app.add_routes(images.routes)
+    app.add_routes(receipts.routes)
     return app
 

@@ -9,7 +9,10 @@ from executor.api.problems import Handler
 from executor.errors import Forbidden, Unauthenticated
 from executor.tokens import Principal, Role
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# The keys, the log and verification hold only public keys and hashes: anyone holding a
+# receipt must be able to check it without an account (docs/receipts.md).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/v1/keys", "/v1/log/head", "/v1/log/proof/inclusion",
+                          "/v1/log/proof/consistency", "/v1/receipts/verify"})
 PRINCIPAL_KEY = "principal"
 
 

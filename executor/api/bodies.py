@@ -83,3 +83,16 @@ def query_number(request: web.Request, name: str, default: float, *, maximum: fl
     if not 0 <= value <= maximum:
         raise RequestInvalid(f"{name} must be between 0 and {maximum:g}", errors=[{"pointer": f"?{name}", "detail": "out of range"}])
     return value
+
+
+def query_int(request: web.Request, name: str, *, default: int | None = None, minimum: int = 0) -> int:
+    """A non-negative integer query parameter (required when no default is given)."""
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise RequestInvalid(f"?{name}= is required", errors=[{"pointer": f"?{name}", "detail": "required"}])
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise RequestInvalid(f"{name} must be an integer >= {minimum}",
+                             errors=[{"pointer": f"?{name}", "detail": "an integer"}])
+    return int(raw)

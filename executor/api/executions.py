@@ -59,9 +59,16 @@ async def get_logs(request: web.Request) -> web.Response:
     return web.Response(body=log_bytes, content_type="text/plain", charset="utf-8")
 
 
+@routes.get("/v1/executions/{id}/input")
+async def get_raw_input(request: web.Request) -> web.Response:
+    """The exact bytes the task read on stdin (the receipt's input_sha256 is of these)."""
+    stdin = await _executions(request).stdin(principal(request), request.match_info["id"])
+    return web.Response(body=stdin, content_type="application/json")
+
+
 @routes.get("/v1/executions/{id}/stdout")
 async def get_raw_stdout(request: web.Request) -> web.Response:
-    """The task's stdout as read, kept when it was not a valid output."""
+    """The task's stdout as read, up to its cap (the receipt's output_sha256 is of these bytes)."""
     _, raw_output = await _executions(request).logs(principal(request), request.match_info["id"])
     return web.Response(body=raw_output, content_type="application/octet-stream")
 

@@ -20,32 +20,47 @@ _BY_TERMINATION = {
 }
 
 
-def outcome_of(result: TaskResult, output_schema: Any) -> Outcome:
-    """Map a task's end to its final state; the output is checked against the output schema."""
+def usage_of(result: TaskResult, *, fuel_budget: int | None = None) -> Usage:
+    """The metered figures of a task. wasmtime reports no fuel count, so the fuel consumed is
+    known only when it ran out: then it is the whole budget."""
+    measured = result.usage
+    ran = result.started_at is not None  # else the platform failed before the task's container ran
+    return Usage(
+        wall_ms=result.wall_ms,
+        cpu_ms=measured.cpu_ns // 1_000_000 if measured.cpu_ns is not None else None,
+        peak_memory_bytes=measured.peak_memory_bytes,
+        output_bytes=len(result.stdout) if ran else None,
+        fuel_consumed=fuel_budget if result.termination is Termination.FUEL_EXHAUSTED else None,
+    )
+
+
+def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | None = None) -> Outcome:
+    """Map a task's end to its final state; the output is checked against the output schema.
+    The raw stdout is always kept (up to its cap): the receipt hashes those exact bytes."""
     common = dict(
+        raw_output=result.stdout if result.started_at is not None else None,
         log=result.stderr,
         exit_code=result.exit_code,
         started_at=result.started_at,
         finished_at=result.finished_at,
-        usage=Usage(wall_ms=result.wall_ms),
+        usage=usage_of(result, fuel_budget=fuel_budget),
         pooled=result.pooled,
+        oci_runtime=result.oci_runtime,
     )
     if result.termination in _BY_TERMINATION:
         status, error_type = _BY_TERMINATION[result.termination]
         detail = result.detail or error_type.value
-        return Outcome(status, raw_output=result.stdout, error=ExecutionError(error_type, detail), **common)
+        return Outcome(status, error=ExecutionError(error_type, detail), **common)
     if result.exit_code != 0:
         detail = f"exited with code {result.exit_code}; see the log"
-        return Outcome(Status.FAILED, raw_output=result.stdout, error=ExecutionError(ErrorType.NONZERO_EXIT, detail),
-                       **common)
+        return Outcome(Status.FAILED, error=ExecutionError(ErrorType.NONZERO_EXIT, detail), **common)
     try:
         output = json.loads(result.stdout)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         detail = f"stdout is not one JSON document: {exc}"
-        return Outcome(Status.FAILED, raw_output=result.stdout, error=ExecutionError(ErrorType.OUTPUT_INVALID, detail),
-                       **common)
+        return Outcome(Status.FAILED, error=ExecutionError(ErrorType.OUTPUT_INVALID, detail), **common)
     found = violations(output_schema, output)
     if found:
         error = ExecutionError(ErrorType.OUTPUT_INVALID, "output does not match the agent's output schema", found)
-        return Outcome(Status.FAILED, raw_output=result.stdout, error=error, **common)
+        return Outcome(Status.FAILED, error=error, **common)
     return Outcome(Status.COMPLETED, output=output, **common)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from executor.pricing import Cost
 from executor.settings import Limits
 
 
@@ -57,12 +58,19 @@ class ExecutionError:
 
 @dataclass(frozen=True)
 class Usage:
+    """What a task used, from the claim of its container to its exit; None: not measured."""
+
     wall_ms: int | None = None
     cpu_ms: int | None = None
     peak_memory_bytes: int | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    fuel_consumed: int | None = None  # WASM agents: known when the fuel ran out (see docs/receipts.md)
 
     def to_dict(self) -> dict[str, int | None]:
-        return {"wall_ms": self.wall_ms, "cpu_ms": self.cpu_ms, "peak_memory_bytes": self.peak_memory_bytes}
+        return {"wall_ms": self.wall_ms, "cpu_ms": self.cpu_ms, "peak_memory_bytes": self.peak_memory_bytes,
+                "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
+                "fuel_consumed": self.fuel_consumed}
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ class ExecutionRecord:
     worker: str | None = None
     cancel_requested: bool = False
     pooled: bool | None = None
+    oci_runtime: str | None = None
+    cost: Cost | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +110,9 @@ class ExecutionRecord:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "usage": self.usage.to_dict(),
+            "cost": self.cost.to_dict() if self.cost else None,
             "pooled": self.pooled,
+            "oci_runtime": self.oci_runtime,
         }
 
 
@@ -110,7 +122,7 @@ class Outcome:
 
     status: Status
     output: Any = None
-    raw_output: bytes | None = None
+    raw_output: bytes | None = None  # stdout as read (up to the cap); None when the task never ran
     log: bytes = b""
     error: ExecutionError | None = None
     exit_code: int | None = None
@@ -118,6 +130,7 @@ class Outcome:
     finished_at: datetime | None = None
     usage: Usage = field(default_factory=Usage)
     pooled: bool | None = None
+    oci_runtime: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,6 +19,7 @@ import asyncpg
 
 from executor.agents import service as agents
 from executor.errors import Conflict, InputInvalid, NotFound, PayloadTooLarge, Problem, RequestInvalid
+from executor.executions.finish import Finisher
 from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
 from executor.limits import resolve_limits
 from executor.queue.events import Events
@@ -48,11 +49,13 @@ def encode_input(value: Any) -> bytes:
 
 
 class Executions:
-    def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings) -> None:
+    def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings,
+                 finisher: Finisher) -> None:
         self.db = db
         self.queue = queue
         self.events = events
         self.settings = settings
+        self.finisher = finisher
 
     async def submit(self, principal: Principal, body: Any) -> ExecutionRecord:
         if not isinstance(body, dict):
@@ -74,7 +77,8 @@ class Executions:
         if agent.image_digest is None:
             raise Conflict(f"agent {agent.agent_id} version {agent.version} has no module yet: "
                            "PUT /v1/agents/{id}/module first")
-        if len(encode_input(body["input"])) > self.settings.max_input_bytes:
+        stdin = encode_input(body["input"])
+        if len(stdin) > self.settings.max_input_bytes:
             raise PayloadTooLarge(f"input is larger than {self.settings.max_input_bytes} bytes")
         found = violations(agent.input_schema, body["input"])
         if found:
@@ -83,22 +87,18 @@ class Executions:
 
         record = await execution_sql.insert(
             self.db, agent_id=agent.agent_id, agent_version=agent.version, owner=owner_of(principal),
-            input=body["input"], limits=limits,
+            input=body["input"], stdin=stdin, limits=limits,
         )
         try:
             await self.queue.enqueue(record.id)
         except Exception as exc:
             # Nothing will run it: finish it now so that no record stays PENDING for ever.
             log.error("could not enqueue execution %s: %s", record.id, exc)
-            await self._finish_unqueued(record.id)
+            error = ExecutionError(ErrorType.PLATFORM_ERROR, "the job queue did not accept the execution")
+            await self.finisher.finish(record, Outcome(Status.FAILED, error=error), from_status=Status.PENDING,
+                                       agent=agent)
             raise QueueUnavailable("the job queue did not accept the execution; retry later") from exc
         return record
-
-    async def _finish_unqueued(self, execution_id: uuid.UUID) -> None:
-        error = ExecutionError(ErrorType.PLATFORM_ERROR, "the job queue did not accept the execution")
-        await execution_sql.finish(
-            self.db, execution_id, Outcome(Status.FAILED, error=error), from_status=Status.PENDING
-        )
 
     async def get(self, principal: Principal, execution_id: str) -> ExecutionRecord:
         try:
@@ -136,6 +136,12 @@ class Executions:
         log_bytes, raw_output = await execution_sql.get_log(self.db, record.id)
         return log_bytes or b"", raw_output or b""
 
+    async def stdin(self, principal: Principal, execution_id: str) -> bytes:
+        """The exact input bytes the task read: what a receipt's input_sha256 is of."""
+        record = await self.get(principal, execution_id)
+        stored = await execution_sql.get_stdin(self.db, record.id)
+        return stored if stored is not None else encode_input(record.input)
+
     async def wait_final(self, record: ExecutionRecord, timeout_s: float) -> ExecutionRecord:
         """The record once final, or as it is after timeout_s."""
         if record.status.is_final or timeout_s <= 0:
@@ -162,9 +168,12 @@ class Executions:
             return record
         if updated.status is Status.RUNNING:
             await self.events.publish_cancel(record.id)
-        else:
-            await self.events.publish_finished(record.id)
-        return updated
+            return updated
+        # Flagged while PENDING, it can no longer be claimed: its end (and receipt) is ours to write.
+        error = ExecutionError(ErrorType.CANCELLED, "cancelled before it started")
+        final = await self.finisher.finish(updated, Outcome(Status.CANCELLED, error=error), from_status=Status.PENDING)
+        await self.events.publish_finished(record.id)
+        return final or await self.get(principal, execution_id)
 
 
 def _encode_cursor(record: ExecutionRecord) -> str:

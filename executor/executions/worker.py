@@ -16,6 +16,7 @@ import asyncpg
 
 from executor.agents.records import AgentVersion
 from executor.errors import ExecutorError
+from executor.executions.finish import Finisher
 from executor.executions.outcome import outcome_of
 from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
 from executor.executions.service import encode_input
@@ -41,13 +42,15 @@ class _Running:
 
 class Worker:
     def __init__(
-        self, db: asyncpg.Pool, queue: JobQueue, events: Events, runtime: ContainerRuntime, settings: Settings
+        self, db: asyncpg.Pool, queue: JobQueue, events: Events, runtime: ContainerRuntime, settings: Settings,
+        finisher: Finisher,
     ) -> None:
         self.db = db
         self.queue = queue
         self.events = events
         self.runtime = runtime
         self.settings = settings
+        self.finisher = finisher
         self.instance_id = runtime.instance_id
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._running: dict[uuid.UUID, _Running] = {}
@@ -67,9 +70,17 @@ class Worker:
     async def recover(self) -> None:
         """Clean up after a previous life of this instance (a crash or a kill)."""
         await self.queue.forget_consumer(self.instance_id)
-        failed = await execution_sql.fail_running_of_worker(
-            self.db, self.instance_id, "the worker restarted while the task was running"
-        )
+        failed = []
+        restarted = ExecutionError(ErrorType.PLATFORM_ERROR, "the worker restarted while the task was running")
+        for record in await execution_sql.running_of_worker(self.db, self.instance_id):
+            if await self.finisher.finish(record, Outcome(Status.FAILED, error=restarted), from_status=Status.RUNNING):
+                failed.append(record.id)
+        # A cancel whose caller died between flagging the execution and finishing it.
+        never_started = ExecutionError(ErrorType.CANCELLED, "cancelled before it started")
+        for record in await execution_sql.cancelled_pending(self.db):
+            if await self.finisher.finish(record, Outcome(Status.CANCELLED, error=never_started),
+                                          from_status=Status.PENDING):
+                failed.append(record.id)
         for execution_id in failed:
             await self.events.publish_finished(execution_id)
         removed = await self.runtime.remove_orphans(await execution_sql.live_ids(self.db))
@@ -80,7 +91,8 @@ class Worker:
             await self.queue.enqueue(execution_id)
         if failed or removed or pending:
             log.warning(
-                "recovered: %d execution(s) failed as platform_error, %d container(s) removed, %d re-enqueued",
+                "recovered: %d execution(s) finished (platform_error, or cancelled), %d container(s) removed,"
+                " %d re-enqueued",
                 len(failed), len(removed), len(pending),
             )
 
@@ -132,29 +144,37 @@ class Worker:
             self._slots.release()
 
     async def _run(self, execution_id: uuid.UUID, running: _Running) -> None:
-        record = await execution_sql.claim(self.db, execution_id, self.instance_id)
-        if record is None:
+        claimed = await execution_sql.claim(self.db, execution_id, self.instance_id)
+        if claimed is None:
             return  # already claimed, cancelled or finished: this delivery is a duplicate
+        record, stdin = claimed
+        agent = None
         try:
             agent = await self._version(record.agent_id, record.agent_version)
-            spec = self._task_spec(agent, record)
+            spec = self._task_spec(agent, record, stdin)
             result = await self.runtime.run(spec, running.cancel)
             if agent.kind == "wasm":
                 result = wasm.classify(result)
-            outcome = outcome_of(result, agent.output_schema)
+            outcome = outcome_of(result, agent.output_schema, fuel_budget=self._fuel(agent))
         except Exception as exc:
             log.exception("execution %s: platform failure", execution_id)
             outcome = Outcome(Status.FAILED, error=ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}"))
-        await execution_sql.finish(self.db, execution_id, outcome)
+        await self.finisher.finish(record, outcome, from_status=Status.RUNNING, agent=agent)
         await self.events.publish_finished(execution_id)
 
-    def _task_spec(self, agent: AgentVersion, record: ExecutionRecord) -> TaskSpec:
+    def _fuel(self, agent: AgentVersion) -> int | None:
+        """A WASM agent's fuel budget per run; None for container agents."""
+        if agent.kind != "wasm":
+            return None
+        return agent.fuel or self.settings.wasm_default_fuel
+
+    def _task_spec(self, agent: AgentVersion, record: ExecutionRecord, stdin: bytes | None) -> TaskSpec:
         command = agent.command
         if agent.kind == "wasm":
             # wasmtime's timeout counts from its own start, which for a pre-started container is
             # before the claim: it is only a backstop. The task's wall clock is the orchestrator's,
             # from the claim, as for every task.
-            command = wasm.run_arguments(fuel=agent.fuel or self.settings.wasm_default_fuel,
+            command = wasm.run_arguments(fuel=self._fuel(agent) or self.settings.wasm_default_fuel,
                                          timeout_s=record.limits.timeout_s + MAX_IDLE_AGE_S + 5,
                                          max_memory_bytes=wasm.memory_cap_bytes(record.limits.memory_mb))
         assert agent.image_digest is not None  # submission refuses a version without its image
@@ -162,7 +182,7 @@ class Worker:
             execution_id=str(record.id),
             image=agent.image_digest,
             command=command,
-            stdin=encode_input(record.input),
+            stdin=stdin if stdin is not None else encode_input(record.input),
             limits=record.limits,
             max_output_bytes=self.settings.max_output_bytes,
             max_log_bytes=self.settings.max_log_bytes,

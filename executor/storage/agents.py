@@ -8,11 +8,13 @@ from typing import Any
 import asyncpg
 
 from executor.agents.records import AgentVersion
+from executor.pricing import Pricing
 from executor.settings import Limits
 
 _SELECT = (
     "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
-    " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at, v.module_sha256, v.fuel"
+    " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at, v.module_sha256, v.fuel,"
+    " v.pricing"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
 
@@ -20,6 +22,7 @@ _SELECT = (
 def _record(row: asyncpg.Record) -> AgentVersion:
     values = dict(row)
     values["limits"] = Limits(**values["limits"])
+    values["pricing"] = Pricing.from_dict(values["pricing"]) if values["pricing"] else None
     return AgentVersion(**values)
 
 
@@ -32,10 +35,11 @@ async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, ve
         )
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, pool, description, fuel) VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            " output_schema, limits, pool, description, fuel, pricing)"
+            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             agent_id, version["image"], version["image_digest"], version["command"], version["input_schema"],
             version["output_schema"], version["limits"], version["pool"], version["description"],
-            version.get("fuel"),
+            version.get("fuel"), version.get("pricing"),
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
     return _record(row)

@@ -18,12 +18,16 @@ from executor.executions.records import (
     Status,
     Usage,
 )
+from executor.pricing import Cost
 from executor.settings import Limits
+
+Connection = asyncpg.Pool | asyncpg.Connection
 
 _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
-    " peak_memory_bytes, worker, cancel_requested, pooled"
+    " peak_memory_bytes, worker, cancel_requested, pooled, input_bytes, output_bytes, fuel_consumed,"
+    " oci_runtime, cost"
 )
 
 
@@ -45,20 +49,25 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         exit_code=row["exit_code"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        usage=Usage(row["wall_ms"], row["cpu_ms"], row["peak_memory_bytes"]),
+        usage=Usage(row["wall_ms"], row["cpu_ms"], row["peak_memory_bytes"], row["input_bytes"],
+                    row["output_bytes"], row["fuel_consumed"]),
         worker=row["worker"],
         cancel_requested=row["cancel_requested"],
         pooled=row["pooled"],
+        oci_runtime=row["oci_runtime"],
+        cost=Cost(**row["cost"]) if row["cost"] else None,
     )
 
 
 async def insert(
-    db: asyncpg.Pool, *, agent_id: uuid.UUID, agent_version: int, owner: str, input: Any, limits: Limits
+    db: asyncpg.Pool, *, agent_id: uuid.UUID, agent_version: int, owner: str, input: Any, stdin: bytes,
+    limits: Limits,
 ) -> ExecutionRecord:
+    """A PENDING execution; `stdin` is the exact bytes its task will read (a receipt hashes them)."""
     row = await db.fetchrow(
-        "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, limits)"
-        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6) RETURNING {_COLUMNS}",
-        uuid.uuid4(), agent_id, agent_version, owner, input, limits.to_dict(),
+        "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits)"
+        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8) RETURNING {_COLUMNS}",
+        uuid.uuid4(), agent_id, agent_version, owner, input, stdin, len(stdin), limits.to_dict(),
     )
     return _record(row)
 
@@ -72,6 +81,11 @@ async def get_log(db: asyncpg.Pool, execution_id: uuid.UUID) -> tuple[bytes | No
     """(stderr log, raw stdout) as kept, for the owner."""
     row = await db.fetchrow("SELECT log, raw_output FROM executions WHERE id = $1", execution_id)
     return (row["log"], row["raw_output"]) if row else (None, None)
+
+
+async def get_stdin(db: asyncpg.Pool, execution_id: uuid.UUID) -> bytes | None:
+    """The exact bytes the task reads on stdin."""
+    return await db.fetchval("SELECT stdin FROM executions WHERE id = $1", execution_id)
 
 
 async def list_page(
@@ -95,58 +109,59 @@ async def list_page(
     return [_record(row) for row in rows]
 
 
-async def claim(db: asyncpg.Pool, execution_id: uuid.UUID, worker: str) -> ExecutionRecord | None:
-    """PENDING → RUNNING for this worker; None when someone else got there first."""
+async def claim(db: asyncpg.Pool, execution_id: uuid.UUID, worker: str) -> tuple[ExecutionRecord, bytes] | None:
+    """PENDING → RUNNING for this worker, with the task's stdin bytes; None when someone else got
+    there first, or a cancel was asked (whoever asked finishes it)."""
     row = await db.fetchrow(
         "UPDATE executions SET status = 'RUNNING', worker = $2, started_at = now()"
-        f" WHERE id = $1 AND status = 'PENDING' RETURNING {_COLUMNS}",
+        f" WHERE id = $1 AND status = 'PENDING' AND NOT cancel_requested RETURNING {_COLUMNS}, stdin",
         execution_id, worker,
     )
-    return _record(row) if row else None
+    return (_record(row), row["stdin"]) if row else None
 
 
 async def finish(
-    db: asyncpg.Pool, execution_id: uuid.UUID, outcome: Outcome, *, from_status: Status = Status.RUNNING
-) -> ExecutionRecord | None:
-    """`from_status` (RUNNING) → a final state; None when the execution was no longer in it."""
-    error = outcome.error
-    row = await db.fetchrow(
+    conn: Connection, execution_id: uuid.UUID, outcome: Outcome, cost: Cost | None, *, from_status: Status
+) -> tuple[ExecutionRecord, bytes | None] | None:
+    """`from_status` → a final state, with the stdin bytes its receipt hashes; None when the
+    execution was no longer in `from_status`."""
+    error, usage = outcome.error, outcome.usage
+    row = await conn.fetchrow(
         "UPDATE executions SET status = $2, output = $3, raw_output = $4, log = $5, error_type = $6,"
         " error_detail = $7, error_violations = $8, exit_code = $9,"
         " started_at = COALESCE($10, started_at), finished_at = COALESCE($11, now()),"
-        " wall_ms = $12, cpu_ms = $13, peak_memory_bytes = $14, pooled = $16"
-        f" WHERE id = $1 AND status = $15 RETURNING {_COLUMNS}",
+        " wall_ms = $12, cpu_ms = $13, peak_memory_bytes = $14, pooled = $16, output_bytes = $17,"
+        " fuel_consumed = $18, oci_runtime = $19, cost = $20"
+        f" WHERE id = $1 AND status = $15 RETURNING {_COLUMNS}, stdin",
         execution_id, outcome.status.value, outcome.output, outcome.raw_output, outcome.log,
         error.type.value if error else None, error.detail if error else None,
         error.violations if error else None, outcome.exit_code, outcome.started_at, outcome.finished_at,
-        outcome.usage.wall_ms, outcome.usage.cpu_ms, outcome.usage.peak_memory_bytes, from_status.value,
-        outcome.pooled,
+        usage.wall_ms, usage.cpu_ms, usage.peak_memory_bytes, from_status.value, outcome.pooled,
+        usage.output_bytes, usage.fuel_consumed, outcome.oci_runtime, cost.to_dict() if cost else None,
     )
-    return _record(row) if row else None
+    return (_record(row), row["stdin"]) if row else None
 
 
 async def request_cancel(db: asyncpg.Pool, execution_id: uuid.UUID) -> ExecutionRecord | None:
-    """A PENDING execution is cancelled at once; a RUNNING one is flagged for its worker."""
+    """Flag a live execution as cancelled: a PENDING one can no longer be claimed (the caller
+    finishes it), a RUNNING one is killed by its worker. None when it is already final."""
     row = await db.fetchrow(
-        "UPDATE executions SET cancel_requested = true,"
-        " status = CASE WHEN status = 'PENDING' THEN 'CANCELLED' ELSE status END,"
-        " error_type = CASE WHEN status = 'PENDING' THEN 'cancelled' ELSE error_type END,"
-        " error_detail = CASE WHEN status = 'PENDING' THEN 'cancelled before it started' ELSE error_detail END,"
-        " finished_at = CASE WHEN status = 'PENDING' THEN now() ELSE finished_at END"
-        f" WHERE id = $1 AND status IN ('PENDING', 'RUNNING') RETURNING {_COLUMNS}",
+        f"UPDATE executions SET cancel_requested = true WHERE id = $1 AND status IN ('PENDING', 'RUNNING')"
+        f" RETURNING {_COLUMNS}",
         execution_id,
     )
     return _record(row) if row else None
 
 
-async def fail_running_of_worker(db: asyncpg.Pool, worker: str, detail: str) -> list[uuid.UUID]:
-    """Finish as FAILED platform_error every execution this worker had RUNNING (it restarted)."""
-    rows = await db.fetch(
-        "UPDATE executions SET status = 'FAILED', error_type = 'platform_error', error_detail = $2,"
-        " finished_at = now() WHERE status = 'RUNNING' AND worker = $1 RETURNING id",
-        worker, detail,
-    )
-    return [row["id"] for row in rows]
+async def running_of_worker(db: asyncpg.Pool, worker: str) -> list[ExecutionRecord]:
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM executions WHERE status = 'RUNNING' AND worker = $1", worker)
+    return [_record(row) for row in rows]
+
+
+async def cancelled_pending(db: asyncpg.Pool) -> list[ExecutionRecord]:
+    """PENDING executions whose cancel was asked but not finished (the canceller died)."""
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM executions WHERE status = 'PENDING' AND cancel_requested")
+    return [_record(row) for row in rows]
 
 
 async def live_ids(db: asyncpg.Pool) -> set[str]:
@@ -155,5 +170,6 @@ async def live_ids(db: asyncpg.Pool) -> set[str]:
 
 
 async def pending_ids(db: asyncpg.Pool) -> list[uuid.UUID]:
-    rows = await db.fetch("SELECT id FROM executions WHERE status = 'PENDING' ORDER BY created_at")
+    rows = await db.fetch("SELECT id FROM executions WHERE status = 'PENDING' AND NOT cancel_requested"
+                          " ORDER BY created_at")
     return [row["id"] for row in rows]

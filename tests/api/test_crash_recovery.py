@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import aiohttp
 import docker
@@ -39,6 +41,10 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             status, final, _ = await api.get(f"/v1/executions/{record['id']}")
             assert status == 200 and final["status"] == "FAILED", final
             assert final["error"]["type"] == "platform_error"
+            status, bundle, _ = await api.get(f"/v1/executions/{record['id']}/receipt")
+            assert status == 200, bundle
+            statement = json.loads(base64.b64decode(bundle["envelope"]["payload"]))
+            assert statement["status"] == "FAILED" and statement["error_type"] == "platform_error"
             assert docker_client.containers.list(all=True, filters={"label": label}) == []
 
             # And the restarted service works.

@@ -107,13 +107,18 @@ async def test_a_wasm_registration_is_checked(api) -> None:
 async def test_pre_started_wasm_containers_serve_wasm_agents(api, service, docker_client) -> None:
     """The pool serves WASM agents too; the task's wall clock still starts at the claim."""
     agent_id = await register_wasm(api, limits={"timeout_s": 1})
-    status, agent = await upload(api, agent_id, ECHO_WAT)
+    # A module of its own, so that no other agent's pre-started containers share its image.
+    unique = ECHO_WAT.replace('(func (export "_start")', f"(global $nonce i32 (i32.const {uuid.uuid4().int % 2**31}))\n"
+                              '  (func (export "_start")')
+    status, agent = await upload(api, agent_id, unique)
     assert status == 200, agent
     assert (await api.run(agent_id, {"first": 1}))["pooled"] is False
 
     def pooled() -> list:
-        found = docker_client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={service.instance_id}"]})
-        return [c for c in found if c.attrs["Image"] == agent["image_digest"]]
+        # sparse: no inspect per container, which races with the removals going on meanwhile
+        found = docker_client.containers.list(sparse=True, filters={
+            "label": [POOL_LABEL, f"{INSTANCE_LABEL}={service.instance_id}"]})
+        return [c for c in found if c.attrs["ImageID"] == agent["image_digest"]]
 
     for _ in range(150):
         if pooled():

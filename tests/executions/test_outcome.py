@@ -7,21 +7,35 @@ from datetime import datetime, timezone
 import pytest
 
 from executor.executions.outcome import outcome_of
-from executor.executions.records import ErrorType, Status
-from runtimes.base import TaskResult, Termination
+from executor.executions.records import ErrorType, Status, Usage
+from runtimes.base import TaskResult, TaskUsage, Termination
 
 NOW = datetime.now(timezone.utc)
 SCHEMA = {"type": "object", "required": ["n"]}
 
 
-def result(termination=Termination.EXITED, exit_code=0, stdout=b'{"n": 1}') -> TaskResult:
-    return TaskResult(termination, exit_code, stdout, b"log", NOW, NOW, 5)
+def result(termination=Termination.EXITED, exit_code=0, stdout=b'{"n": 1}', **fields) -> TaskResult:
+    return TaskResult(termination, exit_code, stdout, b"log", NOW, NOW, 5, **fields)
 
 
-def test_completed() -> None:
-    outcome = outcome_of(result(), SCHEMA)
-    assert outcome.status is Status.COMPLETED and outcome.output == {"n": 1} and outcome.raw_output is None
-    assert outcome.log == b"log" and outcome.usage.wall_ms == 5
+def test_completed_keeps_the_exact_stdout_and_the_usage() -> None:
+    measured = TaskUsage(cpu_ns=1_234_567_890, peak_memory_bytes=4096, method="cgroup")
+    outcome = outcome_of(result(usage=measured, oci_runtime="runc"), SCHEMA)
+    assert outcome.status is Status.COMPLETED and outcome.output == {"n": 1} and outcome.raw_output == b'{"n": 1}'
+    assert outcome.log == b"log" and outcome.oci_runtime == "runc"
+    assert outcome.usage == Usage(wall_ms=5, cpu_ms=1234, peak_memory_bytes=4096, output_bytes=8)
+
+
+def test_fuel_consumed_is_the_budget_only_when_it_ran_out() -> None:
+    assert outcome_of(result(Termination.FUEL_EXHAUSTED, 134), SCHEMA, fuel_budget=99).usage.fuel_consumed == 99
+    assert outcome_of(result(), SCHEMA, fuel_budget=99).usage.fuel_consumed is None
+
+
+def test_a_task_that_never_ran_has_no_output_bytes() -> None:
+    never = TaskResult(Termination.PLATFORM_ERROR, None, b"", b"", None, None, None, "could not create")
+    outcome = outcome_of(never, SCHEMA)
+    assert outcome.raw_output is None and outcome.usage.output_bytes is None
+    assert outcome.error.type is ErrorType.PLATFORM_ERROR
 
 
 @pytest.mark.parametrize("termination, status, error", [

@@ -1,0 +1,41 @@
+"""Issuing a receipt: sign the statement of a final execution and append it to the log,
+inside the transaction that finishes the execution (no final state without its receipt)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import asyncpg
+
+from executor.agents.records import AgentVersion
+from executor.executions.records import ExecutionRecord
+from executor.receipts import dsse, log
+from executor.receipts.canonical import canonical_json
+from executor.receipts.keys import Signer
+from executor.receipts.statement import receipt_statement
+from executor.storage import receipts as receipt_sql
+
+
+
+class ReceiptIssuer:
+    def __init__(self, signer: Signer) -> None:
+        self.signer = signer
+
+    async def issue(self, conn: asyncpg.Connection, record: ExecutionRecord, agent: AgentVersion, *,
+                    stdin: bytes, stdout: bytes | None) -> int:
+        """Sign and log the receipt of `record` (final, in this transaction); returns its log index."""
+        await self.signer.refresh(conn)  # after `executor keys rotate` the new key signs from here on
+        key = self.signer.current
+        # From here to the commit the log's state row is locked: keep this stretch short.
+        reservation = await log.reserve(conn)
+        statement = receipt_statement(record, agent, stdin=stdin, stdout=stdout, log_id=str(reservation.log_id),
+                                      log_index=reservation.index, key_id=key.kid,
+                                      issued_at=datetime.now(timezone.utc))
+        payload = canonical_json(statement)
+        signature = dsse.sign(dsse.RECEIPT_PAYLOAD_TYPE, payload, key.key, key.kid)
+        frontier, nodes = log.extend(reservation, payload)
+        await receipt_sql.insert_receipt(
+            conn, receipt_sql.StoredReceipt(record.id, reservation.index, payload, key.kid, signature.sig),
+            nodes, frontier,
+        )
+        return reservation.index
