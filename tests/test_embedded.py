@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -132,7 +133,9 @@ async def test_start_after_the_previous_owner_was_killed(base: Path) -> None:
     crashed = EmbeddedPostgres(base / "postgres", port=free_port(), durable=False)
     crashed.start()
     for pid in postgres_pids(crashed):
-        os.kill(pid, signal.SIGKILL)
+        # A backend may already be gone: the postmaster's death ends its children.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     pid_file = crashed.data_dir / "postmaster.pid"
     pid_file.write_text(f"{os.getpid()}\n" + pid_file.read_text().split("\n", 1)[1])
     postgres = EmbeddedPostgres(base / "postgres", port=crashed.port, durable=False)
