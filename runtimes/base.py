@@ -48,7 +48,8 @@ class Termination(str, enum.Enum):
 
 @dataclass(frozen=True)
 class TaskUsage:
-    """What a task consumed, counted from its claim (see runtimes/metering.py)."""
+    """What a task consumed: a pre-started container from its claim, a cold one from its creation
+    (see runtimes/metering.py)."""
 
     cpu_ns: int | None = None
     peak_memory_bytes: int | None = None

@@ -58,7 +58,7 @@ class ExecutionError:
 
 @dataclass(frozen=True)
 class Usage:
-    """What a task used, from the claim of its container to its exit; None: not measured."""
+    """What a task used, from its claim (a cold container: its creation) to its exit; None: not measured."""
 
     wall_ms: int | None = None
     cpu_ms: int | None = None
