@@ -27,15 +27,13 @@ class ReceiptIssuer:
         await self.signer.refresh(conn)  # after `executor keys rotate` the new key signs from here on
         key = self.signer.current
         # From here to the commit the log's state row is locked: keep this stretch short.
-        reservation = await log.reserve(conn)
-        statement = receipt_statement(record, agent, stdin=stdin, stdout=stdout, log_id=str(reservation.log_id),
-                                      log_index=reservation.index, key_id=key.kid,
-                                      issued_at=datetime.now(timezone.utc))
+        reserved = await log.reserve(conn)
+        index = reserved.size
+        statement = receipt_statement(record, agent, stdin=stdin, stdout=stdout, log_id=str(reserved.log_id),
+                                      log_index=index, key_id=key.kid, issued_at=datetime.now(timezone.utc))
         payload = canonical_json(statement)
         signature = dsse.sign(dsse.RECEIPT_PAYLOAD_TYPE, payload, key.key, key.kid)
-        frontier, nodes = log.extend(reservation, payload)
+        frontier, nodes = log.extend(reserved, payload)
         await receipt_sql.insert_receipt(
-            conn, receipt_sql.StoredReceipt(record.id, reservation.index, payload, key.kid, signature.sig),
-            nodes, frontier,
-        )
-        return reservation.index
+            conn, receipt_sql.StoredReceipt(record.id, index, payload, key.kid, signature.sig), nodes, frontier)
+        return index

@@ -38,15 +38,6 @@ class ProofUnavailable(ValueError):
 
 
 @dataclass(frozen=True)
-class Reservation:
-    """The next leaf's place, held until the enclosing transaction ends."""
-
-    log_id: uuid.UUID
-    index: int
-    frontier: list[bytes]
-
-
-@dataclass(frozen=True)
 class SignedHead:
     tree_size: int
     root_hash: bytes
@@ -60,14 +51,14 @@ class SignedHead:
         return self.envelope.to_json()
 
 
-async def reserve(conn: asyncpg.Connection) -> Reservation:
-    state = await log_sql.reserve_index(conn)
-    return Reservation(state.log_id, state.size, state.frontier)
+async def reserve(conn: asyncpg.Connection) -> log_sql.LogState:
+    """The log as it is, locked until the caller's transaction ends: its size is the next leaf's index."""
+    return await log_sql.reserve_index(conn)
 
 
-def extend(reservation: Reservation, leaf_data: bytes) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
+def extend(reserved: log_sql.LogState, leaf_data: bytes) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
     """The log's frontier with the leaf at the reserved index, and the nodes that leaf completes."""
-    return merkle.append(reservation.frontier, reservation.index, merkle.leaf_hash(leaf_data))
+    return merkle.append(reserved.frontier, reserved.size, merkle.leaf_hash(leaf_data))
 
 
 def head_statement(log_id: uuid.UUID, tree_size: int, root_hash: bytes, key_id: str,
