@@ -37,13 +37,14 @@ def usage_of(result: TaskResult, *, fuel_budget: int | None = None) -> Usage:
 def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | None = None) -> Outcome:
     """Map a task's end to its final state; the output is checked against the output schema.
     The raw stdout is always kept (up to its cap): the receipt hashes those exact bytes."""
+    usage = usage_of(result, fuel_budget=fuel_budget)
     common = dict(
-        raw_output=result.stdout if result.started_at is not None else None,
+        raw_output=result.stdout if usage.output_bytes is not None else None,  # None: it never ran
         log=result.stderr,
         exit_code=result.exit_code,
         started_at=result.started_at,
         finished_at=result.finished_at,
-        usage=usage_of(result, fuel_budget=fuel_budget),
+        usage=usage,
         pooled=result.pooled,
         oci_runtime=result.oci_runtime,
     )

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import asyncpg
 
 Connection = asyncpg.Pool | asyncpg.Connection
+_RECEIPT = "SELECT execution_id, log_index, payload, keyid, sig FROM receipts"
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,8 @@ async def insert_receipt(conn: asyncpg.Connection, receipt: StoredReceipt, nodes
 
 
 async def get_receipt(db: Connection, execution_id: uuid.UUID) -> StoredReceipt | None:
-    row = await db.fetchrow("SELECT execution_id, log_index, payload, keyid, sig FROM receipts"
-                            " WHERE execution_id = $1", execution_id)
+    row = await db.fetchrow(_RECEIPT + " WHERE execution_id = $1", execution_id)
     return StoredReceipt(*row.values()) if row else None
-
-
-async def receipts_in_range(db: Connection, start: int, end: int) -> list[StoredReceipt]:
-    """Receipts by log index, [start, end): what a monitor reads to check leaves."""
-    rows = await db.fetch("SELECT execution_id, log_index, payload, keyid, sig FROM receipts"
-                          " WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index", start, end)
-    return [StoredReceipt(*row.values()) for row in rows]
 
 
 async def insert_attestation(db: Connection, execution_id: uuid.UUID, attestation: StoredAttestation) -> bool:

@@ -27,6 +27,9 @@ class StoredHead:
     sig: bytes
 
 
+_HEAD_COLUMNS = "tree_size, root_hash, payload, keyid, sig"
+
+
 async def reserve_index(conn: asyncpg.Connection) -> LogState:
     """Take the next leaf index: locks the state row until the caller's transaction ends.
     The state is the tree *before* the new leaf; its size is the new leaf's index."""
@@ -58,8 +61,8 @@ async def store_head(db: Connection, head: StoredHead) -> StoredHead:
     row = await db.fetchrow(
         "WITH new AS (INSERT INTO tree_heads (tree_size, root_hash, payload, keyid, sig)"
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING RETURNING *)"
-        " SELECT tree_size, root_hash, payload, keyid, sig FROM new"
-        " UNION ALL SELECT tree_size, root_hash, payload, keyid, sig FROM tree_heads WHERE tree_size = $1"
+        f" SELECT {_HEAD_COLUMNS} FROM new"
+        f" UNION ALL SELECT {_HEAD_COLUMNS} FROM tree_heads WHERE tree_size = $1"
         " LIMIT 1",
         head.tree_size, head.root_hash, head.payload, head.keyid, head.sig,
     )
@@ -67,14 +70,12 @@ async def store_head(db: Connection, head: StoredHead) -> StoredHead:
 
 
 async def latest_head(db: Connection) -> StoredHead | None:
-    row = await db.fetchrow("SELECT tree_size, root_hash, payload, keyid, sig FROM tree_heads"
-                            " ORDER BY tree_size DESC LIMIT 1")
+    row = await db.fetchrow(f"SELECT {_HEAD_COLUMNS} FROM tree_heads ORDER BY tree_size DESC LIMIT 1")
     return _head(row) if row else None
 
 
 async def head_of_size(db: Connection, tree_size: int) -> StoredHead | None:
-    row = await db.fetchrow("SELECT tree_size, root_hash, payload, keyid, sig FROM tree_heads WHERE tree_size = $1",
-                            tree_size)
+    row = await db.fetchrow(f"SELECT {_HEAD_COLUMNS} FROM tree_heads WHERE tree_size = $1", tree_size)
     return _head(row) if row else None
 
 
