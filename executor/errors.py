@@ -7,8 +7,10 @@
         ├── MalformedRequest        400 malformed_request
         ├── Unauthenticated         401 unauthenticated
         ├── Forbidden               403 forbidden
+        ├── EntitlementMissing      403 entitlement_missing   (and _expired, _revoked, _used_up)
         ├── NotFound                404 not_found
         ├── Conflict                409 conflict
+        ├── VersionWithdrawn        410 agent_version_withdrawn
         ├── ReceiptUnavailable      409 receipt_unavailable (the execution is not final yet)
         ├── PayloadTooLarge         413 payload_too_large
         ├── RequestInvalid          422 request_invalid   (fields of a well-formed body)
@@ -17,7 +19,10 @@
         ├── LimitExceeded           422 limit_exceeded    (a limit above the operator's maximum)
         ├── ImageNotFound           422 image_not_found
         ├── ModuleInvalid           422 module_invalid    (an uploaded WASM module is refused)
-        └── AttestationInvalid      422 attestation_invalid (a witness signature that does not hold)
+        ├── AttestationInvalid      422 attestation_invalid (a witness signature that does not hold)
+        ├── IdempotencyKeyReused    422 idempotency_key_reused (the same key with another body)
+        ├── RateLimited             429 rate_limited (Retry-After, RateLimit headers)
+        └── TooManyLive             429 too_many_live_executions (the per-user cap)
 
 A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
 """
@@ -116,3 +121,45 @@ class ReceiptUnavailable(Problem):
 
 class AttestationInvalid(Problem):
     slug, status, title = "attestation_invalid", 422, "The attestation does not verify"
+
+
+class EntitlementMissing(Problem):
+    slug, status, title = "entitlement_missing", 403, "No entitlement to run this agent"
+
+
+class EntitlementExpired(Problem):
+    slug, status, title = "entitlement_expired", 403, "The entitlement to run this agent has expired"
+
+
+class EntitlementRevoked(Problem):
+    slug, status, title = "entitlement_revoked", 403, "The entitlement to run this agent was revoked"
+
+
+class EntitlementUsedUp(Problem):
+    slug, status, title = "entitlement_used_up", 403, "The entitlement to run this agent has no use left"
+
+
+class VersionWithdrawn(Problem):
+    slug, status, title = "agent_version_withdrawn", 410, "The agent version is withdrawn"
+
+
+class IdempotencyKeyReused(Problem):
+    slug, status, title = "idempotency_key_reused", 422, "The Idempotency-Key was used for another request"
+
+
+class Throttled(Problem):
+    """A refusal that says when to come back (Retry-After) and may carry more headers."""
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: float = 1.0,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.headers = headers or {}
+
+
+class RateLimited(Throttled):
+    slug, status, title = "rate_limited", 429, "Too many requests"
+
+
+class TooManyLive(Throttled):
+    slug, status, title = "too_many_live_executions", 429, "Too many executions pending or running"

@@ -10,7 +10,12 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from executor.agents.records import AgentVersion
 from executor.errors import DependencyUnavailable
@@ -19,17 +24,19 @@ from executor.executions.service import Executions
 from executor.executions.worker import Worker
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
+from executor.ratelimit import RateLimiter
 from executor.receipts import log as transparency_log
 from executor.receipts.issuer import ReceiptIssuer
 from executor.receipts.keys import Signer, parse_seed
 from executor.receipts.service import Receipts
 from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
-from runtimes.container import ContainerRuntime
+from executor.webhooks.dispatcher import WebhookDispatcher
 from runtimes import wasm
+from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
-from runtimes.metering import choose_meter
 from runtimes.images import build_images, content_tag
+from runtimes.metering import choose_meter
 from runtimes.pool import ContainerPool, PoolConfig
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class Services:
     signer: Signer
     receipts: Receipts
     finisher: Finisher
+    dispatcher: WebhookDispatcher
     engine: DockerEngine | None = None
     worker: Worker | None = None
     _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -98,6 +106,7 @@ class Services:
             await asyncio.gather(self._head_task, return_exceptions=True)
         if self.worker:
             await self.worker.stop()
+        await self.dispatcher.stop()
         await self.events.stop()
         await self.redis.aclose()
         await self.db.close()
@@ -117,9 +126,12 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     signer = open_signer(settings)
     await signer.publish(db)
     finisher = Finisher(db, ReceiptIssuer(signer))
-    executions = Executions(db, queue, events, settings, finisher)
+    dispatcher = WebhookDispatcher(db, settings)
+    finisher.on_webhook = dispatcher.notify
+    executions = Executions(db, queue, events, settings, finisher, RateLimiter(client))
     services = Services(settings, db, client, queue, events, executions, signer, Receipts(db, signer, executions),
-                        finisher)
+                        finisher, dispatcher)
+    await dispatcher.start()
     services._head_task = asyncio.create_task(
         transparency_log.keep_signing_heads(db, signer, settings.log_head_interval_s), name="log-heads")
     if run_worker:

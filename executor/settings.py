@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 from executor.errors import ConfigurationError
 
@@ -90,6 +90,25 @@ class Settings:
     signing_key: str | None = field(default=None, repr=False)
     signing_key_file: Path | None = None  # default: <state_dir>/signing-keys.json
     log_head_interval_s: float = 10.0  # sign a new tree head this often when the log grew
+
+    # Marketplace (docs/marketplace.md). Rates are per second with a burst (GCRA in Redis);
+    # a rate of 0 turns that limit off.
+    user_rate_per_s: float = 5.0  # execution submissions per user
+    user_burst: int = 20
+    service_rate_per_s: float = 50.0  # execution submissions per service token subject
+    service_burst: int = 200
+    max_live_per_user: int = 8  # a user's executions PENDING or RUNNING at once; 0 = no cap
+    idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key is remembered
+
+    # Webhooks (executor/webhooks): Standard Webhooks, from an outbox in PostgreSQL.
+    webhook_timeout_s: float = 10.0  # per attempt
+    webhook_max_attempts: int = 12  # then the delivery is given up ("failed")
+    webhook_retry_base_s: float = 2.0  # backoff: base * 2^(attempt-1), capped
+    webhook_retry_max_s: float = 3600.0
+    webhook_poll_s: float = 1.0  # how often the dispatcher looks for due deliveries
+    webhook_allowed_hosts: str | None = None  # comma-separated hosts or *.suffixes; unset: any host
+    webhook_allow_private: bool = False  # allow loopback, private and link-local addresses
+    webhook_require_https: bool = False
 
     @property
     def resolved_instance_id(self) -> str:
@@ -176,5 +195,11 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_METERING must be auto, cgroup, stats or off")
     if settings.log_head_interval_s <= 0:
         raise ConfigurationError("EXECUTOR_LOG_HEAD_INTERVAL_S must be positive")
+    if min(settings.user_rate_per_s, settings.service_rate_per_s) < 0 or min(settings.user_burst, settings.service_burst) < 1:
+        raise ConfigurationError("rates must be >= 0 (0: off) and bursts >= 1")
+    if settings.max_live_per_user < 0 or settings.idempotency_ttl_s <= 0:
+        raise ConfigurationError("EXECUTOR_MAX_LIVE_PER_USER must be >= 0 and EXECUTOR_IDEMPOTENCY_TTL_S positive")
+    if settings.webhook_max_attempts < 1 or settings.webhook_timeout_s <= 0 or settings.webhook_retry_base_s <= 0:
+        raise ConfigurationError("webhook attempts must be >= 1, its timeout and retry base positive")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")

@@ -208,13 +208,29 @@ def runsc_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, image
 class Api:
     """A thin HTTP client for tests: every call returns (status, body, headers)."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None,
+                 subject: str | None = None) -> None:
         self.session = session
         self.base_url = base_url
         self.token = token
+        self.subject = subject  # of the token, when a test made it
 
-    def as_token(self, token: str | None) -> "Api":
-        return Api(self.session, self.base_url, token)
+    def as_token(self, token: str | None, subject: str | None = None) -> "Api":
+        return Api(self.session, self.base_url, token, subject)
+
+    async def new_token(self, role: str, subject: str | None = None) -> "Api":
+        """A client holding a fresh token of `role` (this client must be an operator's)."""
+        subject = subject or f"{role[0]}-{uuid.uuid4().hex[:8]}"
+        status, issued, _ = await self.post("/v1/tokens", json={"role": role, "subject": subject})
+        assert status == 201, issued
+        return self.as_token(issued["token"], subject)
+
+    async def grant(self, user: str, agent_id: str, **terms: Any) -> dict[str, Any]:
+        """Grant `user` the agent (this client must be a service's or an operator's)."""
+        status, entitlement, _ = await self.request("PUT", "/v1/entitlements",
+                                                    json={"user": user, "agent_id": agent_id, **terms})
+        assert status in (200, 201), entitlement
+        return entitlement
 
     async def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
                       headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
@@ -283,7 +299,5 @@ async def runsc_api(runsc_service: ServiceProcess) -> Any:
 
 @pytest.fixture
 async def user_api(api: Api) -> Api:
-    """An API client holding a fresh `user` token."""
-    status, issued, _ = await api.post("/v1/tokens", json={"role": "user", "subject": f"u-{uuid.uuid4().hex[:8]}"})
-    assert status == 201, issued
-    return api.as_token(issued["token"])
+    """An API client holding a fresh `user` token (its subject in `.subject`)."""
+    return await api.new_token("user")

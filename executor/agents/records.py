@@ -10,6 +10,8 @@ from typing import Any
 from executor.pricing import Pricing
 from executor.settings import Limits
 
+VERSION_STATUSES = ("published", "deprecated", "withdrawn")
+
 
 @dataclass(frozen=True)
 class AgentVersion:
@@ -30,6 +32,8 @@ class AgentVersion:
     module_sha256: str | None = None  # WASM agents: the uploaded module
     fuel: int | None = None  # WASM agents: the fuel each run gets
     pricing: Pricing | None = None  # None: free
+    status: str = "published"  # published → deprecated → withdrawn (VERSION_STATUSES)
+    status_changed_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,12 @@ class AgentVersion:
             "pool": self.pool,
             "description": self.description,
             "pricing": self.pricing.to_dict() if self.pricing else None,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "status": self.status,
+            "status_changed_at": _iso(self.status_changed_at),
+            "created_at": _iso(self.created_at),
             **({"module_sha256": self.module_sha256, "fuel": self.fuel} if self.kind == "wasm" else {}),
         }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

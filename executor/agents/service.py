@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
 from executor.agents.records import AgentVersion
-from executor.errors import Conflict, ImageNotFound, LimitExceeded, ModuleInvalid, NotFound, RequestInvalid
+from executor.errors import (
+    Conflict,
+    ImageNotFound,
+    LimitExceeded,
+    ModuleInvalid,
+    NotFound,
+    RequestInvalid,
+)
 from executor.limits import resolve_limits
 from executor.pricing import parse_pricing
 from executor.schemas import check_schema
@@ -20,8 +28,8 @@ from runtimes.wasm import memory_cap_bytes
 from runtimes.wasm_module import ModuleRejected, check_module
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_FIELDS = {"name", "kind", "image", "command", "input_schema", "output_schema", "limits", "pool", "description",
-           "fuel", "pricing"}
+_VERSION_FIELDS = {"image", "command", "input_schema", "output_schema", "limits", "pool", "description", "fuel",
+                   "pricing"}
 WASM_RUNTIME_IMAGE = "executor/wasm"
 
 ImageResolver = Callable[[str], Awaitable[str | None]]
@@ -37,12 +45,24 @@ async def register(
 ) -> AgentVersion:
     """Validate a registration, pin the image to its id, store version 1."""
     _require(isinstance(body, dict), "", "the body must be a JSON object")
-    unknown = sorted(set(body) - _FIELDS)
-    _require(not unknown, f"/{unknown[0]}" if unknown else "", "unknown field")
     name = body.get("name")
     _require(isinstance(name, str) and bool(_NAME.match(name)), "/name", "lowercase letters, digits, . _ -; 1-100 chars")
     kind = body.get("kind", "container")
     _require(kind in ("container", "wasm"), "/kind", "'container' or 'wasm'")
+    version = await parse_version({k: v for k, v in body.items() if k not in ("name", "kind")}, kind, settings,
+                                  resolve_image)
+    try:
+        return await agent_sql.insert_agent(db, name=name, kind=kind, owner=owner, version=version)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"an agent named {name!r} already exists") from None
+
+
+async def parse_version(body: Any, kind: str, settings: Settings, resolve_image: ImageResolver) -> dict[str, Any]:
+    """The fields of one version (a registration's, or a new version's), checked, with the
+    image pinned to its id; a WASM version's image comes with its module, later."""
+    _require(isinstance(body, dict), "", "the body must be a JSON object")
+    unknown = sorted(set(body) - _VERSION_FIELDS)
+    _require(not unknown, f"/{unknown[0]}" if unknown else "", "unknown field")
     if kind == "wasm":
         # The image comes from the uploaded module (PUT /v1/agents/{id}/module).
         _require("image" not in body and "command" not in body, "/image", "a WASM agent has no image or command")
@@ -77,18 +97,12 @@ async def register(
         digest = await resolve_image(image)
         if digest is None:
             raise ImageNotFound(f"image {image!r} is not on the engine; build or load it first (no registry is used)")
-    try:
-        return await agent_sql.insert_agent(
-            db, name=name, kind=kind, owner=owner,
-            version={
-                "image": image, "image_digest": digest, "command": command, "description": description,
-                "input_schema": body["input_schema"], "output_schema": body["output_schema"],
-                "limits": limits.to_dict(), "pool": pool, "fuel": fuel,
-                "pricing": pricing.to_dict() if pricing else None,
-            },
-        )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"an agent named {name!r} already exists") from None
+    return {
+        "image": image, "image_digest": digest, "command": command, "description": description,
+        "input_schema": body["input_schema"], "output_schema": body["output_schema"],
+        "limits": limits.to_dict(), "pool": pool, "fuel": fuel,
+        "pricing": pricing.to_dict() if pricing else None,
+    }
 
 
 def _pool_bounds(raw: Any, settings: Settings) -> dict[str, int] | None:
@@ -128,10 +142,11 @@ ModuleBaker = Callable[[AgentVersion, bytes, str], Awaitable[str]]
 
 
 async def upload_module(db: asyncpg.Pool, settings: Settings, bake: ModuleBaker, agent_id: str,
-                        data: bytes) -> AgentVersion:
-    """Check an uploaded .wasm, compile it once, bake it into the version's image. Nothing is
-    stored unless every check passes; a version's module is set once."""
-    agent = await get(db, agent_id)
+                        data: bytes, version: int | None = None) -> AgentVersion:
+    """Check an uploaded .wasm, compile it once, bake it into the version's image (the newest
+    version unless one is given). Nothing is stored unless every check passes; a version's
+    module is set once."""
+    agent = await get(db, agent_id, version)
     if agent.kind != "wasm":
         raise Conflict(f"agent {agent_id} is a {agent.kind} agent; only WASM agents take a module")
     if agent.module_sha256 is not None:

@@ -1,4 +1,4 @@
-"""HTTP routes for agents and tokens (the marketplace service's and operators' side)."""
+"""HTTP routes for agents, their versions, and tokens (the marketplace service's and operators' side)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from aiohttp import web
 
 from executor import tokens
 from executor.agents import service as agents
+from executor.agents import versions
 from executor.api.auth import principal
 from executor.api.bodies import json_response, query_number, read_capped, read_json
-from executor.errors import RequestInvalid
+from executor.errors import NotFound, RequestInvalid
 from executor.executions.service import owner_of
+from executor.storage import agents as agent_sql
 from executor.tokens import Role
 
 routes = web.RouteTableDef()
@@ -40,14 +42,74 @@ async def get_agent(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/agents/{id}/module")
+@routes.put("/v1/agents/{id}/versions/{version}/module")
 async def upload_module(request: web.Request) -> web.Response:
-    """The raw .wasm of a WASM agent's version: checked, compiled once, baked into its image."""
-    principal(request, Role.OPERATOR, Role.SERVICE)
+    """The raw .wasm of a WASM agent's version (the newest unless named): checked, compiled
+    once, baked into its image."""
+    caller = principal(request, Role.OPERATOR, Role.SERVICE)
     services = request.app["services"]
+    version = _version(request) if "version" in request.match_info else None
+    versions.check_may_manage(caller, await agents.get(services.db, request.match_info["id"], version))
     data = await read_capped(request, services.settings.max_module_bytes)
     agent = await agents.upload_module(services.db, services.settings, services.bake_wasm_module,
-                                       request.match_info["id"], data)
+                                       request.match_info["id"], data, version)
     return json_response(agent.to_dict(), status=200)
+
+
+@routes.post("/v1/agents/{id}/versions")
+async def publish_version(request: web.Request) -> web.Response:
+    """A new immutable version with the agent's kind; the fields of a registration but name and kind."""
+    caller = principal(request, Role.OPERATOR, Role.SERVICE)
+    services = request.app["services"]
+    agent = await versions.publish(services.db, services.settings, services.resolve_image, caller,
+                                   request.match_info["id"], await read_json(request))
+    return json_response(agent.to_dict(), status=201,
+                         headers={"Location": f"/v1/agents/{agent.agent_id}/versions/{agent.version}"})
+
+
+@routes.get("/v1/agents/{id}/versions")
+async def list_versions(request: web.Request) -> web.Response:
+    principal(request)
+    db = request.app["services"].db
+    agent = await agents.get(db, request.match_info["id"])
+    return json_response({"items": [v.to_dict() for v in await agent_sql.list_versions(db, agent.agent_id)]})
+
+
+@routes.get("/v1/agents/{id}/versions/{version}")
+async def get_version(request: web.Request) -> web.Response:
+    principal(request)
+    agent = await agents.get(request.app["services"].db, request.match_info["id"], _version(request))
+    return json_response(agent.to_dict())
+
+
+@routes.post("/v1/agents/{id}/versions/{version}/deprecate")
+async def deprecate_version(request: web.Request) -> web.Response:
+    return await _move(request, "deprecated")
+
+
+@routes.post("/v1/agents/{id}/versions/{version}/withdraw")
+async def withdraw_version(request: web.Request) -> web.Response:
+    return await _move(request, "withdrawn")
+
+
+async def _move(request: web.Request, status: str) -> web.Response:
+    caller = principal(request, Role.OPERATOR, Role.SERVICE)
+    agent = await versions.move(request.app["services"].db, caller, request.match_info["id"], _version(request), status)
+    return json_response(agent.to_dict())
+
+
+@routes.get("/v1/agents/{id}/stats")
+async def agent_stats(request: web.Request) -> web.Response:
+    """Per version: executions, how they ended, success rate, p50/p95 durations."""
+    principal(request, Role.OPERATOR, Role.SERVICE)
+    return json_response(await versions.stats(request.app["services"].db, request.match_info["id"]))
+
+
+def _version(request: web.Request) -> int:
+    raw = request.match_info["version"]
+    if not raw.isdigit() or not 0 < int(raw) < 2**31:
+        raise NotFound(f"no version {raw!r}")
+    return int(raw)
 
 
 @routes.post("/v1/tokens")

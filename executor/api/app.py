@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from executor.api import agents, executions, images, observe, receipts
+from executor.api import (
+    agents,
+    entitlements,
+    executions,
+    images,
+    observe,
+    receipts,
+    webhooks,
+)
 from executor.api.auth import auth_middleware
 from executor.api.bodies import json_response
 from executor.api.problems import problem_middleware
@@ -46,5 +54,7 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(observe.routes)
     app.add_routes(images.routes)
     app.add_routes(receipts.routes)
+    app.add_routes(entitlements.routes)
+    app.add_routes(webhooks.routes)
     return app
 

@@ -25,10 +25,14 @@ def _location(record: ExecutionRecord) -> dict[str, str]:
 async def submit(request: web.Request) -> web.Response:
     executions = _executions(request)
     wait_s = query_number(request, "wait", 0, maximum=executions.settings.max_wait_s)
-    record = await executions.submit(principal(request), await read_json(request))
-    record = await executions.wait_final(record, wait_s)
+    submission = await executions.submit(principal(request), await read_json(request),
+                                         idempotency_key=request.headers.get("Idempotency-Key"))
+    record = await executions.wait_final(submission.record, wait_s)
+    headers = {**submission.headers, **_location(record)}
+    if submission.replayed:
+        headers["Idempotent-Replayed"] = "true"
     # 201: created and already final; 202: accepted, follow Location.
-    return json_response(record.to_dict(), status=201 if record.status.is_final else 202, headers=_location(record))
+    return json_response(record.to_dict(), status=201 if record.status.is_final else 202, headers=headers)
 
 
 @routes.get("/v1/executions")
@@ -40,6 +44,7 @@ async def list_executions(request: web.Request) -> web.Response:
         agent_id=request.query.get("agent_id"),
         cursor=request.query.get("cursor"),
         limit=limit,
+        user=request.query.get("user"),
     )
     return json_response({"items": [r.to_dict() for r in records], "next_cursor": cursor})
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from executor.errors import PROBLEM_TYPE_PREFIX, Problem
+from executor.errors import PROBLEM_TYPE_PREFIX, Problem, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Problem as problem:
         headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+        if isinstance(problem, Throttled):
+            headers = {**problem.headers, "Retry-After": str(max(1, math.ceil(problem.retry_after_s)))}
         return problem_response(problem, headers)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -94,6 +94,10 @@ class ExecutionRecord:
     pooled: bool | None = None
     oci_runtime: str | None = None
     cost: Cost | None = None
+    service: str | None = None  # the marketplace service it belongs to ("service:<subject>")
+    submitted_by: str | None = None  # who sent it, when not its owner (a service acting for a user)
+    entitlement_id: uuid.UUID | None = None  # the entitlement one use was taken from
+    webhook_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +117,11 @@ class ExecutionRecord:
             "cost": self.cost.to_dict() if self.cost else None,
             "pooled": self.pooled,
             "oci_runtime": self.oci_runtime,
+            "owner": self.owner,
+            "service": self.service,
+            "submitted_by": self.submitted_by,
+            "entitlement_id": str(self.entitlement_id) if self.entitlement_id else None,
+            "webhook_url": self.webhook_url,
         }
 
 

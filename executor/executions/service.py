@@ -1,42 +1,74 @@
 """Executions as callers see them: submit, read, list, wait, cancel.
 
-Visibility: an operator sees every execution; anyone else sees only their
-own, and another caller's execution is reported as not found.
+Visibility: an operator sees every execution; a service sees its own and its
+users' (the executions it submitted for them or whose entitlement it granted);
+a user sees their own. Anything else is reported as not found.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from redis.exceptions import RedisError
 
-from executor.agents import service as agents
-from executor.errors import Conflict, InputInvalid, NotFound, PayloadTooLarge, Problem, RequestInvalid
+from executor import ratelimit
+from executor.agents import versions
+from executor.agents.records import AgentVersion
+from executor.entitlements import service as entitlements
+from executor.errors import (
+    Conflict,
+    Forbidden,
+    IdempotencyKeyReused,
+    InputInvalid,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    RateLimited,
+    RequestInvalid,
+    TooManyLive,
+)
+from executor.executions import admission
 from executor.executions.finish import Finisher
-from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
+from executor.executions.records import (
+    ErrorType,
+    ExecutionError,
+    ExecutionRecord,
+    Outcome,
+    Status,
+)
 from executor.limits import resolve_limits
+from executor.pagination import encode_cursor, page_filters
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
+from executor.ratelimit import RateLimiter
 from executor.schemas import violations
-from executor.settings import Settings
+from executor.settings import Limits, Settings
 from executor.storage import executions as execution_sql
+from executor.storage import idempotency as idempotency_sql
 from executor.tokens import Principal, Role
+from executor.webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
 
-_SUBMIT_FIELDS = {"agent_id", "version", "input", "limits"}
 MAX_PAGE = 100
 
 
 class QueueUnavailable(Problem):
     slug, status, title = "queue_unavailable", 503, "The job queue is unavailable"
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: ExecutionRecord
+    replayed: bool  # an Idempotency-Key replay: the execution an earlier request created
+    headers: dict[str, str]  # RateLimit fields
 
 
 def owner_of(principal: Principal) -> str:
@@ -50,45 +82,92 @@ def encode_input(value: Any) -> bytes:
 
 class Executions:
     def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings,
-                 finisher: Finisher) -> None:
+                 finisher: Finisher, limiter: RateLimiter) -> None:
         self.db = db
+        self.limiter = limiter
         self.queue = queue
         self.events = events
         self.settings = settings
         self.finisher = finisher
 
-    async def submit(self, principal: Principal, body: Any) -> ExecutionRecord:
-        if not isinstance(body, dict):
-            raise RequestInvalid("the body must be a JSON object", errors=[{"pointer": "", "detail": "not an object"}])
-        unknown = sorted(set(body) - _SUBMIT_FIELDS)
-        if unknown:
-            raise RequestInvalid(
-                f"unknown field(s): {', '.join(unknown)}",
-                errors=[{"pointer": f"/{k}", "detail": "unknown field"} for k in unknown],
-            )
-        if not isinstance(body.get("agent_id"), str):
-            raise RequestInvalid("agent_id is required", errors=[{"pointer": "/agent_id", "detail": "required string"}])
-        version = body.get("version")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise RequestInvalid("version must be an integer", errors=[{"pointer": "/version", "detail": "integer"}])
-        if "input" not in body:
-            raise RequestInvalid("input is required", errors=[{"pointer": "/input", "detail": "required"}])
-        agent = await agents.get(self.db, body["agent_id"], version)
+    async def submit(self, principal: Principal, body: Any, *, idempotency_key: str | None = None) -> Submission:
+        """Accept an execution: rate limits, version, input, then one transaction that claims the
+        idempotency key, checks the live cap, takes an entitlement use and inserts it PENDING."""
+        request = admission.parse_request(body)
+        parties = admission.parties_of(principal, request)
+        key = admission.check_idempotency_key(idempotency_key)
+        if key is not None:
+            replay = await self._replay(parties.caller, key, request.fingerprint)
+            if replay is not None:
+                return replay
+        try:
+            decision = await self.limiter.acquire(admission.rate_buckets(principal, parties, self.settings))
+        except RedisError as exc:  # the same Redis carries the jobs: nothing could run it anyway
+            raise QueueUnavailable("Redis (rate limits and the job queue) is unavailable; retry later") from exc
+        rate_headers = ratelimit.headers(decision)
+        if not decision.allowed:
+            raise RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
+                              retry_after_s=decision.retry_after_s, headers=rate_headers)
+        agent = await versions.for_run(self.db, request.agent_id, request.version)
         if agent.image_digest is None:
             raise Conflict(f"agent {agent.agent_id} version {agent.version} has no module yet: "
                            "PUT /v1/agents/{id}/module first")
-        stdin = encode_input(body["input"])
+        stdin = encode_input(request.input)
         if len(stdin) > self.settings.max_input_bytes:
             raise PayloadTooLarge(f"input is larger than {self.settings.max_input_bytes} bytes")
-        found = violations(agent.input_schema, body["input"])
+        found = violations(agent.input_schema, request.input)
         if found:
             raise InputInvalid(f"{len(found)} violation(s) of the agent's input schema", errors=found)
-        limits = resolve_limits(body.get("limits"), agent.limits, self.settings.max_limits)
+        limits = resolve_limits(request.limits, agent.limits, self.settings.max_limits)
+        webhook_url = check_url(request.webhook_url, self.settings) if request.webhook_url else None
 
-        record = await execution_sql.insert(
-            self.db, agent_id=agent.agent_id, agent_version=agent.version, owner=owner_of(principal),
-            input=body["input"], stdin=stdin, limits=limits,
-        )
+        async with self.db.acquire() as conn, conn.transaction():
+            if key is not None and not await idempotency_sql.claim(conn, parties.caller, key, request.fingerprint,
+                                                                   self.settings.idempotency_ttl_s):
+                record = None  # a racing request with this key committed first: answer with its execution
+            else:
+                record = await self._insert(conn, parties, agent, request, stdin, limits, webhook_url)
+                if key is not None:
+                    await idempotency_sql.bind(conn, parties.caller, key, record.id)
+        if record is None:
+            assert key is not None
+            replay = await self._replay(parties.caller, key, request.fingerprint)
+            if replay is None:  # only if the key expired in between
+                raise Conflict("the Idempotency-Key is in use by a request that has not finished; retry")
+            return replay
+        await self._enqueue(record, agent)
+        return Submission(record, replayed=False, headers=rate_headers)
+
+    async def _insert(self, conn: asyncpg.Connection, parties: admission.Parties, agent: AgentVersion,
+                      request: admission.SubmitRequest, stdin: bytes, limits: Limits,
+                      webhook_url: str | None) -> ExecutionRecord:
+        service, entitlement_id = parties.service, None
+        if parties.user is not None:
+            cap = self.settings.max_live_per_user
+            if cap and await execution_sql.count_live(conn, parties.owner) >= cap:
+                raise TooManyLive(f"user {parties.user!r} already has {cap} executions pending or running",
+                                  retry_after_s=1.0)
+            entitlement_id, granted_by = await entitlements.take_use(conn, user=parties.user, agent_id=agent.agent_id)
+            if service is None and granted_by.startswith("service:"):
+                service = granted_by
+        return await execution_sql.insert(conn, execution_sql.NewExecution(
+            agent_id=agent.agent_id, agent_version=agent.version, owner=parties.owner, input=request.input,
+            stdin=stdin, limits=limits, service=service,
+            submitted_by=parties.caller if parties.caller != parties.owner else None,
+            entitlement_id=entitlement_id, webhook_url=webhook_url,
+        ))
+
+    async def _replay(self, caller: str, key: str, fingerprint: bytes) -> Submission | None:
+        stored = await idempotency_sql.find(self.db, caller, key, self.settings.idempotency_ttl_s)
+        if stored is None or stored.execution_id is None:
+            return None
+        if stored.request_sha256 != fingerprint:
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+        record = await execution_sql.get(self.db, stored.execution_id)
+        assert record is not None
+        return Submission(record, replayed=True, headers={})
+
+    async def _enqueue(self, record: ExecutionRecord, agent: AgentVersion) -> None:
         try:
             await self.queue.enqueue(record.id)
         except Exception as exc:
@@ -98,7 +177,6 @@ class Executions:
             await self.finisher.finish(record, Outcome(Status.FAILED, error=error), from_status=Status.PENDING,
                                        agent=agent)
             raise QueueUnavailable("the job queue did not accept the execution; retry later") from exc
-        return record
 
     async def get(self, principal: Principal, execution_id: str) -> ExecutionRecord:
         try:
@@ -111,24 +189,32 @@ class Executions:
         return record
 
     def _visible(self, principal: Principal, record: ExecutionRecord) -> bool:
-        return principal.role is Role.OPERATOR or record.owner == owner_of(principal)
+        caller = owner_of(principal)
+        return principal.role is Role.OPERATOR or caller in (record.owner, record.service)
 
     async def list(
-        self, principal: Principal, *, status: str | None, agent_id: str | None, cursor: str | None, limit: int
+        self, principal: Principal, *, status: str | None, agent_id: str | None, cursor: str | None, limit: int,
+        user: str | None = None,
     ) -> tuple[list[ExecutionRecord], str | None]:
+        """A page of what the caller may see: an operator everything, a service its own and its
+        users', anyone else their own; `user` narrows to one user's."""
         if status is not None and status not in Status.__members__:
             raise RequestInvalid(f"unknown status {status!r}", errors=[{"pointer": "/status", "detail": "unknown"}])
-        try:
-            agent = uuid.UUID(agent_id) if agent_id else None
-            before = _decode_cursor(cursor) if cursor else None
-        except ValueError:
-            raise RequestInvalid("bad agent_id or cursor") from None
+        agent, before = page_filters(agent_id, cursor)
         limit = max(1, min(limit, MAX_PAGE))
-        owner = None if principal.role is Role.OPERATOR else owner_of(principal)
+        owner, service = None, None
+        if principal.role is Role.SERVICE:
+            service = owner_of(principal)
+        elif principal.role is Role.USER:
+            owner = owner_of(principal)
+        if user is not None:
+            if principal.role is Role.USER and user != principal.subject:
+                raise Forbidden("a user sees only their own executions")
+            owner = f"user:{user}"
         records = await execution_sql.list_page(
-            self.db, owner=owner, status=status, agent_id=agent, before=before, limit=limit
+            self.db, owner=owner, service=service, status=status, agent_id=agent, before=before, limit=limit
         )
-        next_cursor = _encode_cursor(records[-1]) if len(records) == limit else None
+        next_cursor = encode_cursor(records[-1].created_at, records[-1].id) if len(records) == limit else None
         return records, next_cursor
 
     async def logs(self, principal: Principal, execution_id: str) -> tuple[bytes, bytes]:
@@ -174,14 +260,3 @@ class Executions:
         final = await self.finisher.finish(updated, Outcome(Status.CANCELLED, error=error), from_status=Status.PENDING)
         await self.events.publish_finished(record.id)
         return final or await self.get(principal, execution_id)
-
-
-def _encode_cursor(record: ExecutionRecord) -> str:
-    raw = f"{record.created_at.isoformat()}|{record.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    created, _, ident = raw.partition("|")
-    return datetime.fromisoformat(created), uuid.UUID(ident)

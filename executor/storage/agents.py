@@ -14,7 +14,7 @@ from executor.settings import Limits
 _SELECT = (
     "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
     " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at, v.module_sha256, v.fuel,"
-    " v.pricing"
+    " v.pricing, v.status, v.status_changed_at"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
 
@@ -43,6 +43,78 @@ async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, ve
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
     return _record(row)
+
+
+async def insert_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: dict[str, Any]) -> AgentVersion | None:
+    """The agent's next version (numbered under the agent row's lock); None when there is no agent."""
+    async with db.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT id FROM agents WHERE id = $1 FOR UPDATE", agent_id) is None:
+            return None
+        number = await conn.fetchval("SELECT max(version) + 1 FROM agent_versions WHERE agent_id = $1", agent_id)
+        await conn.execute(
+            "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
+            " output_schema, limits, pool, description, fuel, pricing)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            agent_id, number, version["image"], version["image_digest"], version["command"], version["input_schema"],
+            version["output_schema"], version["limits"], version["pool"], version["description"],
+            version.get("fuel"), version.get("pricing"),
+        )
+        row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, number)
+    return _record(row)
+
+
+async def set_status(db: asyncpg.Pool, agent_id: uuid.UUID, version: int, status: str,
+                     allowed_from: tuple[str, ...]) -> AgentVersion | None:
+    """Move a version's lifecycle forward; None when it is not in one of `allowed_from`."""
+    async with db.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            "UPDATE agent_versions SET status = $3, status_changed_at = now()"
+            " WHERE agent_id = $1 AND version = $2 AND status = ANY($4::text[]) RETURNING version",
+            agent_id, version, status, list(allowed_from),
+        )
+        if done is None:
+            return None
+        row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, version)
+    return _record(row)
+
+
+async def runnable_version(db: asyncpg.Pool, agent_id: uuid.UUID) -> AgentVersion | None:
+    """What runs when no version is asked: the newest published version that has its image,
+    else the newest deprecated one; never a withdrawn one."""
+    row = await db.fetchrow(
+        _SELECT + " WHERE a.id = $1 AND v.status <> 'withdrawn' AND v.image_digest IS NOT NULL"
+        " ORDER BY (v.status = 'published') DESC, v.version DESC LIMIT 1",
+        agent_id,
+    )
+    return _record(row) if row else None
+
+
+async def list_versions(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[AgentVersion]:
+    rows = await db.fetch(_SELECT + " WHERE a.id = $1 ORDER BY v.version", agent_id)
+    return [_record(row) for row in rows]
+
+
+async def version_stats(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Per version: executions, how they ended, and percentiles of the task's wall time and of
+    the end-to-end latency (accepted → final), over final executions."""
+    return await db.fetch(
+        "SELECT v.version, v.status, count(e.id) AS executions,"
+        " count(e.id) FILTER (WHERE e.status IN ('PENDING', 'RUNNING')) AS live,"
+        " count(e.id) FILTER (WHERE e.status = 'COMPLETED') AS completed,"
+        " count(e.id) FILTER (WHERE e.status = 'FAILED') AS failed,"
+        " count(e.id) FILTER (WHERE e.status = 'TIMEOUT') AS timeout,"
+        " count(e.id) FILTER (WHERE e.status = 'CANCELLED') AS cancelled,"
+        " count(e.id) FILTER (WHERE e.error_type = 'platform_error') AS platform_errors,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY e.wall_ms) AS wall_p50,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY e.wall_ms) AS wall_p95,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.created_at) * 1000)"
+        "   AS latency_p50,"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.created_at) * 1000)"
+        "   AS latency_p95"
+        " FROM agent_versions v LEFT JOIN executions e ON e.agent_id = v.agent_id AND e.agent_version = v.version"
+        " WHERE v.agent_id = $1 GROUP BY v.version, v.status ORDER BY v.version",
+        agent_id,
+    )
 
 
 async def get_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: int | None = None) -> AgentVersion | None:

@@ -5,6 +5,7 @@ restart)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
     " peak_memory_bytes, worker, cancel_requested, pooled, input_bytes, output_bytes, fuel_consumed,"
-    " oci_runtime, cost"
+    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url"
 )
 
 
@@ -56,20 +57,45 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         pooled=row["pooled"],
         oci_runtime=row["oci_runtime"],
         cost=Cost(**row["cost"]) if row["cost"] else None,
+        service=row["service"],
+        submitted_by=row["submitted_by"],
+        entitlement_id=row["entitlement_id"],
+        webhook_url=row["webhook_url"],
     )
 
 
-async def insert(
-    db: asyncpg.Pool, *, agent_id: uuid.UUID, agent_version: int, owner: str, input: Any, stdin: bytes,
-    limits: Limits,
-) -> ExecutionRecord:
-    """A PENDING execution; `stdin` is the exact bytes its task will read (a receipt hashes them)."""
-    row = await db.fetchrow(
-        "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits)"
-        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8) RETURNING {_COLUMNS}",
-        uuid.uuid4(), agent_id, agent_version, owner, input, stdin, len(stdin), limits.to_dict(),
+@dataclass(frozen=True)
+class NewExecution:
+    agent_id: uuid.UUID
+    agent_version: int
+    owner: str
+    input: Any
+    stdin: bytes  # the exact bytes its task will read (a receipt hashes them)
+    limits: Limits
+    service: str | None = None
+    submitted_by: str | None = None
+    entitlement_id: uuid.UUID | None = None
+    webhook_url: str | None = None
+
+
+async def insert(conn: Connection, new: NewExecution) -> ExecutionRecord:
+    """A PENDING execution."""
+    row = await conn.fetchrow(
+        "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits,"
+        " service, submitted_by, entitlement_id, webhook_url)"
+        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {_COLUMNS}",
+        uuid.uuid4(), new.agent_id, new.agent_version, new.owner, new.input, new.stdin, len(new.stdin),
+        new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url,
     )
     return _record(row)
+
+
+async def count_live(conn: asyncpg.Connection, owner: str) -> int:
+    """The owner's PENDING or RUNNING executions, counted under a per-owner transaction lock
+    so that racing submissions see each other."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", owner)
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM executions WHERE owner = $1 AND status IN ('PENDING', 'RUNNING')", owner))
 
 
 async def get(db: asyncpg.Pool, execution_id: uuid.UUID) -> ExecutionRecord | None:
@@ -92,6 +118,7 @@ async def list_page(
     db: asyncpg.Pool,
     *,
     owner: str | None,
+    service: str | None,
     status: str | None,
     agent_id: uuid.UUID | None,
     before: tuple[datetime, uuid.UUID] | None,
@@ -103,8 +130,9 @@ async def list_page(
         " WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR status = $2)"
         " AND ($3::uuid IS NULL OR agent_id = $3)"
         " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))"
+        " AND ($7::text IS NULL OR service = $7)"
         " ORDER BY created_at DESC, id DESC LIMIT $6",
-        owner, status, agent_id, before[0] if before else None, before[1] if before else None, limit,
+        owner, status, agent_id, before[0] if before else None, before[1] if before else None, limit, service,
     )
     return [_record(row) for row in rows]
 

@@ -185,6 +185,8 @@ async def test_cancel_a_pending_execution(api, service) -> None:
 async def test_list_own_executions_paginated_and_filtered(user_api, api) -> None:
     agent_id = await api.register(["cat"])
     other_agent = await api.register(["sh", "-c", "exit 1"])
+    for agent in (agent_id, other_agent):
+        await api.grant(user_api.subject, agent)
     ids = [(await user_api.run(agent_id, {"i": i}))["id"] for i in range(3)]
     failed = await user_api.run(other_agent)
     status, page, _ = await user_api.get("/v1/executions?limit=2")

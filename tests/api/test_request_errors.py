@@ -55,6 +55,7 @@ async def test_missing_or_wrong_token_is_401(api) -> None:
 
 async def test_another_users_execution_is_404(api, user_api) -> None:
     agent_id = await api.register(["cat"])
+    await api.grant(user_api.subject, agent_id)
     record = await user_api.run(agent_id, {"mine": True})
     status, issued, _ = await api.post("/v1/tokens", json={"role": "user", "subject": "somebody-else"})
     other = api.as_token(issued["token"])
