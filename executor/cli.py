@@ -1,4 +1,4 @@
-"""The `executor` command: up, serve, migrate, tokens create, images build, keys, receipts verify, log audit."""
+"""The `executor` command: up, serve, api, worker, migrate, tokens create, images build, keys, receipts verify, log audit."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start everything on this machine (private PostgreSQL/Redis when no URL is set)")
     commands.add_parser("serve", help="serve the API and run the worker, with EXECUTOR_DATABASE_URL/REDIS_URL")
+    commands.add_parser("api", help="serve the HTTP API only (workers run elsewhere), with the same URLs")
+    commands.add_parser("worker", help="run a worker only (health, readiness and metrics on EXECUTOR_PORT)")
     commands.add_parser("migrate", help="apply the database migrations and exit")
     status = commands.add_parser("status", help="what a running instance is doing (needs an operator token)")
     status.add_argument("--url", help="the instance's base URL (default: from EXECUTOR_HOST/EXECUTOR_PORT)")
@@ -43,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_receipt_commands(commands)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
+        from executor.observability.logs import configure_logging, set_instance
+
+        configure_logging(settings.log_format)  # JSON lines on stderr (EXECUTOR_LOG_FORMAT=text: plain)
+        if args.command in ("up", "serve", "api", "worker"):
+            set_instance(settings.resolved_instance_id)
         if args.command == "images":
             return _build_images(args.names, settings.debian_mirror)
         if args.command == "status":
@@ -57,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("keys", "receipts", "log"):
             return _receipt_command(args, settings)
         with _dependencies(settings, embedded=args.command == "up") as (database_url, redis_url):
-            asyncio.run(_serve(settings, database_url, redis_url, announce=args.command == "up"))
+            asyncio.run(_serve(settings, database_url, redis_url, announce=args.command == "up",
+                               role=args.command if args.command in ("api", "worker") else "all"))
             return 0
     except (ConfigurationError, ExecutorError) as exc:
         print(f"executor: {exc}", file=sys.stderr)
@@ -217,21 +224,24 @@ def _build_images(names: list[str], debian_mirror: str) -> int:
     return 0
 
 
-async def _serve(settings: Settings, database_url: str, redis_url: str, *, announce: bool) -> None:
+async def _serve(settings: Settings, database_url: str, redis_url: str, *, announce: bool, role: str = "all") -> None:
+    """`role`: "all" (API and worker), "api" (HTTP API only) or "worker" (the worker, with only
+    health, readiness, status and metrics over HTTP)."""
     from executor import tokens
     from executor.api.app import make_app
     from executor.service import start_services
 
-    services = await start_services(settings, database_url=database_url, redis_url=redis_url)
+    services = await start_services(settings, database_url=database_url, redis_url=redis_url,
+                                    run_worker=role != "api")
     runner: web.AppRunner | None = None
     try:
         new_operator_token = await tokens.ensure_bootstrap_operator(services.db, settings.bootstrap_token)
         examples = await _prepare_examples(services) if announce and settings.register_examples else []
-        runner = web.AppRunner(make_app(services), access_log=log.getChild("access"))
+        runner = web.AppRunner(make_app(services, api=role != "worker"), access_log=log.getChild("access"))
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         base_url = f"http://{settings.host}:{settings.port}"
-        log.info("executor %s listening on %s", settings.resolved_instance_id, base_url)
+        log.info("executor %s (%s) listening on %s", settings.resolved_instance_id, role, base_url)
         if announce:
             _print_banner(base_url, new_operator_token, examples)
         await _wait_for_signal()

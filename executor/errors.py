@@ -22,7 +22,8 @@
         ├── AttestationInvalid      422 attestation_invalid (a witness signature that does not hold)
         ├── IdempotencyKeyReused    422 idempotency_key_reused (the same key with another body)
         ├── RateLimited             429 rate_limited (Retry-After, RateLimit headers)
-        └── TooManyLive             429 too_many_live_executions (the per-user cap)
+        ├── TooManyLive             429 too_many_live_executions (the per-user cap)
+        └── QueueFull               503 queue_full (EXECUTOR_MAX_QUEUE_DEPTH jobs waiting or running)
 
 A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
 """
@@ -163,3 +164,7 @@ class RateLimited(Throttled):
 
 class TooManyLive(Throttled):
     slug, status, title = "too_many_live_executions", 429, "Too many executions pending or running"
+
+
+class QueueFull(Throttled):
+    slug, status, title = "queue_full", 503, "The job queue is full"

@@ -17,6 +17,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from executor import faults
 from executor.agents.records import AgentVersion
 from executor.errors import DependencyUnavailable
 from executor.executions.finish import Finisher
@@ -116,6 +117,7 @@ class Services:
 
 async def start_services(settings: Settings, *, database_url: str, redis_url: str, run_worker: bool = True) -> Services:
     """Connect, migrate, and start the worker half when asked."""
+    faults.arm(settings.fault_points)
     db = await create_pool(database_url)
     await migrate(db)
     client = redis.Redis.from_url(redis_url)
@@ -134,8 +136,9 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     await dispatcher.start()
     services._head_task = asyncio.create_task(
         transparency_log.keep_signing_heads(db, signer, settings.log_head_interval_s), name="log-heads")
+    # The API half uses the engine too (pinning an image at registration, baking WASM images).
+    services.engine = DockerEngine(threads=settings.docker_threads)
     if run_worker:
-        services.engine = DockerEngine(threads=settings.docker_threads)
         engine_info = await services.engine.call_retrying(services.engine.api.info)
         runtime = ContainerRuntime(services.engine, instance_id=settings.resolved_instance_id,
                                    meter=choose_meter(settings.metering, engine_info),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from executor import faults
 from executor.errors import ConfigurationError
 
 PREFIX = "EXECUTOR_"
@@ -67,6 +68,12 @@ class Settings:
     max_wait_s: float = 60.0
 
     worker_concurrency: int = 16
+    worker_memory_mb: int = 0  # the sum of the memory limits of the tasks a worker runs at once; 0: no budget
+    # A job whose worker stopped renewing it this long is reclaimed by another worker (XAUTOCLAIM).
+    job_visibility_s: float = 30.0
+    max_attempts: int = 2  # starts of one execution (a worker died mid-run: run again), then platform_error
+    max_queue_depth: int = 10000  # jobs accepted and not yet finished; past it, 503 with Retry-After
+    fault_points: str | None = None  # tests and drills only: executor/faults.py
     docker_threads: int = 32
     oci_runtime: str | None = None  # e.g. "runsc"; None = the engine's default
     register_examples: bool = True
@@ -109,6 +116,8 @@ class Settings:
     webhook_allowed_hosts: str | None = None  # comma-separated hosts or *.suffixes; unset: any host
     webhook_allow_private: bool = False  # allow loopback, private and link-local addresses
     webhook_require_https: bool = False
+
+    log_format: str = "json"  # "json" (one object a line, executor/observability/logs.py) or "text"
 
     @property
     def resolved_instance_id(self) -> str:
@@ -191,6 +200,8 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("pids limits must be at least 1 (0 would mean unlimited)")
     if not 0 <= settings.pool_default_min <= settings.pool_default_max <= settings.pool_max_containers:
         raise ConfigurationError("need 0 <= EXECUTOR_POOL_DEFAULT_MIN <= EXECUTOR_POOL_DEFAULT_MAX <= EXECUTOR_POOL_MAX_CONTAINERS")
+    if settings.log_format not in ("json", "text"):
+        raise ConfigurationError("EXECUTOR_LOG_FORMAT must be json or text")
     if settings.metering not in ("auto", "cgroup", "stats", "off"):
         raise ConfigurationError("EXECUTOR_METERING must be auto, cgroup, stats or off")
     if settings.log_head_interval_s <= 0:
@@ -201,5 +212,14 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_MAX_LIVE_PER_USER must be >= 0 and EXECUTOR_IDEMPOTENCY_TTL_S positive")
     if settings.webhook_max_attempts < 1 or settings.webhook_timeout_s <= 0 or settings.webhook_retry_base_s <= 0:
         raise ConfigurationError("webhook attempts must be >= 1, its timeout and retry base positive")
+    if settings.job_visibility_s < 1 or settings.max_attempts < 1 or settings.max_queue_depth < 1:
+        raise ConfigurationError("EXECUTOR_JOB_VISIBILITY_S must be >= 1, EXECUTOR_MAX_ATTEMPTS and"
+                                 " EXECUTOR_MAX_QUEUE_DEPTH >= 1")
+    try:
+        faults.parse(settings.fault_points)
+    except ValueError as exc:
+        raise ConfigurationError(f"EXECUTOR_FAULT_POINTS: {exc}") from exc
+    if settings.worker_memory_mb < 0:
+        raise ConfigurationError("EXECUTOR_WORKER_MEMORY_MB must be >= 0 (0: no budget)")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")

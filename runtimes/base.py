@@ -69,3 +69,6 @@ class TaskResult:
     pooled: bool = False  # ran in a pre-started container claimed from the pool
     usage: TaskUsage = TaskUsage()
     oci_runtime: str | None = None  # what it actually ran under: the spec's, else the engine's default
+    # Why it never started, when the engine was the cause: "unreachable" (no answer at all) or
+    # "engine_error" (a 5xx: e.g. shutting down). None otherwise (a refusal such as no such image).
+    launch_failure: str | None = None

@@ -16,12 +16,14 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import docker.errors
 import docker.types
+import requests.exceptions
 
-from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, TASK_USER, TaskResult, TaskSpec, TaskUsage, Termination
+from executor.observability.metrics import METRICS
+from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, POOL_LABEL, TASK_USER, TaskResult, TaskSpec, TaskUsage, Termination
 from runtimes.engine import DockerEngine
 from runtimes.metering import Meter, Metering
 from runtimes.streams import CappedDemuxer
@@ -94,7 +96,18 @@ class LiveContainer:
 
 
 class LaunchError(Exception):
-    pass
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.kind = _engine_trouble(cause)
+
+
+def _engine_trouble(exc: BaseException) -> str | None:
+    """"unreachable", "engine_error" (a 5xx), or None for a refusal of this task."""
+    if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+        return "unreachable"
+    if isinstance(exc, docker.errors.APIError) and exc.is_server_error():
+        return "engine_error"
+    return None
 
 
 class ContainerRuntime:
@@ -135,9 +148,9 @@ class ContainerRuntime:
                 labels={INSTANCE_LABEL: self.instance_id, **labels},
                 host_config=hardened_host_config(self.engine, spec, cgroup_parent=parent),
             )
-        except docker.errors.DockerException as exc:
-            self._release(parent)
-            raise LaunchError(f"could not create the container: {exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+            self._release(parent)  # the engine refused or is unreachable: nothing of the task ran
+            raise LaunchError(f"could not create the container: {exc}", exc) from exc
         container_id = created["Id"]
         try:
             attached = await self.engine.call(
@@ -153,7 +166,7 @@ class ContainerRuntime:
                 raise
         except Exception as exc:
             await self.remove(container_id, parent)
-            raise LaunchError(f"could not start the container: {exc}") from exc
+            raise LaunchError(f"could not start the container: {exc}", exc) from exc
         return live
 
     async def run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
@@ -168,21 +181,28 @@ class ContainerRuntime:
         if self.default_oci_runtime is None:
             await self.start()
         oci_runtime = spec.oci_runtime or self.default_oci_runtime
+        asked = time.monotonic()
         live = await self.pool.claim(spec) if self.pool else None
         if live is None:
+            asked = time.monotonic()  # a miss: the cold start is timed from the creation
             try:
                 live = await self.launch(spec, {EXECUTION_LABEL: spec.execution_id})
             except LaunchError as exc:
-                return _platform_error(str(exc))  # it never ran: no runtime, no usage
+                # It never ran: no runtime, no usage.
+                return dataclasses.replace(_platform_error(str(exc)), launch_failure=exc.kind)
         # Before the input is written: a pooled task is metered from here, its claim; a cold
         # one from its container's creation (see runtimes/metering.py).
         metering = await self._begin_metering(live)
+        # Until the task's wall clock starts (its input is written next).
+        METRICS.container_started(time.monotonic() - asked, pooled=live.pooled)
         try:
             result = await self._drive(live, spec, cancelled, metering)
         except Exception as exc:  # the engine failed mid-run: never leave the container behind
             log.exception("task %s: engine failure", spec.execution_id)
             await self._kill(live.id)
-            result = _platform_error(f"engine failure during the run: {exc}", pooled=live.pooled)
+            # It had started: whatever of it ran is cut off (a platform error, not to be re-run as new).
+            result = _platform_error(f"engine failure during the run: {exc}", pooled=live.pooled,
+                                     started_at=datetime.now(timezone.utc))
         finally:
             live.close()
             if metering is not None:
@@ -277,8 +297,8 @@ class ContainerRuntime:
         return result.get("StatusCode")
 
     async def _kill(self, container_id: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            # 409 "is not running" is fine: it is already down.
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError, requests.exceptions.ConnectionError):
+            # 409 "is not running" is fine: it is already down; an engine that is away killed it.
             await self.engine.call_retrying(self.engine.api.kill, container_id)
 
     async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None:
@@ -290,6 +310,9 @@ class ContainerRuntime:
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
                 log.error("could not remove container %s: %s", container_id[:12], exc)
+        except (requests.exceptions.ConnectionError, OSError) as exc:
+            # The engine is away: the worker's orphan sweep removes it once the engine is back.
+            log.warning("could not remove container %s now: %s", container_id[:12], exc)
         self._release(cgroup_parent)
 
     def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None:
@@ -326,19 +349,26 @@ class ContainerRuntime:
             log.exception("metering: sweep failed")
             return 0
 
-    async def remove_orphans(self, live_execution_ids: set[str]) -> list[str]:
-        """Remove this instance's containers whose execution is not live (pooled ones
-        included: they belong to no execution); returns their execution ids."""
+    async def remove_orphans(self, live_execution_ids: set[str] | Callable[[], Awaitable[set[str]]], *,
+                             keep_pooled: bool = False) -> list[str]:
+        """Remove this instance's containers whose execution is not live (pooled ones too,
+        unless kept: they belong to no execution); returns their execution ids. Given a
+        callable, the live set is read after the containers are listed, so that a task
+        claimed in between is never taken for an orphan."""
         containers = await self.engine.call(
             self.engine.api.containers, all=True, filters={"label": f"{INSTANCE_LABEL}={self.instance_id}"}
         )
+        live = live_execution_ids if isinstance(live_execution_ids, set) else await live_execution_ids()
         removed = []
         for container in containers:
+            if keep_pooled and POOL_LABEL in container["Labels"]:
+                continue
             execution_id = container["Labels"].get(EXECUTION_LABEL, "")
-            if execution_id not in live_execution_ids:
+            if execution_id not in live:
                 await self.remove(container["Id"])
                 removed.append(execution_id)
-        self.sweep()
+        if not keep_pooled:  # at start: no task of this instance runs yet, its cgroup dirs are leftovers
+            self.sweep()
         return removed
 
 
@@ -385,5 +415,6 @@ def _hang_up(raw: socket.socket) -> None:
     raw.close()
 
 
-def _platform_error(detail: str, *, pooled: bool = False) -> TaskResult:
-    return TaskResult(Termination.PLATFORM_ERROR, None, b"", b"", None, None, None, detail, pooled)
+def _platform_error(detail: str, *, pooled: bool = False, started_at: datetime | None = None) -> TaskResult:
+    """started_at None: the task never started (nothing of it ran)."""
+    return TaskResult(Termination.PLATFORM_ERROR, None, b"", b"", started_at, None, None, detail, pooled)

@@ -5,6 +5,7 @@ event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
@@ -35,7 +36,9 @@ class DockerEngine:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        # In the caller's context, so that what the call logs carries its execution id.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._pool, functools.partial(context.run, fn, *args, **kwargs))
 
     async def call_retrying(self, fn: Callable[..., T], *args: Any, attempts: int = 4, **kwargs: Any) -> T:
         """For idempotent calls only (inspect, kill, remove): never for create or start."""

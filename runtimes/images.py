@@ -8,10 +8,12 @@ Each folder of images/ is one image, described by its `image.json`:
 `base` names another executor image: the Dockerfile takes `ARG BASE` and
 `FROM ${BASE}`, and the builder passes that image's content-addressed tag.
 `host_files` are copied from this machine into a temporary build context, so
-no binary is committed; `pypi_files` are members of a pinned wheel from PyPI
+no binary is committed; `repo_files` maps a folder of the context to paths of
+this repository (files or folders, e.g. the service image's sources);
+`pypi_files` are members of a pinned wheel from PyPI
 (`{"requirement": "name==version", "member": "path/in/wheel"}`). An image is
 rebuilt only when its content hash changes: every file of its folder, its
-host files, its base's image id and its recipe (which pins the wheels).
+host and repository files, its base's image id and its recipe (which pins the wheels).
 """
 
 from __future__ import annotations
@@ -77,6 +79,24 @@ def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
     return ordered
 
 
+def repo_files(images_dir: Path, recipe: dict) -> list[tuple[str, Path]]:
+    """(path in the build context, file in the repository) for the recipe's `repo_files`:
+    every file under each listed path, byte-code caches left out."""
+    root = images_dir.parent
+    found = []
+    for target, sources in sorted(recipe.get("repo_files", {}).items()):
+        for source in sources:
+            path = root / source
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            if not files:
+                raise ImageBuildError(f"repo_files: {source} is not in the repository")
+            for file in files:
+                if "__pycache__" in file.parts or file.suffix == ".pyc":
+                    continue
+                found.append((f"{target}/{file.relative_to(root)}", file))
+    return found
+
+
 def content_hash(images_dir: Path, name: str, base_image_id: str | None) -> str:
     recipe = _recipe(images_dir, name)
     digest = hashlib.sha256(json.dumps({"recipe": recipe, "base": base_image_id}, sort_keys=True).encode())
@@ -85,6 +105,8 @@ def content_hash(images_dir: Path, name: str, base_image_id: str | None) -> str:
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     for target, source in sorted(recipe.get("host_files", {}).items()):
         digest.update(f"host:{target}".encode() + b"\0" + Path(source).read_bytes() + b"\0")
+    for target, file in repo_files(images_dir, recipe):
+        digest.update(f"repo:{target}".encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -151,6 +173,10 @@ def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, c
             destination = Path(context) / target
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination)  # follows symlinks: the file itself goes in
+        for target, file in repo_files(folder.parent, recipe):
+            destination = Path(context) / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, destination)
         for target, wheel_file in recipe.get("pypi_files", {}).items():
             _extract_from_wheel(wheel_file["requirement"], wheel_file["member"], Path(context) / target, progress)
         image_id = None

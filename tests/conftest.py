@@ -81,14 +81,17 @@ class ServiceProcess:
     instance_id: str
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    command: str = "serve"  # or "api" (HTTP only) or "worker" (the worker, with health and metrics)
     _log_file: Any = field(default=None, repr=False)
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, *, wait: bool = True) -> None:
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "executor", "serve"], env=self.env, cwd=REPO,
+            [sys.executable, "-m", "executor", self.command], env=self.env, cwd=REPO,
             stdout=self._log_file, stderr=subprocess.STDOUT,
         )
+        if not wait:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -103,16 +106,37 @@ class ServiceProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"executor serve did not become ready: {self.log_path.read_text()[-3000:]}")
 
+    def sibling(self, name: str, *, command: str = "serve", **settings: str) -> "ServiceProcess":
+        """Another process on the same database and Redis: a second worker of the same deployment,
+        with its own instance id, port and state directory (its own signing key)."""
+        port = free_port()
+        state_dir = private_tmpdir(f"executor-test-{name}-")
+        env = {k: v for k, v in self.env.items() if k != "EXECUTOR_FAULT_POINTS"}
+        env.update(EXECUTOR_PORT=str(port), EXECUTOR_STATE_DIR=str(state_dir),
+                   EXECUTOR_INSTANCE_ID=f"test-{name}-{uuid.uuid4().hex[:8]}")
+        env.update({f"EXECUTOR_{k.upper()}": v for k, v in settings.items()})
+        return ServiceProcess(env, f"http://127.0.0.1:{port}", self.operator_token, env["EXECUTOR_INSTANCE_ID"],
+                              state_dir / "service.log", command=command)
+
     def stop(self, sig: str = "TERM", timeout: float = 60.0) -> None:
         if self.process is None:
             return
-        if sig == "KILL":
-            self.process.kill()
-        else:
-            self.process.terminate()
+        if self.process.poll() is None:
+            if sig == "KILL":
+                self.process.kill()
+            else:
+                self.process.terminate()
         self.process.wait(timeout)
         self.process = None
         self._log_file.close()
+
+    def wait_for_exit(self, timeout: float = 60.0) -> int:
+        """The exit status of a process that dies by itself (a fault point)."""
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        self.process = None
+        self._log_file.close()
+        return code
 
 
 def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: str, **settings: str) -> ServiceProcess:

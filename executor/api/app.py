@@ -9,6 +9,7 @@ from aiohttp import web
 from executor.api import (
     agents,
     entitlements,
+    events,
     executions,
     images,
     observe,
@@ -41,7 +42,8 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def make_app(services: Services) -> web.Application:
+def make_app(services: Services, *, api: bool = True) -> web.Application:
+    """The whole API; with api=False only health, readiness, status and metrics (a worker's)."""
     app = web.Application(
         # The largest body any route takes; each route enforces its own cap (bodies.read_capped).
         client_max_size=max(services.settings.max_body_bytes, services.settings.max_module_bytes) + 1,
@@ -49,9 +51,12 @@ def make_app(services: Services) -> web.Application:
     )
     app["services"] = services
     app.add_routes(health)
-    app.add_routes(executions.routes)
-    app.add_routes(agents.routes)
     app.add_routes(observe.routes)
+    if not api:
+        return app
+    app.add_routes(executions.routes)
+    app.add_routes(events.routes)
+    app.add_routes(agents.routes)
     app.add_routes(images.routes)
     app.add_routes(receipts.routes)
     app.add_routes(entitlements.routes)

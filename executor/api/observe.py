@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response
+from executor.observability.metrics import METRICS, header, sample
+from executor.queue.stream import JobQueue
 from executor.tokens import Role
 
 routes = web.RouteTableDef()
+CONTENT_TYPE = "text/plain; version=0.0.4"  # Prometheus text exposition format
 
 # name, Prometheus type, help, key in the pool snapshot
 _POOL_METRICS = (
@@ -34,16 +40,33 @@ async def status(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; Prometheus sends the operator token as its bearer token."""
     principal(request, Role.OPERATOR)
-    current = request.app["services"].status()
-    lines = [
-        "# HELP executor_worker_running_tasks Tasks this worker runs now.",
-        "# TYPE executor_worker_running_tasks gauge",
-        f"executor_worker_running_tasks {current['worker']['running']}",
-    ]
+    services = request.app["services"]
+    current = services.status()
+    lines = header("executor_worker_running_tasks", "gauge", "Tasks this worker runs now.")
+    lines.append(sample("executor_worker_running_tasks", {"instance": str(current["instance"])},
+                        current["worker"]["running"]))
     pool = current["pool"]
     for name, kind, help_text, key in _POOL_METRICS:
         if pool is not None:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {pool[key]}"]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
+            lines += [*header(name, kind, help_text), sample(name, {}, pool[key])]
+    lines += await _queue_lines(services.queue)
+    lines += METRICS.render()
+    return web.Response(text="\n".join(lines) + "\n", content_type=CONTENT_TYPE, charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def _queue_lines(queue: JobQueue) -> list[str]:
+    """The job stream's depth and the age of its oldest job; nothing when Redis does not answer
+    (a scrape must not fail for it: /readyz says which dependency is down)."""
+    try:
+        current = await asyncio.wait_for(queue.stats(), 2.0)
+    except (asyncio.TimeoutError, RedisError, OSError):
+        return []
+    lines = [*header("executor_queue_depth", "gauge", "Jobs accepted and not yet finished."),
+             sample("executor_queue_depth", {}, current.depth),
+             *header("executor_queue_oldest_job_age_seconds", "gauge",
+                     "Age of the oldest job in the queue (0 when it is empty).")]
+    lines.append(sample("executor_queue_oldest_job_age_seconds", {}, current.oldest_age_s or 0.0))
+    return lines

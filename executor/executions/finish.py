@@ -9,11 +9,13 @@ is ever final without its receipt, and its webhook is queued exactly when it is 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
 
+from executor import faults
 from executor.agents.records import AgentVersion
 from executor.executions.records import ErrorType, ExecutionRecord, Outcome, Status
 from executor.pricing import MeteredUsage, cost_of
@@ -24,6 +26,9 @@ from executor.storage import entitlements as entitlement_sql
 from executor.storage import executions as execution_sql
 from executor.storage import webhooks as webhook_sql
 from executor.storage.receipts import StoredReceipt
+from executor.observability.metrics import METRICS
+
+log = logging.getLogger(__name__)
 
 
 class Finisher:
@@ -33,9 +38,9 @@ class Finisher:
         self.on_webhook: Callable[[], None] | None = None  # wakes this process's dispatcher after a commit
 
     async def finish(self, record: ExecutionRecord, outcome: Outcome, *, from_status: Status,
-                     agent: AgentVersion | None = None) -> ExecutionRecord | None:
-        """`record` (in `from_status`) → `outcome`; None when it had left `from_status` meanwhile
-        (a final state stays final: then nothing is written)."""
+                     agent: AgentVersion | None = None, worker: str | None = None) -> ExecutionRecord | None:
+        """`record` (in `from_status`, run by `worker` when given) → `outcome`; None when it had
+        left that state meanwhile (a final state stays final: then nothing is written)."""
         if agent is None:
             agent = await agent_sql.get_version(self.db, record.agent_id, record.agent_version)
             assert agent is not None, "an execution's agent version is never deleted"
@@ -47,7 +52,8 @@ class Finisher:
         cost = cost_of(agent.pricing, MeteredUsage(usage.wall_ms, usage.cpu_ms, usage.peak_memory_bytes,
                                                    record.limits.memory_mb), charged=charged)
         async with self.db.acquire() as conn, conn.transaction():
-            finished = await execution_sql.finish(conn, record.id, outcome, cost, from_status=from_status)
+            finished = await execution_sql.finish(conn, record.id, outcome, cost, from_status=from_status,
+                                                  worker=worker)
             if finished is None:
                 return None
             final, stdin = finished
@@ -55,8 +61,10 @@ class Finisher:
             if not charged:
                 await entitlement_sql.give_back(conn, final.id)
             queued = await self._queue_webhook(conn, final, receipt)
+            faults.point("before_commit")
         if queued and self.on_webhook is not None:
             self.on_webhook()
+        _observe(final)
         return final
 
     async def _queue_webhook(self, conn: asyncpg.Connection, final: ExecutionRecord, receipt: StoredReceipt) -> bool:
@@ -93,3 +101,13 @@ def webhook_payload(record: ExecutionRecord, receipt: StoredReceipt) -> bytes:
                  "receipt": {"envelope": envelope.to_json(), "log_index": receipt.log_index}},
     }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _observe(final: ExecutionRecord) -> None:
+    error = final.error.type.value if final.error else None
+    METRICS.execution_finished(
+        final.status.value, error,
+        final.usage.wall_ms / 1000 if final.usage.wall_ms is not None else None,
+        (final.started_at - final.created_at).total_seconds() if final.started_at else None)
+    log.info("execution %s: %s%s (start %d)", final.id, final.status.value, f" ({error})" if error else "",
+             final.attempts)

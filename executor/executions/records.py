@@ -98,6 +98,7 @@ class ExecutionRecord:
     submitted_by: str | None = None  # who sent it, when not its owner (a service acting for a user)
     entitlement_id: uuid.UUID | None = None  # the entitlement one use was taken from
     webhook_url: str | None = None
+    attempts: int = 0  # how many times it was started (a worker died mid-run: started again)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +123,8 @@ class ExecutionRecord:
             "submitted_by": self.submitted_by,
             "entitlement_id": str(self.entitlement_id) if self.entitlement_id else None,
             "webhook_url": self.webhook_url,
+            "worker": self.worker,
+            "attempts": self.attempts,
         }
 
 

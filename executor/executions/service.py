@@ -30,6 +30,7 @@ from executor.errors import (
     NotFound,
     PayloadTooLarge,
     Problem,
+    QueueFull,
     RateLimited,
     RequestInvalid,
     TooManyLive,
@@ -102,8 +103,13 @@ class Executions:
                 return replay
         try:
             decision = await self.limiter.acquire(admission.rate_buckets(principal, parties, self.settings))
+            depth = await self.queue.depth()
         except RedisError as exc:  # the same Redis carries the jobs: nothing could run it anyway
             raise QueueUnavailable("Redis (rate limits and the job queue) is unavailable; retry later") from exc
+        if depth >= self.settings.max_queue_depth:
+            # Bounded: past the depth the answer is "later", not an ever longer wait.
+            raise QueueFull(f"{depth} jobs are waiting or running, the most this service queues; retry later",
+                            retry_after_s=self._drain_estimate_s(depth))
         rate_headers = ratelimit.headers(decision)
         if not decision.allowed:
             raise RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
@@ -137,6 +143,11 @@ class Executions:
             return replay
         await self._enqueue(record, agent)
         return Submission(record, replayed=False, headers=rate_headers)
+
+    def _drain_estimate_s(self, depth: int) -> float:
+        """A Retry-After for a full queue: the excess over what the workers run at once, at ~1 s
+        a task, within [1, 30] s. A hint, not a promise."""
+        return float(min(30, max(1, (depth - self.settings.max_queue_depth) // self.settings.worker_concurrency + 1)))
 
     async def _insert(self, conn: asyncpg.Connection, parties: admission.Parties, agent: AgentVersion,
                       request: admission.SubmitRequest, stdin: bytes, limits: Limits,

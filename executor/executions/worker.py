@@ -1,25 +1,39 @@
-"""The worker half: take jobs from the stream, run each task once, record its end.
+"""The worker half: take jobs from the stream, run each task, record its end.
 
 A job may be delivered more than once; the conditional claim in PostgreSQL
 (PENDING → RUNNING) lets exactly one delivery run it, and the conditional
-finish (RUNNING → final) lets exactly one end be written.
+finish (RUNNING under this worker → final) lets exactly one end be written.
+
+A worker admits a job only within its capacity: a free slot of
+EXECUTOR_WORKER_CONCURRENCY, and room in EXECUTOR_WORKER_MEMORY_MB for the task's
+memory limit. The jobs it holds are renewed; those of a worker that died are
+reclaimed by another (executions/leases.py), which runs the execution again from
+the start: a task is sealed (no network, no host path, a fresh container), so a
+cut-off run leaves nothing behind but its container, removed when its own host's
+worker comes back. After EXECUTOR_MAX_ATTEMPTS starts it ends as platform_error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from typing import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from executor import faults
 from executor.agents.records import AgentVersion
 from executor.errors import ExecutorError
 from executor.executions.finish import Finisher
+from executor.executions.leases import Leases
 from executor.executions.outcome import outcome_of
 from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
 from executor.executions.service import encode_input
+from executor.observability.logs import bind_execution
 from executor.queue.events import Events
 from executor.queue.stream import Job, JobQueue
 from executor.settings import Settings
@@ -33,6 +47,16 @@ from runtimes.pool import MAX_IDLE_AGE_S
 log = logging.getLogger(__name__)
 
 _READ_BLOCK_MS = 1000
+# PostgreSQL unreachable (a restart, a failover): retried with bounded backoff. A claim or a
+# finish repeated after a lost answer is harmless: both are conditional.
+_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+def _db_retry(within_s: float) -> AsyncRetrying:
+    return AsyncRetrying(retry=retry_if_exception_type(_DB_DOWN), wait=wait_exponential(multiplier=0.2, max=5.0),
+                         stop=stop_after_delay(within_s), reraise=True,
+                         before_sleep=lambda s: log.warning("PostgreSQL unavailable (attempt %d): %s",
+                                                            s.attempt_number, s.outcome.exception()))
 
 
 @dataclass
@@ -53,11 +77,18 @@ class Worker:
         self.finisher = finisher
         self.instance_id = runtime.instance_id
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._memory = asyncio.Condition()
+        self._memory_used_mb = 0
+        self._held: dict[str, uuid.UUID] = {}  # stream entry → execution, for the jobs this worker runs
+        self._claimed: set[uuid.UUID] = set()  # executions this process runs now (claimed, not finished)
         self._running: dict[uuid.UUID, _Running] = {}
         self._versions: dict[tuple[uuid.UUID, int], AgentVersion] = {}  # immutable once written
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.leases = Leases(db, queue.client, queue, self.instance_id, visibility_s=settings.job_visibility_s,
+                             held=lambda: list(self._held), free_slots=self._free_slots, take=self._take_reclaimed)
 
     async def start(self) -> None:
         self.events.on_cancel(self._on_cancel)
@@ -65,15 +96,16 @@ class Worker:
         await self.recover()
         if self.runtime.pool:
             self.runtime.pool.start()
+        await self.leases.start()
         self._loop_task = asyncio.create_task(self._consume(), name="worker-consume")
+        self._sweep_task = asyncio.create_task(self._sweep_orphans(), name="worker-orphans")
 
     async def recover(self) -> None:
         """Clean up after a previous life of this instance (a crash or a kill)."""
         await self.queue.forget_consumer(self.instance_id)
         failed = []
-        restarted = ExecutionError(ErrorType.PLATFORM_ERROR, "the worker restarted while the task was running")
         for record in await execution_sql.running_of_worker(self.db, self.instance_id):
-            if await self.finisher.finish(record, Outcome(Status.FAILED, error=restarted), from_status=Status.RUNNING):
+            if await self._take_over(record, "the worker restarted while the task was running"):
                 failed.append(record.id)
         # A cancel whose caller died between flagging the execution and finishing it.
         never_started = ExecutionError(ErrorType.CANCELLED, "cancelled before it started")
@@ -82,8 +114,10 @@ class Worker:
                                           from_status=Status.PENDING):
                 failed.append(record.id)
         for execution_id in failed:
-            await self.events.publish_finished(execution_id)
-        removed = await self.runtime.remove_orphans(await execution_sql.live_ids(self.db))
+            await self._publish(self.events.publish_finished(execution_id))
+        # No task of this life runs yet: every container of this instance is from its previous
+        # life, even one whose execution was just put back to run again.
+        removed = await self.runtime.remove_orphans(set())
         # Whatever is PENDING may have missed the stream (a Redis restart, a crash
         # between insert and enqueue): enqueue it again; duplicates are harmless.
         pending = await execution_sql.pending_ids(self.db)
@@ -91,22 +125,36 @@ class Worker:
             await self.queue.enqueue(execution_id)
         if failed or removed or pending:
             log.warning(
-                "recovered: %d execution(s) finished (platform_error, or cancelled), %d container(s) removed,"
-                " %d re-enqueued",
+                "recovered: %d execution(s) finished (platform_error after their last start, or cancelled),"
+                " %d container(s) removed, %d re-enqueued (put back to run again, or missed by the stream)",
                 len(failed), len(removed), len(pending),
             )
 
     async def stop(self) -> None:
         """Stop taking jobs, let the running tasks finish, remove their containers."""
         self._stopping.set()
-        if self._loop_task:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._loop_task, self._sweep_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.leases.stop()
         if self.runtime.pool:
             await self.runtime.pool.close()
         await self.runtime.drain()
+
+    async def _sweep_orphans(self) -> None:
+        """Now and then, remove this instance's task containers whose execution is over: what a
+        failed removal left (the engine restarted mid-run, for one)."""
+        while True:
+            await asyncio.sleep(max(10.0, self.settings.job_visibility_s))
+            try:
+                removed = await self.runtime.remove_orphans(lambda: execution_sql.live_ids(self.db), keep_pooled=True)
+                if removed:
+                    log.warning("removed %d container(s) left behind by finished executions", len(removed))
+            except Exception as exc:  # the engine or PostgreSQL is away: next round
+                log.warning("orphan sweep failed: %s", exc)
 
     async def _consume(self) -> None:
         """One job per free slot: a worker never takes more than it can run now."""
@@ -128,39 +176,151 @@ class Worker:
             if not jobs:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._handle(jobs[0]), name=f"execution-{jobs[0].execution_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(jobs[0])
+
+    def _spawn(self, job: Job) -> None:
+        """Handle a job in a slot already acquired for it."""
+        self._held[job.entry_id] = job.execution_id
+        task = asyncio.create_task(self._handle(job), name=f"execution-{job.execution_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _free_slots(self) -> int:
+        return 0 if self._stopping.is_set() else self.settings.worker_concurrency - len(self._held)
+
+    async def _take_reclaimed(self, job: Job) -> bool:
+        if self._stopping.is_set() or self._slots.locked():
+            return False
+        await self._slots.acquire()
+        self._spawn(job)
+        return True
 
     async def _handle(self, job: Job) -> None:
         running = self._running.setdefault(job.execution_id, _Running())
+        done = False
         try:
-            await self._run(job.execution_id, running)
-            await self.queue.ack(job.entry_id)
+            with bind_execution(job.execution_id):
+                done = await self._run(job, running)
+            if done:
+                await self.queue.ack(job.entry_id)
         except Exception:
-            log.exception("execution %s: job failed; left unacked for redelivery", job.execution_id)
+            log.exception("execution %s: job failed; left for another worker to reclaim", job.execution_id)
         finally:
+            # Not acked: renewed by nobody from now on, so reclaimed after the visibility timeout.
+            self._held.pop(job.entry_id, None)
             self._running.pop(job.execution_id, None)
             self._slots.release()
 
-    async def _run(self, execution_id: uuid.UUID, running: _Running) -> None:
-        claimed = await execution_sql.claim(self.db, execution_id, self.instance_id)
-        if claimed is None:
-            return  # already claimed, cancelled or finished: this delivery is a duplicate
-        record, stdin = claimed
+    async def _run(self, job: Job, running: _Running) -> bool:
+        """Run the job's execution if it is ours to run; True when the job is done with (ack it)."""
+        execution_id = job.execution_id
+        if job.reclaimed:
+            async for attempt in _db_retry(self.settings.job_visibility_s * 4):
+                with attempt:
+                    record = await execution_sql.get(self.db, execution_id)
+            if record is None or record.status.is_final:
+                return True
+            if record.status is Status.RUNNING and (record.worker != self.instance_id
+                                                    or execution_id not in self._claimed):
+                await self._take_over(record, f"its worker {record.worker} died while the task was running")
+        async with self._memory_for(execution_id) as admitted:
+            if not admitted:
+                return True
+            faults.point("before_claim")
+            async for attempt in _db_retry(self.settings.job_visibility_s * 4):
+                with attempt:
+                    claimed = await execution_sql.claim(self.db, execution_id, self.instance_id)
+            if claimed is None:
+                return True  # already claimed, cancelled or finished: this delivery is a duplicate
+            record, stdin = claimed
+            self._claimed.add(execution_id)
+            try:
+                return await self._run_claimed(record, stdin, running)
+            finally:
+                self._claimed.discard(execution_id)
+
+    async def _run_claimed(self, record: ExecutionRecord, stdin: bytes | None, running: _Running) -> bool:
+        await self._publish(self.events.publish_state(record.id, Status.RUNNING.value))
+        outcome, agent, launch_failure = await self._execute(record, stdin, running)
+        faults.point("after_output")
+        if outcome is None:  # the engine failed it before anything ran: to be run again
+            # An engine away is waited for (that start is not counted); an engine error is
+            # retried within the attempts, as it may be this task's own.
+            counted = launch_failure == "engine_error"
+            if await execution_sql.put_back(self.db, record.id, self.instance_id, count_start=counted):
+                await self._publish(self.events.publish_state(record.id, Status.PENDING.value))
+                log.warning("execution %s: the Docker engine could not start it; put back to run later", record.id)
+                return False  # unacked and no longer renewed: reclaimed after the visibility timeout
+            return True
+        async for attempt in _db_retry(max(120.0, self.settings.job_visibility_s * 4)):
+            with attempt:
+                await self.finisher.finish(record, outcome, from_status=Status.RUNNING, agent=agent,
+                                           worker=self.instance_id)
+        await self._publish(self.events.publish_finished(record.id))
+        return True
+
+    async def _execute(self, record: ExecutionRecord, stdin: bytes | None,
+                       running: _Running) -> tuple[Outcome | None, AgentVersion | None, str | None]:
+        """The task's outcome; None when the engine failed it before it started, to run it again."""
         agent = None
         try:
             agent = await self._version(record.agent_id, record.agent_version)
             spec = self._task_spec(agent, record, stdin)
             result = await self.runtime.run(spec, running.cancel)
+            if result.launch_failure == "unreachable" or (
+                    result.launch_failure == "engine_error" and record.attempts < self.settings.max_attempts):
+                return None, agent, result.launch_failure
             if agent.kind == "wasm":
                 result = wasm.classify(result)
-            outcome = outcome_of(result, agent.output_schema, fuel_budget=self._fuel(agent))
+            return outcome_of(result, agent.output_schema, fuel_budget=self._fuel(agent)), agent, None
         except Exception as exc:
-            log.exception("execution %s: platform failure", execution_id)
-            outcome = Outcome(Status.FAILED, error=ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}"))
-        await self.finisher.finish(record, outcome, from_status=Status.RUNNING, agent=agent)
-        await self.events.publish_finished(execution_id)
+            log.exception("execution %s: platform failure", record.id)
+            error = ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}")
+            return Outcome(Status.FAILED, error=error), agent, None
+
+    async def _publish(self, event: Awaitable[None]) -> None:
+        """Events are hints (waiters re-read PostgreSQL): Redis being down must not stop a run."""
+        try:
+            await event
+        except Exception as exc:
+            log.warning("could not publish an event: %s", exc)
+
+    async def _take_over(self, record: ExecutionRecord, why: str) -> bool:
+        """A RUNNING execution whose worker died: back to PENDING to run again, or, after
+        max_attempts starts, its end as platform_error. True when it ended here."""
+        assert record.worker is not None
+        if record.attempts < self.settings.max_attempts:
+            if await execution_sql.put_back(self.db, record.id, record.worker, count_start=True):
+                log.warning("execution %s: %s; it runs again (start %d of at most %d)", record.id, why,
+                            record.attempts + 1, self.settings.max_attempts)
+                await self._publish(self.events.publish_state(record.id, Status.PENDING.value))
+            return False
+        error = ExecutionError(ErrorType.PLATFORM_ERROR, f"{why} (started {record.attempts} time(s), the most allowed)")
+        return await self.finisher.finish(record, Outcome(Status.FAILED, error=error), from_status=Status.RUNNING,
+                                          worker=record.worker) is not None
+
+    @contextlib.asynccontextmanager
+    async def _memory_for(self, execution_id: uuid.UUID) -> AsyncIterator[bool]:
+        """Wait for room in the memory budget for this execution's limit (a task bigger than the
+        whole budget runs alone); yields False when the execution is gone."""
+        if not self.settings.worker_memory_mb:
+            yield True
+            return
+        record = await execution_sql.get(self.db, execution_id)
+        if record is None:
+            yield False
+            return
+        need = record.limits.memory_mb
+        async with self._memory:
+            await self._memory.wait_for(lambda: self._memory_used_mb == 0
+                                        or self._memory_used_mb + need <= self.settings.worker_memory_mb)
+            self._memory_used_mb += need
+        try:
+            yield True
+        finally:
+            async with self._memory:
+                self._memory_used_mb -= need
+                self._memory.notify_all()
 
     def _fuel(self, agent: AgentVersion) -> int | None:
         """A WASM agent's fuel budget per run; None for container agents."""

@@ -1,6 +1,8 @@
 """Status events over Redis pub/sub: "this execution reached a final state"
-(wakes API requests waiting with ?wait=N) and "cancel this execution" (reaches
-the worker that runs it, whichever process that is).
+(wakes API requests waiting with ?wait=N), "this execution changed state"
+(PENDING → RUNNING, RUNNING → PENDING when a job is put back: wakes live
+status streams, which treat a final state as a change too) and "cancel this
+execution" (reaches the worker that runs it, whichever process that is).
 
 Pub/sub can drop a message when a connection blips; every waiter also
 re-reads PostgreSQL, so a lost event costs latency, never correctness.
@@ -20,12 +22,14 @@ log = logging.getLogger(__name__)
 
 FINISHED = "executor:finished"
 CANCEL = "executor:cancel"
+STATE = "executor:state"  # "<execution id> <status>"
 
 
 class Events:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
+        self._change_waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
         self._cancel_handlers: list[Callable[[uuid.UUID], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -48,24 +52,36 @@ class Events:
     async def publish_cancel(self, execution_id: uuid.UUID) -> None:
         await self._redis.publish(CANCEL, str(execution_id))
 
+    async def publish_state(self, execution_id: uuid.UUID, status: str) -> None:
+        """A change that is not final (a final state is published with publish_finished)."""
+        await self._redis.publish(STATE, f"{execution_id} {status}")
+
     def waiter(self, execution_id: uuid.UUID) -> asyncio.Future[None]:
         """A future resolved when a FINISHED event for this id arrives; call discard() after use."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[execution_id].add(future)
         return future
 
+    def change_waiter(self, execution_id: uuid.UUID) -> asyncio.Future[None]:
+        """A future resolved at this id's next STATE or FINISHED event; call discard() after use."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._change_waiters[execution_id].add(future)
+        return future
+
     def discard(self, execution_id: uuid.UUID, future: asyncio.Future[None]) -> None:
-        futures = self._waiters.get(execution_id)
-        if futures is not None:
-            futures.discard(future)
-            if not futures:
-                del self._waiters[execution_id]
+        """Forget a future of waiter() or change_waiter()."""
+        for waiters in (self._waiters, self._change_waiters):
+            futures = waiters.get(execution_id)
+            if futures is not None:
+                futures.discard(future)
+                if not futures:
+                    del waiters[execution_id]
 
     async def _listen(self) -> None:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(FINISHED, CANCEL)
+                    await pubsub.subscribe(FINISHED, CANCEL, STATE)
                     self._ready.set()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
@@ -78,14 +94,17 @@ class Events:
 
     async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel
+        text = data.decode() if isinstance(data, bytes) else data
         try:
-            execution_id = uuid.UUID(data.decode() if isinstance(data, bytes) else data)
+            execution_id = uuid.UUID(text.split(" ", 1)[0])
         except ValueError:
             return
-        if channel == FINISHED:
-            for future in self._waiters.get(execution_id, ()):
-                if not future.done():
-                    future.set_result(None)
+        if channel in (FINISHED, STATE):
+            waiters = (self._waiters, self._change_waiters) if channel == FINISHED else (self._change_waiters,)
+            for futures in waiters:
+                for future in futures.get(execution_id, ()):
+                    if not future.done():
+                        future.set_result(None)
         elif channel == CANCEL:
             for handler in self._cancel_handlers:
                 try:

@@ -28,7 +28,7 @@ _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
     " peak_memory_bytes, worker, cancel_requested, pooled, input_bytes, output_bytes, fuel_consumed,"
-    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url"
+    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url, attempts"
 )
 
 
@@ -61,6 +61,7 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         submitted_by=row["submitted_by"],
         entitlement_id=row["entitlement_id"],
         webhook_url=row["webhook_url"],
+        attempts=row["attempts"],
     )
 
 
@@ -138,21 +139,35 @@ async def list_page(
 
 
 async def claim(db: asyncpg.Pool, execution_id: uuid.UUID, worker: str) -> tuple[ExecutionRecord, bytes] | None:
-    """PENDING → RUNNING for this worker, with the task's stdin bytes; None when someone else got
-    there first, or a cancel was asked (whoever asked finishes it)."""
+    """PENDING → RUNNING for this worker (one more start), with the task's stdin bytes; None when
+    someone else got there first, or a cancel was asked (whoever asked finishes it)."""
     row = await db.fetchrow(
-        "UPDATE executions SET status = 'RUNNING', worker = $2, started_at = now()"
+        "UPDATE executions SET status = 'RUNNING', worker = $2, started_at = now(), attempts = attempts + 1"
         f" WHERE id = $1 AND status = 'PENDING' AND NOT cancel_requested RETURNING {_COLUMNS}, stdin",
         execution_id, worker,
     )
     return (_record(row), row["stdin"]) if row else None
 
 
+async def put_back(db: asyncpg.Pool, execution_id: uuid.UUID, worker: str, *, count_start: bool) -> bool:
+    """RUNNING under `worker` → PENDING again, to be run from the start. `count_start=False` when
+    nothing of it ran (its container never started): that start is given back."""
+    done = await db.fetchval(
+        "UPDATE executions SET status = 'PENDING', worker = NULL, started_at = NULL,"
+        " attempts = CASE WHEN $3 THEN attempts ELSE greatest(attempts - 1, 0) END"
+        " WHERE id = $1 AND status = 'RUNNING' AND worker = $2 RETURNING true",
+        execution_id, worker, count_start,
+    )
+    return bool(done)
+
+
 async def finish(
-    conn: Connection, execution_id: uuid.UUID, outcome: Outcome, cost: Cost | None, *, from_status: Status
+    conn: Connection, execution_id: uuid.UUID, outcome: Outcome, cost: Cost | None, *, from_status: Status,
+    worker: str | None = None,
 ) -> tuple[ExecutionRecord, bytes | None] | None:
     """`from_status` → a final state, with the stdin bytes its receipt hashes; None when the
-    execution was no longer in `from_status`."""
+    execution was no longer in `from_status` (or, when `worker` is given, no longer that
+    worker's: another worker took it over and runs it again)."""
     error, usage = outcome.error, outcome.usage
     row = await conn.fetchrow(
         "UPDATE executions SET status = $2, output = $3, raw_output = $4, log = $5, error_type = $6,"
@@ -160,12 +175,12 @@ async def finish(
         " started_at = COALESCE($10, started_at), finished_at = COALESCE($11, now()),"
         " wall_ms = $12, cpu_ms = $13, peak_memory_bytes = $14, pooled = $16, output_bytes = $17,"
         " fuel_consumed = $18, oci_runtime = $19, cost = $20"
-        f" WHERE id = $1 AND status = $15 RETURNING {_COLUMNS}, stdin",
+        f" WHERE id = $1 AND status = $15 AND ($21::text IS NULL OR worker = $21) RETURNING {_COLUMNS}, stdin",
         execution_id, outcome.status.value, outcome.output, outcome.raw_output, outcome.log,
         error.type.value if error else None, error.detail if error else None,
         error.violations if error else None, outcome.exit_code, outcome.started_at, outcome.finished_at,
         usage.wall_ms, usage.cpu_ms, usage.peak_memory_bytes, from_status.value, outcome.pooled,
-        usage.output_bytes, usage.fuel_consumed, outcome.oci_runtime, cost.to_dict() if cost else None,
+        usage.output_bytes, usage.fuel_consumed, outcome.oci_runtime, cost.to_dict() if cost else None, worker,
     )
     return (_record(row), row["stdin"]) if row else None
 
@@ -195,6 +210,11 @@ async def cancelled_pending(db: asyncpg.Pool) -> list[ExecutionRecord]:
 async def live_ids(db: asyncpg.Pool) -> set[str]:
     rows = await db.fetch("SELECT id FROM executions WHERE status IN ('PENDING', 'RUNNING')")
     return {str(row["id"]) for row in rows}
+
+
+async def running_elsewhere(db: asyncpg.Pool, execution_id: uuid.UUID) -> str | None:
+    """The worker an execution is RUNNING under, if it is."""
+    return await db.fetchval("SELECT worker FROM executions WHERE id = $1 AND status = 'RUNNING'", execution_id)
 
 
 async def pending_ids(db: asyncpg.Pool) -> list[uuid.UUID]:

@@ -1,0 +1,54 @@
+"""The job stream against a real Redis: renewing keeps a job, an abandoned one is reclaimed,
+stats, and a lost consumer group is made again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import redis.asyncio as redis
+
+from executor.queue.stream import JobQueue
+
+
+async def _queue(redis_server) -> tuple[redis.Redis, JobQueue]:
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/15")
+    queue = JobQueue(client, stream=f"test:jobs:{uuid.uuid4().hex}")
+    await queue.ensure_group()
+    return client, queue
+
+
+async def test_a_renewed_job_stays_an_abandoned_one_is_reclaimed(redis_server) -> None:
+    client, queue = await _queue(redis_server)
+    try:
+        kept, abandoned = uuid.uuid4(), uuid.uuid4()
+        await queue.enqueue(kept)
+        await queue.enqueue(abandoned)
+        jobs = await queue.read("worker-a", count=2, block_ms=100)
+        assert [j.execution_id for j in jobs] == [kept, abandoned] and not any(j.reclaimed for j in jobs)
+        for _ in range(4):
+            await asyncio.sleep(0.1)
+            await queue.renew("worker-a", [jobs[0].entry_id])  # worker-a still runs `kept`
+        reclaimed = await queue.reclaim("worker-b", min_idle_s=0.3, count=10)
+        assert [(j.execution_id, j.reclaimed) for j in reclaimed] == [(abandoned, True)]
+        assert await queue.reclaim("worker-c", min_idle_s=0.3, count=10) == []  # worker-b holds it now
+        stats = await queue.stats()
+        assert stats.depth == 2 and stats.oldest_age_s is not None and 0 <= stats.oldest_age_s < 60
+        for job in (jobs[0], reclaimed[0]):
+            await queue.ack(job.entry_id)
+        assert (await queue.stats()).depth == 0 and (await queue.stats()).oldest_age_s is None
+    finally:
+        await client.delete(queue.stream)
+        await client.aclose()
+
+
+async def test_reading_makes_a_lost_group_again(redis_server) -> None:
+    client, queue = await _queue(redis_server)
+    try:
+        await client.delete(queue.stream)  # as after a Redis restart without its data
+        assert await queue.read("worker-a", count=1, block_ms=10) == []
+        await queue.enqueue(uuid.uuid4())
+        assert len(await queue.read("worker-a", count=1, block_ms=100)) == 1
+    finally:
+        await client.delete(queue.stream)
+        await client.aclose()
