@@ -587,6 +587,7 @@ def service_env(ctx: Context, database_url: str, redis_url: str) -> dict[str, st
         "EXECUTOR_USER_RATE_PER_S": "0", "EXECUTOR_SERVICE_RATE_PER_S": "0", "EXECUTOR_MAX_LIVE_PER_USER": "0",
         "EXECUTOR_MAX_QUEUE_DEPTH": str(max(10000, 4 * (args.total + args.warmup))),
         "EXECUTOR_MAX_WAIT_S": str(WAIT_S),
+        "EXECUTOR_METERING": args.metering,
     }
 
 
@@ -776,6 +777,8 @@ def main() -> int:
                         help="EXECUTOR_WORKER_CONCURRENCY of each worker process")
     parser.add_argument("--pool", action=argparse.BooleanOptionalAction, default=True,
                         help="pre-started containers (EXECUTOR_POOL_ENABLED)")
+    parser.add_argument("--metering", default="auto", choices=["auto", "cgroup", "stats", "off"],
+                        help="EXECUTOR_METERING of the workers (off: what metering costs)")
     parser.add_argument("--recheck", action="store_true",
                         help="measure raw docker-py again after the last setup (how much the machine drifted)")
     parser.add_argument("--warmup", type=int, default=None,
