@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import docker
+import docker.errors
 import pytest
 
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
@@ -195,7 +196,7 @@ async def wait_until_running(client: docker.DockerClient, execution_id: str, tim
     """The label filter of an execution's container, once that container runs."""
     label = f"{EXECUTION_LABEL}={execution_id}"
     for _ in range(int(timeout / 0.1)):
-        if client.containers.list(filters={"label": label, "status": "running"}):
+        if client.containers.list(sparse=True, filters={"label": label, "status": "running"}):
             return label
         await asyncio.sleep(0.1)
     raise AssertionError(f"the task of execution {execution_id} never started")
@@ -203,8 +204,13 @@ async def wait_until_running(client: docker.DockerClient, execution_id: str, tim
 
 def pooled_containers(client: docker.DockerClient, instance_id: str, command: list[str]) -> list[Any]:
     """The pre-started containers of an instance for one command."""
-    found = client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={instance_id}"]})
-    return [c for c in found if c.attrs["Config"]["Cmd"] == command]
+    for _ in range(10):
+        try:
+            found = client.containers.list(filters={"label": [POOL_LABEL, f"{INSTANCE_LABEL}={instance_id}"]})
+        except docker.errors.NotFound:  # one was removed between the list and its inspect: list again
+            continue
+        return [c for c in found if c.attrs["Config"]["Cmd"] == command]
+    raise AssertionError("the pool's containers kept changing while being listed")
 
 
 async def wait_for_pooled(client: docker.DockerClient, instance_id: str, command: list[str],

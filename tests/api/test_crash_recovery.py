@@ -29,10 +29,10 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             await api.run(waiting)
             pooled = {"label": [POOL_LABEL, f"{INSTANCE_LABEL}={svc.instance_id}"]}
             for _ in range(50):
-                if docker_client.containers.list(filters=pooled):
+                if docker_client.containers.list(sparse=True, filters=pooled):
                     break
                 await asyncio.sleep(0.1)
-            assert docker_client.containers.list(filters=pooled), "no pre-started container to leave behind"
+            assert docker_client.containers.list(sparse=True, filters=pooled), "no pre-started container to leave behind"
 
             svc.stop("KILL")
             assert docker_client.containers.list(all=True, filters={"label": label}), "the kill left no orphan to test"
