@@ -77,26 +77,30 @@ def raw_docker_run(image: str) -> float:
     return elapsed
 
 
-def raw_docker_py(engine: DockerEngine, image: str) -> float:
-    """The cold path a careful docker-py user writes: one client, attach before start."""
+def raw_docker_py(engine: DockerEngine, image: str, labels: dict[str, str] | None = None) -> float:
+    """The cold path a careful docker-py user writes: one client, attach before start, remove
+    before the clock stops (and, should a step fail, still remove)."""
     api = engine.api
     spec = TaskSpec("bench", image, ["cat"], PAYLOAD, LIMITS, 1 << 20, 1 << 20, 16)
     t0 = time.perf_counter()
     container = api.create_container(image, ["cat"], user=TASK_USER, stdin_open=True, network_disabled=True,
-                                     host_config=hardened_host_config(engine, spec))
-    attached = api.attach_socket(container["Id"], params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-    raw = attached._sock
-    api.start(container["Id"])
-    raw.sendall(PAYLOAD)
-    raw.shutdown(socket.SHUT_WR)
-    received = b""
-    while chunk := raw.recv(65536):
-        received += chunk
-    raw.close()
-    api.wait(container["Id"])
-    api.remove_container(container["Id"], force=True)
+                                     host_config=hardened_host_config(engine, spec), labels=labels)
+    try:
+        attached = api.attach_socket(container["Id"], params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        raw = attached._sock
+        api.start(container["Id"])
+        raw.sendall(PAYLOAD)
+        raw.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := raw.recv(65536):
+            received += chunk
+        raw.close()
+        api.wait(container["Id"])
+    finally:
+        api.remove_container(container["Id"], force=True)
     elapsed = time.perf_counter() - t0
-    assert received.endswith(PAYLOAD)
+    if not received.endswith(PAYLOAD):
+        raise AssertionError(f"unexpected output {received[-80:]!r}")
     return elapsed
 
 

@@ -48,7 +48,6 @@ import re
 import resource
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,10 +70,9 @@ import redis.asyncio as aioredis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.latency import INPUT, LIMITS, PAYLOAD, percentile, register_agent  # noqa: E402
+from bench.latency import INPUT, LIMITS, percentile, raw_docker_py, register_agent  # noqa: E402
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
-from runtimes.base import INSTANCE_LABEL, TASK_USER, TaskSpec  # noqa: E402
-from runtimes.container import hardened_host_config  # noqa: E402
+from runtimes.base import INSTANCE_LABEL  # noqa: E402
 from runtimes.engine import DockerEngine  # noqa: E402
 from runtimes.images import build_images  # noqa: E402
 
@@ -173,40 +171,13 @@ class Result:
 
 # --- raw docker-py -----------------------------------------------------------------------------
 
-def raw_docker_py(engine: DockerEngine, image: str, run_id: str) -> float:
-    """bench/latency.py's raw path (one client, attach before start, remove before the clock
-    stops), with the container labelled and removed even when a step fails."""
-    api = engine.api
-    spec = TaskSpec("bench", image, ["cat"], PAYLOAD, LIMITS, 1 << 20, 1 << 20, 16)
-    t0 = time.perf_counter()
-    container = api.create_container(image, ["cat"], user=TASK_USER, stdin_open=True, network_disabled=True,
-                                     host_config=hardened_host_config(engine, spec), labels={RAW_LABEL: run_id})
-    try:
-        attached = api.attach_socket(container["Id"], params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        raw = attached._sock
-        api.start(container["Id"])
-        raw.sendall(PAYLOAD)
-        raw.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := raw.recv(65536):
-            received += chunk
-        raw.close()
-        api.wait(container["Id"])
-    finally:
-        api.remove_container(container["Id"], force=True)
-    elapsed = time.perf_counter() - t0
-    if not received.endswith(PAYLOAD):
-        raise AssertionError(f"unexpected output {received[-80:]!r}")
-    return elapsed
-
-
 def raw_throughput(engine: DockerEngine, image: str, run_id: str, concurrency: int, total: int) -> Result:
     drive, failures = Drive(), collections.Counter[str]()
     lock = threading.Lock()
 
     def one(_: int) -> None:
         try:
-            elapsed = raw_docker_py(engine, image, run_id)
+            elapsed = raw_docker_py(engine, image, {RAW_LABEL: run_id})
         except Exception as exc:  # counted, never fatal: the reference must finish its run
             with lock:
                 failures[type(exc).__name__] += 1

@@ -32,6 +32,11 @@ class Principal:
     role: Role
     subject: str
 
+    @property
+    def party(self) -> str:
+        """"role:subject": how records name who owns, granted or submitted something."""
+        return f"{self.role.value}:{self.subject}"
+
 
 @dataclass(frozen=True)
 class IssuedToken:
@@ -39,6 +44,11 @@ class IssuedToken:
     id: str
     role: Role
     subject: str
+
+    @property
+    def party(self) -> str:
+        """"role:subject": how records name who owns, granted or submitted something."""
+        return f"{self.role.value}:{self.subject}"
 
 
 def hash_token(token: str) -> bytes:

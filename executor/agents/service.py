@@ -121,12 +121,16 @@ def _pool_bounds(raw: Any, settings: Settings) -> dict[str, int] | None:
     return bounds
 
 
-async def get(db: asyncpg.Pool, agent_id: str, version: int | None = None) -> AgentVersion:
+def parse_id(agent_id: Any) -> uuid.UUID:
+    """An agent id from a request; a malformed one is an agent that does not exist."""
     try:
-        parsed = uuid.UUID(agent_id)
-    except (ValueError, TypeError):
+        return uuid.UUID(agent_id)
+    except (ValueError, TypeError, AttributeError):
         raise NotFound(f"no agent {agent_id!r}") from None
-    found = await agent_sql.get_version(db, parsed, version)
+
+
+async def get(db: asyncpg.Pool, agent_id: str, version: int | None = None) -> AgentVersion:
+    found = await agent_sql.get_version(db, parse_id(agent_id), version)
     if found is None:
         raise NotFound(f"no agent {agent_id!r}" + (f" version {version}" if version else ""))
     return found

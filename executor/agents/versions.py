@@ -24,7 +24,7 @@ _MOVES = {"deprecated": ("published",), "withdrawn": ("published", "deprecated")
 
 def check_may_manage(caller: Principal, agent: AgentVersion) -> None:
     """Operators manage every agent; a service manages the agents it registered."""
-    if caller.role is not Role.OPERATOR and agent.owner != f"{caller.role.value}:{caller.subject}":
+    if caller.role is not Role.OPERATOR and agent.owner != caller.party:
         raise Forbidden(f"agent {agent.agent_id} belongs to {agent.owner}; only it or an operator may change it")
 
 
@@ -59,13 +59,14 @@ async def for_run(db: asyncpg.Pool, agent_id: Any, version: int | None) -> Agent
         if found.status == "withdrawn":
             raise VersionWithdrawn(f"agent {found.agent_id} version {version} is withdrawn")
         return found
+    # One query on the hot path; the others only say why nothing can run.
+    runnable = await agent_sql.runnable_version(db, agents.parse_id(agent_id))
+    if runnable is not None:
+        return runnable
     latest = await agents.get(db, agent_id)
-    runnable = await agent_sql.runnable_version(db, latest.agent_id)
-    if runnable is None:
-        if all(v.status == "withdrawn" for v in await agent_sql.list_versions(db, latest.agent_id)):
-            raise VersionWithdrawn(f"every version of agent {latest.agent_id} is withdrawn")
-        return latest  # a WASM agent without its module yet: submission says so
-    return runnable
+    if all(v.status == "withdrawn" for v in await agent_sql.list_versions(db, latest.agent_id)):
+        raise VersionWithdrawn(f"every version of agent {latest.agent_id} is withdrawn")
+    return latest  # a WASM agent without its module yet: submission says so
 
 
 async def stats(db: asyncpg.Pool, agent_id: str) -> dict[str, Any]:

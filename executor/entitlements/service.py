@@ -76,7 +76,7 @@ async def grant(db: asyncpg.Pool, caller: Principal, body: Any) -> tuple[Entitle
     if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= 2**31 - 1):
         raise _invalid("/uses", "a non-negative integer, or null for unlimited")
     expires_at = parse_time(body.get("expires_at"), "/expires_at")
-    return await entitlement_sql.grant(db, user=user, agent_id=agent.agent_id, granted_by=_party(caller),
+    return await entitlement_sql.grant(db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
                                        expires_at=expires_at, uses=uses)
 
 
@@ -98,7 +98,7 @@ async def revoke(db: asyncpg.Pool, caller: Principal, entitlement_id: str) -> En
         parsed = uuid.UUID(entitlement_id)
     except ValueError:
         raise NotFound(f"no entitlement {entitlement_id!r}") from None
-    revoked = await entitlement_sql.revoke(db, parsed, _party(caller))
+    revoked = await entitlement_sql.revoke(db, parsed, caller.party)
     if revoked is None:
         raise NotFound(f"no entitlement {entitlement_id!r}")
     return revoked
@@ -118,5 +118,3 @@ async def take_use(conn: asyncpg.Connection, *, user: str, agent_id: uuid.UUID) 
     raise refusal(f"entitlement {latest.id} of user {user!r} to agent {agent_id}: {refusal.title.lower()}")
 
 
-def _party(caller: Principal) -> str:
-    return f"{caller.role.value}:{caller.subject}"

@@ -77,7 +77,7 @@ def parse_request(body: Any) -> SubmitRequest:
 
 
 def parties_of(principal: Principal, request: SubmitRequest) -> Parties:
-    caller = f"{principal.role.value}:{principal.subject}"
+    caller = principal.party
     if principal.role is Role.USER:
         if request.on_behalf_of is not None:
             raise Forbidden("only a service or an operator may submit on behalf of a user")

@@ -8,7 +8,6 @@ is ever final without its receipt, and its webhook is queued exactly when it is 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from executor.storage import executions as execution_sql
 from executor.storage import webhooks as webhook_sql
 from executor.storage.receipts import StoredReceipt
 from executor.observability.metrics import METRICS
+from executor.webhooks import signing
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,10 @@ def webhook_payload(record: ExecutionRecord, receipt: StoredReceipt) -> bytes:
     """The Standard Webhooks body: the final record and its signed receipt. The receipt's
     inclusion proof is fetched later (GET …/receipt): the head covering it may not exist yet."""
     envelope = dsse.Envelope(dsse.RECEIPT_PAYLOAD_TYPE, receipt.payload, (dsse.Signature(receipt.keyid, receipt.sig),))
-    body = {
-        "type": event_type(record),
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "data": {"execution": record.to_dict(),
-                 "receipt": {"envelope": envelope.to_json(), "log_index": receipt.log_index}},
-    }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return signing.message(event_type(record), {"execution": record.to_dict(),
+                                                "receipt": {"envelope": envelope.to_json(),
+                                                            "log_index": receipt.log_index}},
+                           datetime.now(UTC))
 
 
 def _observe(final: ExecutionRecord) -> None:

@@ -73,7 +73,7 @@ class Submission:
 
 
 def owner_of(principal: Principal) -> str:
-    return f"{principal.role.value}:{principal.subject}"
+    return principal.party
 
 
 def encode_input(value: Any) -> bytes:

@@ -212,11 +212,6 @@ async def live_ids(db: asyncpg.Pool) -> set[str]:
     return {str(row["id"]) for row in rows}
 
 
-async def running_elsewhere(db: asyncpg.Pool, execution_id: uuid.UUID) -> str | None:
-    """The worker an execution is RUNNING under, if it is."""
-    return await db.fetchval("SELECT worker FROM executions WHERE id = $1 AND status = 'RUNNING'", execution_id)
-
-
 async def pending_ids(db: asyncpg.Pool) -> list[uuid.UUID]:
     rows = await db.fetch("SELECT id FROM executions WHERE status = 'PENDING' AND NOT cancel_requested"
                           " ORDER BY created_at")

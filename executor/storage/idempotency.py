@@ -44,8 +44,3 @@ async def bind(conn: asyncpg.Connection, caller: str, key: str, execution_id: uu
     await conn.execute("UPDATE idempotency_keys SET execution_id = $3 WHERE caller = $1 AND key = $2",
                        caller, key, execution_id)
 
-
-async def forget_expired(conn: Connection, ttl_s: float) -> int:
-    result = await conn.execute("DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => $1)",
-                                ttl_s)
-    return int(result.split()[-1])

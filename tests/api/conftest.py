@@ -92,6 +92,12 @@ async def receiver() -> Any:
     await hook.stop()
 
 
+async def final_record(api: Api, execution_id: str) -> dict[str, Any] | None:
+    """The record once final (a 5 s long-poll), else None: a predicate for wait_for."""
+    status, record, _ = await api.get(f"/v1/executions/{execution_id}?wait=5")
+    return record if status == 200 and record["status"] not in ("PENDING", "RUNNING") else None
+
+
 async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Poll an async predicate until it returns something truthy."""
     async with asyncio.timeout(timeout):

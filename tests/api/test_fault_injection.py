@@ -17,7 +17,7 @@ import asyncpg
 import docker
 
 from runtimes.base import INSTANCE_LABEL
-from tests.api.conftest import wait_for
+from tests.api.conftest import final_record, wait_for
 from tests.conftest import Api, make_service, wait_until_running
 
 POINTS = ["before_claim", "after_start", "after_output", "before_commit"]
@@ -67,7 +67,7 @@ async def test_killing_a_worker_at_random_points_loses_and_doubles_nothing(
                     rescuer = base.sibling(f"rescuer{round_number}", command="worker")
                 rescuer.start()
                 try:
-                    final = await wait_for(lambda: _final(service, record["id"]), timeout=60)
+                    final = await wait_for(lambda: final_record(service, record["id"]), timeout=60)
                     assert final["status"] == "COMPLETED" and final["output"] == {"round": round_number}, \
                         (point, final)
                 finally:
@@ -94,8 +94,3 @@ async def test_killing_a_worker_at_random_points_loses_and_doubles_nothing(
     finally:
         base.stop()
         await db.close()
-
-
-async def _final(api: Api, execution_id: str) -> dict | None:
-    status, record, _ = await api.get(f"/v1/executions/{execution_id}?wait=5")
-    return record if status == 200 and record["status"] not in ("PENDING", "RUNNING") else None

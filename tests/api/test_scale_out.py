@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import aiohttp
 import asyncpg
 import docker
 
 from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
-from tests.api.conftest import wait_for
+from tests.api.conftest import final_record, wait_for
 from tests.conftest import Api, make_service, wait_until_running
 
 PROBLEM = "urn:executor:problem:"
@@ -43,12 +44,12 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_on_another(
 
             first.stop("KILL")  # mid-run: its job stays in the stream, unacked and no longer renewed
             second.start()
-            final = await wait_for(lambda: _final(Api(session, second.base_url, first.operator_token), record["id"]),
+            final = await wait_for(lambda: final_record(Api(session, second.base_url, first.operator_token), record["id"]),
                                    timeout=60)
             assert final["status"] == "COMPLETED" and final["output"] == {"n": 1}, final
             assert final["worker"] == second.instance_id and final["attempts"] == 2
             # Exactly one end: one receipt, one log leaf, one use of the entitlement.
-            assert await _one(db, "SELECT count(*) FROM receipts WHERE execution_id = $1", final_id(final)) == 1
+            assert await _one(db, "SELECT count(*) FROM receipts WHERE execution_id = $1", uuid.UUID(final["id"])) == 1
             assert await _one(db, "SELECT size FROM log_state") == await _one(db, "SELECT count(*) FROM receipts")
             assert await _one(db, "SELECT uses_consumed FROM entitlements WHERE user_subject = 'dora'") == 1
 
@@ -59,17 +60,6 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_on_another(
         await db.close()
         second.stop()
         first.stop()
-
-
-def final_id(record: dict) -> object:
-    import uuid
-
-    return uuid.UUID(record["id"])
-
-
-async def _final(api: Api, execution_id: str) -> dict | None:
-    status, record, _ = await api.get(f"/v1/executions/{execution_id}?wait=5")
-    return record if status == 200 and record["status"] not in ("PENDING", "RUNNING") else None
 
 
 async def test_past_the_queue_bound_submissions_get_503_with_retry_after(postgres, redis_server, images) -> None:
