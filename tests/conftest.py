@@ -188,15 +188,24 @@ def no_container_left_behind(docker_client: docker.DockerClient) -> Iterator[Non
     """Set up first, so checked last: after the whole suite and every service's stop,
     no container of ours (task or pre-started) may be left."""
     yield
-    leftovers = docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
-    assert not leftovers, f"containers left behind: {[c.labels for c in leftovers]}"
+    leftovers = listed_containers(docker_client, label=INSTANCE_LABEL)
+    assert not leftovers, f"containers left behind: {[c['Labels'] for c in leftovers]}"
+
+
+def listed_containers(client: docker.DockerClient, *, running_only: bool = False,
+                      **filters: Any) -> list[dict[str, Any]]:
+    """The engine's own listing (Id, Names, Labels, State) of the containers that match.
+
+    One call and no inspect: `containers.list()` inspects each listed container, and one
+    removed in between (a pool refilling, a worker cleaning up) fails the listing with 404."""
+    return client.api.containers(all=not running_only, filters=filters)
 
 
 async def wait_until_running(client: docker.DockerClient, execution_id: str, timeout: float = 10.0) -> str:
     """The label filter of an execution's container, once that container runs."""
     label = f"{EXECUTION_LABEL}={execution_id}"
     for _ in range(int(timeout / 0.1)):
-        if client.containers.list(sparse=True, filters={"label": label, "status": "running"}):
+        if listed_containers(client, running_only=True, label=label, status="running"):
             return label
         await asyncio.sleep(0.1)
     raise AssertionError(f"the task of execution {execution_id} never started")

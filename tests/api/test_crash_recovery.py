@@ -10,7 +10,7 @@ import aiohttp
 import docker
 
 from runtimes.base import INSTANCE_LABEL, POOL_LABEL
-from tests.conftest import Api, make_service, wait_until_running
+from tests.conftest import Api, listed_containers, make_service, wait_until_running
 
 
 async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, docker_client: docker.DockerClient) -> None:
@@ -29,16 +29,16 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             await api.run(waiting)
             pooled = {"label": [POOL_LABEL, f"{INSTANCE_LABEL}={svc.instance_id}"]}
             for _ in range(50):
-                if docker_client.containers.list(sparse=True, filters=pooled):
+                if listed_containers(docker_client, running_only=True, **pooled):
                     break
                 await asyncio.sleep(0.1)
-            assert docker_client.containers.list(sparse=True, filters=pooled), "no pre-started container to leave behind"
+            assert listed_containers(docker_client, running_only=True, **pooled), "no pre-started container to leave behind"
 
             svc.stop("KILL")
-            assert docker_client.containers.list(all=True, filters={"label": label}), "the kill left no orphan to test"
+            assert listed_containers(docker_client, label=label), "the kill left no orphan to test"
 
             svc.start()  # same instance id, same database
-            assert docker_client.containers.list(all=True, filters=pooled) == []
+            assert listed_containers(docker_client, **pooled) == []
             status, final, _ = await api.get(f"/v1/executions/{record['id']}")
             assert status == 200 and final["status"] == "FAILED", final
             assert final["error"]["type"] == "platform_error"
@@ -46,7 +46,7 @@ async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, dock
             assert status == 200, bundle
             statement = json.loads(base64.b64decode(bundle["envelope"]["payload"]))
             assert statement["status"] == "FAILED" and statement["error_type"] == "platform_error"
-            assert docker_client.containers.list(all=True, filters={"label": label}) == []
+            assert listed_containers(docker_client, label=label) == []
 
             # And the restarted service works.
             status, again, _ = await api.post("/v1/executions?wait=30", json={"agent_id": agent_id, "input": {},

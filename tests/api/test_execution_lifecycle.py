@@ -7,7 +7,7 @@ from datetime import datetime
 
 import docker
 
-from tests.conftest import wait_until_running
+from tests.conftest import listed_containers, wait_until_running
 
 # Each probe prints one JSON document about the sandbox it runs in.
 HARDENING_PROBE = r"""
@@ -168,7 +168,7 @@ async def test_cancel_a_running_task_removes_its_container(api, docker_client: d
     status, cancelled, _ = await api.post(f"/v1/executions/{record['id']}/cancel")
     assert status == 200 and cancelled["status"] == "CANCELLED", cancelled
     assert cancelled["error"]["type"] == "cancelled"
-    assert docker_client.containers.list(all=True, filters={"label": execution_label}) == []
+    assert listed_containers(docker_client, label=execution_label) == []
     # A final state is final: cancelling again changes nothing.
     status, again, _ = await api.post(f"/v1/executions/{record['id']}/cancel")
     assert status == 200 and again["status"] == "CANCELLED"

@@ -18,7 +18,7 @@ import docker
 
 from runtimes.base import INSTANCE_LABEL
 from tests.api.conftest import final_record, wait_for
-from tests.conftest import Api, make_service, wait_until_running
+from tests.conftest import Api, listed_containers, make_service, wait_until_running
 
 POINTS = ["before_claim", "after_start", "after_output", "before_commit"]
 ROUNDS = 20
@@ -87,10 +87,10 @@ async def test_killing_a_worker_at_random_points_loses_and_doubles_nothing(
         # One charge each: the cost is written once, with the final state.
         assert await db.fetchval("SELECT sum((cost->>'amount')::int) FROM executions WHERE id = ANY($1)",
                                  ids) == 5 * ROUNDS
-        leftovers = docker_client.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={victim_id}"})
-        assert leftovers == [], [c.labels for c in leftovers]
-        assert [c for c in docker_client.containers.list(all=True, filters={"label": INSTANCE_LABEL})
-                if "rescuer" in c.labels.get(INSTANCE_LABEL, "")] == []
+        leftovers = listed_containers(docker_client, label=f"{INSTANCE_LABEL}={victim_id}")
+        assert leftovers == [], [c["Labels"] for c in leftovers]
+        assert [c for c in listed_containers(docker_client, label=INSTANCE_LABEL)
+                if "rescuer" in c["Labels"].get(INSTANCE_LABEL, "")] == []
     finally:
         base.stop()
         await db.close()

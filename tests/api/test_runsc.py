@@ -46,12 +46,12 @@ async def test_hostile_agents_under_gvisor(runsc_api, images) -> None:
 
 
 async def test_cancel_under_gvisor(runsc_api, runsc_service, docker_client) -> None:
-    from tests.conftest import wait_until_running
+    from tests.conftest import listed_containers, wait_until_running
 
     agent_id = await runsc_api.register(["sleep", "60"], limits={**GVISOR, "timeout_s": 120})
     status, record, _ = await runsc_api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
     label = await wait_until_running(docker_client, record["id"], timeout=20)
     status, cancelled, _ = await runsc_api.post(f"/v1/executions/{record['id']}/cancel")
     assert cancelled["status"] == "CANCELLED", cancelled
-    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert listed_containers(docker_client, label=label) == []
     assert cancelled["error"]["type"] == "cancelled"

@@ -13,7 +13,7 @@ import docker
 
 from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
 from tests.api.conftest import final_record, wait_for
-from tests.conftest import Api, make_service, wait_until_running
+from tests.conftest import Api, listed_containers, make_service, wait_until_running
 
 PROBLEM = "urn:executor:problem:"
 
@@ -39,8 +39,8 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_on_another(
                 "agent_id": agent_id, "input": {"n": 1}, "on_behalf_of": "dora"})
             assert status == 202
             label = await wait_until_running(docker_client, record["id"])
-            (container,) = docker_client.containers.list(filters={"label": label})
-            assert container.labels[INSTANCE_LABEL] == first.instance_id
+            (container,) = listed_containers(docker_client, label=label)
+            assert container["Labels"][INSTANCE_LABEL] == first.instance_id
 
             first.stop("KILL")  # mid-run: its job stays in the stream, unacked and no longer renewed
             second.start()
@@ -55,7 +55,7 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_on_another(
 
             # The dead worker's container is removed when its host's worker comes back.
             first.start()
-            assert docker_client.containers.list(all=True, filters={"label": label}) == []
+            assert listed_containers(docker_client, label=label) == []
     finally:
         await db.close()
         second.stop()
@@ -116,6 +116,6 @@ async def test_a_worker_runs_only_what_fits_its_memory_budget(postgres, redis_se
 
 
 async def test_no_leftover_containers_of_these_tests(docker_client: docker.DockerClient) -> None:
-    leftovers = [c for c in docker_client.containers.list(all=True, filters={"label": EXECUTION_LABEL})
-                 if c.labels.get(INSTANCE_LABEL, "").startswith(("test-reclaim_", "test-backpressure", "test-memory"))]
+    leftovers = [c for c in listed_containers(docker_client, label=EXECUTION_LABEL)
+                 if c["Labels"].get(INSTANCE_LABEL, "").startswith(("test-reclaim_", "test-backpressure", "test-memory"))]
     assert leftovers == []

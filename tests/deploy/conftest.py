@@ -29,7 +29,7 @@ import pytest
 from executor.settings import Settings
 from runtimes.base import INSTANCE_LABEL
 from runtimes.images import build_images
-from tests.conftest import REPO
+from tests.conftest import REPO, listed_containers
 
 STATE_DIR = "/var/lib/executor"  # EXECUTOR_STATE_DIR of the workers in compose.yaml
 PROJECT_LABEL = "com.docker.compose.project"
@@ -180,11 +180,14 @@ class Stack:
         self.containers("worker")
         prefixes = tuple(f"{hostname}-" for hostname in self._worker_hostnames)
         removed = []
-        for container in self.client.containers.list(all=True, filters={"label": INSTANCE_LABEL}):
-            instance_id = container.labels.get(INSTANCE_LABEL, "")
+        for container in listed_containers(self.client, label=INSTANCE_LABEL):
+            instance_id = container["Labels"].get(INSTANCE_LABEL, "")
             if instance_id in self._instance_ids or (prefixes and instance_id.startswith(prefixes)):
-                container.remove(force=True)
-                removed.append(container.name)
+                try:
+                    self.client.api.remove_container(container["Id"], force=True)
+                except docker.errors.NotFound:  # its worker removed it meanwhile
+                    continue
+                removed.append(container["Names"][0].lstrip("/"))
         return removed
 
 

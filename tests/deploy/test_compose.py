@@ -19,7 +19,7 @@ import aiohttp
 import docker
 
 from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
-from tests.conftest import Api
+from tests.conftest import Api, listed_containers
 from tests.deploy.conftest import Stack
 
 FINAL = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"}
@@ -65,8 +65,7 @@ async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack, doc
         assert victim_instance in workers, (victim_instance, list(workers))
         victim = workers[victim_instance]
         # Everything the victim has on the engine now: this task and any pre-started container.
-        left_behind = {c.id for c in docker_client.containers.list(
-            all=True, filters={"label": f"{INSTANCE_LABEL}={victim_instance}"})}
+        left_behind = {c["Id"] for c in listed_containers(docker_client, label=f"{INSTANCE_LABEL}={victim_instance}")}
         victim.kill()
         killed_at = time.monotonic()
         victim.wait(timeout=30)  # SIGKILL: no drain, no cleanup, its task left running on the engine
@@ -84,7 +83,7 @@ async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack, doc
         assert final is not None, (
             f"execution {execution_id} was still not final {KILLED_WORKER_BOUND_S:.0f} s after its worker was killed"
             f" (record: {await _record(operator, execution_id)}); workers:\n{stack.logs('worker')}")
-        still_there = [c.name for c in docker_client.containers.list(all=True) if c.id in left_behind]
+        still_there = [c["Names"] for c in listed_containers(docker_client) if c["Id"] in left_behind]
         assert still_there == [], f"the restarted worker left its old containers: {still_there}"
         assert final["status"] in ("COMPLETED", "FAILED"), final
         if final["status"] == "COMPLETED":
@@ -110,9 +109,11 @@ async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack, doc
 async def _task_container(client: docker.DockerClient, execution_id: str, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = client.containers.list(filters={"label": f"{EXECUTION_LABEL}={execution_id}", "status": "running"})
-        if found:
-            return found[0]
+        for found in listed_containers(client, running_only=True, label=f"{EXECUTION_LABEL}={execution_id}"):
+            try:
+                return client.containers.get(found["Id"])
+            except docker.errors.NotFound:  # ended and removed since the listing: look again
+                continue
         await asyncio.sleep(0.1)
     raise AssertionError(f"the task of execution {execution_id} never started")
 
@@ -129,8 +130,8 @@ async def _final_record(api: Api, client: docker.DockerClient, execution_id: str
     runners: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for container in client.containers.list(all=True, filters={"label": f"{EXECUTION_LABEL}={execution_id}"}):
-            runners.add(container.labels.get(INSTANCE_LABEL, ""))
+        for container in listed_containers(client, label=f"{EXECUTION_LABEL}={execution_id}"):
+            runners.add(container["Labels"].get(INSTANCE_LABEL, ""))
         record = await _record(api, execution_id)
         if record["status"] in FINAL:
             return record, runners
