@@ -206,7 +206,9 @@ def main() -> None:
     redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
     client = docker.from_env()
     image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
-    engine = DockerEngine(threads=max(32, args.concurrency * 2))
+    # The reference is stock docker-py, as a user writes it: not the service's tuned client.
+    engine = DockerEngine(threads=max(32, args.concurrency * 2),
+                          client=docker.from_env(max_pool_size=max(32, args.concurrency * 2)))
     processes = []
     try:
         postgres.start()

@@ -1,19 +1,26 @@
 """Sustained throughput of executor with 1 and 2 worker processes against raw docker-py, in one run.
 
-    .venv/bin/python bench/throughput.py [--total 2000] [--concurrency 32] [--workers 1,2]
+    .venv/bin/python bench/throughput.py [--total 2000] [--concurrency 32] [--workers 1,2] [--rounds 4]
                                          [--worker-concurrency 8] [--pool | --no-pool]
 
 It starts its own durable PostgreSQL and Redis and, for each worker count N, fresh
 processes: one `executor api` and N `executor worker` (each its own instance id,
 state directory and port; the same database and Redis), registers a trivial agent
-(`cat` on the busybox image, 64 MB, 1 CPU, 32 pids) and runs TOTAL executions from
+(`cat` on the busybox image, 64 MB, 1 CPU, 32 pids) and runs executions from
 CONCURRENCY closed-loop aiohttp clients, each `POST /v1/executions?wait=60` (then
-`GET …?wait=60` until final), timed from the submission to the final record. In order:
+`GET …?wait=60` until final), timed from the submission to the final record.
+
+TOTAL is split into ROUNDS; each round runs, in order:
 
   raw docker-py   the same hardened create / attach / start / write stdin / read / wait /
-                  remove as bench/latency.py, from CONCURRENCY threads, over TOTAL runs
+                  remove as bench/latency.py, from CONCURRENCY threads, through stock
+                  docker-py (`docker.from_env()`, not the service's tuned client)
   1 worker        fresh processes, a new database, a new Redis database
   2 workers       the same, fresh again (pools and caches start alike)
+
+so that the machine's drift (raw docker-py alone moved by 25% within an hour here) falls on
+every setup alike. A setup's result is its rounds together: all its executions over all
+its timed seconds; the ratio of each round is printed too.
 
 Each setup first runs WARMUP executions at the same concurrency, not timed. After its
 clients return, PostgreSQL is read directly: every accepted execution must be final, with
@@ -48,7 +55,6 @@ import re
 import resource
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,7 +76,9 @@ import redis.asyncio as aioredis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.latency import INPUT, LIMITS, percentile, raw_docker_py, register_agent  # noqa: E402
+from bench.latency import INPUT, LIMITS, raw_docker_py, register_agent  # noqa: E402
+from bench.throughput_results import (FINAL, Audit, Costs, Drive, Result, merge, print_costs,  # noqa: E402
+                                      print_rounds, table_row)
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from runtimes.base import INSTANCE_LABEL  # noqa: E402
 from runtimes.engine import DockerEngine  # noqa: E402
@@ -78,95 +86,9 @@ from runtimes.images import build_images  # noqa: E402
 
 WAIT_S = 60  # ?wait= of each request (EXECUTOR_MAX_WAIT_S is 60)
 FINAL_DEADLINE_S = 300.0  # an execution not final this long after its submission counts as lost
-FINAL = ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED")
 RAW_LABEL = "org.executor.bench"  # on the raw docker-py containers, so that leftovers can be swept
 PGSTAT_SETTLE_S = 11.0  # PostgreSQL flushes an idle backend's table counters within 10 s
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-# --- measurements ------------------------------------------------------------------------------
-
-@dataclass
-class Drive:
-    """What the clients saw over one measured phase."""
-
-    elapsed_s: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # submit → final, of the executions that ended
-    accepted: list[str] = field(default_factory=list)  # ids answered 201/202
-    statuses: collections.Counter[str] = field(default_factory=collections.Counter)  # final status, client side
-    refused: collections.Counter[str] = field(default_factory=collections.Counter)  # HTTP status or exception
-    wrong_output: int = 0  # COMPLETED with an output other than the input
-    unfinished: int = 0  # accepted, not final by FINAL_DEADLINE_S (client side)
-    max_stream: int = 0  # longest job stream seen (sampled)
-    stream_samples: int = 0
-
-    @property
-    def finished(self) -> int:
-        return len(self.latencies)
-
-
-@dataclass
-class Audit:
-    """What PostgreSQL says about the accepted executions, after the clients returned."""
-
-    by_status: dict[str, int]
-    error_types: dict[str, int]
-    missing: int  # accepted ids with no row
-    unreceipted: int  # final without a receipt
-    extra_rows: int  # rows nobody was told about (a lost response)
-    extra_not_final: int  # of those, not final: lost as well
-    problems: list[str]  # broken invariants of the receipts and the log
-    reruns: int  # executions started more than once
-
-    @property
-    def lost(self) -> int:
-        not_final = sum(n for status, n in self.by_status.items() if status not in FINAL)
-        return self.missing + not_final + self.unreceipted + self.extra_not_final
-
-    @property
-    def not_completed(self) -> int:
-        return sum(n for status, n in self.by_status.items() if status in FINAL and status != "COMPLETED")
-
-
-@dataclass
-class Costs:
-    """What the timed executions cost the shared parts, per execution."""
-
-    statements: list[tuple[str, float, float, bool]] = field(default_factory=list)  # query, calls, rows, writes
-    xacts: float = 0.0
-    rows: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # table → ins, upd, del
-    wal_bytes: float = 0.0
-    db_bytes: float = 0.0
-    redis: dict[str, float] = field(default_factory=dict)
-    containers_started: float = 0.0
-    pool: str = "off"
-    executor_cpu_ms: float = 0.0  # the api and worker processes together
-    api_cpu_ms: float = 0.0
-    engine_cpu_ms: float = 0.0  # dockerd + containerd
-    bench_cpu_ms: float = 0.0  # this process: the clients (raw docker-py: the docker-py calls)
-
-
-@dataclass
-class Result:
-    name: str
-    drive: Drive
-    audit: Audit | None = None
-    costs: Costs | None = None
-    failures: int = 0  # raw docker-py: runs that raised
-
-    @property
-    def rate(self) -> float:
-        return self.drive.finished / self.drive.elapsed_s if self.drive.elapsed_s else 0.0
-
-    @property
-    def lost(self) -> int:
-        if self.audit is None:
-            return self.failures
-        return self.audit.lost  # covers the executions a client gave up waiting for
-
-    @property
-    def not_completed(self) -> int:
-        return 0 if self.audit is None else self.audit.not_completed  # a wrong output is reported apart
 
 
 # --- raw docker-py -----------------------------------------------------------------------------
@@ -585,13 +507,19 @@ def start_setup(ctx: Context, workers: int, database_url: str, redis_url: str) -
     return api, worker_processes
 
 
-def run_setup(ctx: Context, workers: int, index: int) -> Result:
+def round_sizes(total: int, rounds: int) -> list[int]:
+    """TOTAL split into ROUNDS nearly equal parts."""
+    return [total // rounds + (1 if i < total % rounds else 0) for i in range(rounds)]
+
+
+def run_setup(ctx: Context, workers: int, index: int, total: int) -> Result:
     args = ctx.args
     name = f"{workers} worker{'s' if workers > 1 else ''}"
     database = f"bench_w{workers}_{index}"
     database_url = ctx.postgres.create_database(database)
     admin = ctx.postgres.dsn
-    redis_url = f"{ctx.redis_base}/{index}"
+    redis_url = f"{ctx.redis_base}/{1 + (index - 1) % 15}"  # db 0 is left alone; a reused one is flushed
+    redis.Redis.from_url(redis_url).flushdb()
     api, worker_processes = start_setup(ctx, workers, database_url, redis_url)
     started = [api, *worker_processes]
     try:
@@ -610,9 +538,9 @@ def run_setup(ctx: Context, workers: int, index: int) -> Result:
         api_cpu_before = process_cpu_s(api.popen.pid)
         cpu_before = sum(process_cpu_s(p.popen.pid) for p in started)
         own_before, engine_before = _own_cpu_s(), engine_cpu_s()
-        print(f"  {name}: measuring {args.total} executions from {args.concurrency} clients", flush=True)
+        print(f"  {name}: measuring {total} executions from {args.concurrency} clients", flush=True)
 
-        drive = asyncio.run(drive_service(api.url, ctx.token, agent_id, args.concurrency, args.total, redis_url))
+        drive = asyncio.run(drive_service(api.url, ctx.token, agent_id, args.concurrency, total, redis_url))
 
         api_cpu_after = process_cpu_s(api.popen.pid)
         cpu_after = sum(process_cpu_s(p.popen.pid) for p in started)
@@ -655,13 +583,12 @@ def run_setup(ctx: Context, workers: int, index: int) -> Result:
         if delta > 0 and command not in _OWN_COMMANDS:
             costs.redis[command] = delta / n
     if pool_before is None or pool_after is None:
-        costs.containers_started, costs.pool = 1.0, "off"
+        costs.containers_started = 1.0
     else:
         delta_pool = {k: pool_after[k] - pool_before[k] for k in pool_after}
         costs.containers_started = (delta_pool["refills"] + delta_pool["misses"]) / n
-        claims = delta_pool["hits"] + delta_pool["misses"]
-        costs.pool = (f"{100 * delta_pool['hits'] / claims:.0f}% hits, {delta_pool['discarded']:.0f} discarded"
-                      if claims else "-")
+        costs.pool_counts = {"hits": delta_pool["hits"], "claims": delta_pool["hits"] + delta_pool["misses"],
+                             "discarded": delta_pool["discarded"]}
     costs.executor_cpu_ms = (cpu_after - cpu_before) * 1000 / n
     costs.api_cpu_ms = (api_cpu_after - api_cpu_before) * 1000 / n
     costs.bench_cpu_ms = (own_after - own_before) * 1000 / n
@@ -686,53 +613,6 @@ def wait_until_gone(client: docker.DockerClient, label: str, timeout_s: float = 
     return len(leftover)
 
 
-# --- output --------------------------------------------------------------------------------------
-
-def table_row(result: Result, reference: float) -> str:
-    samples = result.drive.latencies
-    p50, p95, p99 = ((statistics.median(samples) * 1000, percentile(samples, 95) * 1000,
-                      percentile(samples, 99) * 1000) if samples else (float("nan"),) * 3)
-    ratio = result.rate / reference if reference else float("nan")
-    return (f"| {result.name:<13} | {result.drive.finished:10d} | {result.rate:6.2f} | {ratio:15.2f}x |"
-            f" {p50:7.1f} | {p95:7.1f} | {p99:7.1f} | {result.lost:4d} | {result.not_completed:13d} |")
-
-
-def print_costs(results: list[Result]) -> None:
-    print("\nper timed execution (background work by the clock included):\n")
-    print("| setup         | PG xacts | PG stmts | PG writes | rows ins/upd/del | WAL KiB | DB KiB "
-          "| Redis cmds | max stream | containers | pool | executor CPU ms (api) | engine CPU ms | bench CPU ms |")
-    print("|---------------|----------|----------|-----------|------------------|---------|--------"
-          "|------------|------------|------------|------|-----------------------|---------------|--------------|")
-    for result in results:
-        c = result.costs
-        assert c is not None
-        if result.audit is None:
-            print(f"| {result.name:<13} | - | - | - | - | - | - | - | - | {c.containers_started:.2f} | - | - |"
-                  f" {c.engine_cpu_ms:.1f} | {c.bench_cpu_ms:.1f} |")
-            continue
-        stmts = sum(s[1] for s in c.statements)
-        writes = sum(s[1] for s in c.statements if s[3])
-        ins, upd, dele = (sum(r[i] for r in c.rows.values()) for i in range(3))
-        print(f"| {result.name:<13} | {c.xacts:8.2f} | {stmts:8.2f} | {writes:9.2f} | {ins:4.2f} / {upd:4.2f} / "
-              f"{dele:4.2f} | {c.wal_bytes / 1024:7.2f} | {c.db_bytes / 1024:6.2f} | {sum(c.redis.values()):10.2f} |"
-              f" {result.drive.max_stream:10d} | {c.containers_started:10.2f} | {c.pool} |"
-              f" {c.executor_cpu_ms:6.1f} ({c.api_cpu_ms:.1f}) | {c.engine_cpu_ms:13.1f} | {c.bench_cpu_ms:12.1f} |")
-    for result in results:
-        c = result.costs
-        if result.audit is None or c is None:
-            continue
-        print(f"\n{result.name}: rows written per execution, by table (inserted / updated / deleted):")
-        for table, (ins, upd, dele) in sorted(c.rows.items()):
-            print(f"  {table:<22} {ins:5.2f} / {upd:5.2f} / {dele:5.2f}")
-        if c.statements:
-            print(f"{result.name}: PostgreSQL statements per execution (calls, rows; W = writes rows):")
-            for query, calls, rows, writes in c.statements:
-                if calls >= 0.005:
-                    print(f"  {calls:6.2f} {rows:6.2f} {'W' if writes else ' '} {query[:110]}")
-        print(f"{result.name}: Redis commands per execution: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(c.redis.items(), key=lambda kv: -kv[1])))
-
-
 def engine_facts(client: docker.DockerClient) -> str:
     info = client.info()
     return (f"{os.cpu_count()} cores, Engine {info.get('ServerVersion')}, cgroup v{info.get('CgroupVersion', '?')}"
@@ -752,6 +632,9 @@ def main() -> int:
                         help="EXECUTOR_METERING of the workers (off: what metering costs)")
     parser.add_argument("--recheck", action="store_true",
                         help="measure raw docker-py again after the last setup (how much the machine drifted)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="split TOTAL into this many rounds of every setup in turn, so that the machine's"
+                             " drift over the run falls on every setup alike")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed executions per setup (default: 2 x concurrency)")
     args = parser.parse_args()
@@ -759,6 +642,8 @@ def main() -> int:
     worker_counts = [int(part) for part in args.workers.split(",") if part.strip()]
     if not worker_counts or min(worker_counts) < 1 or args.total < 1 or args.concurrency < 1:
         parser.error("--workers needs counts >= 1; --total and --concurrency must be positive")
+    if not 1 <= args.rounds <= args.total:
+        parser.error("--rounds must be between 1 and --total")
 
     run_id = secrets.token_hex(4)
     workdir = Path(tempfile.mkdtemp(prefix=f"executor-bench-tp-{run_id}-", dir="/tmp"))
@@ -766,9 +651,12 @@ def main() -> int:
     postgres = EmbeddedPostgres(workdir / "pg", port=free_port())
     redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
     client = docker.from_env()
-    engine = DockerEngine(threads=max(32, 2 * args.concurrency))
+    # The reference is stock docker-py, as a user writes it: not the service's tuned client.
+    engine = DockerEngine(threads=max(32, 2 * args.concurrency),
+                          client=docker.from_env(max_pool_size=max(32, 2 * args.concurrency)))
     ctx: Context | None = None
     results: list[Result] = []
+    rounds: list[list[Result]] = []
     started_at = datetime.datetime.now(datetime.UTC)
     try:
         image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
@@ -785,16 +673,22 @@ def main() -> int:
                       statements)
 
         print(f"executor throughput benchmark, {started_at:%Y-%m-%d %H:%M} UTC: {facts}", flush=True)
-        print(f"  raw docker-py: warming up ({args.warmup} runs)", flush=True)
-        raw_throughput(engine, image, run_id, args.concurrency, args.warmup)
-        print(f"  raw docker-py: measuring {args.total} runs from {args.concurrency} threads", flush=True)
-        results.append(raw_throughput(engine, image, run_id, args.concurrency, args.total))
-        wait_until_gone(client, f"{RAW_LABEL}={run_id}")
-        for index, workers in enumerate(worker_counts, start=1):
-            time.sleep(2.0)  # let the engine settle after the previous setup's removals
-            results.append(run_setup(ctx, workers, index))
-            for instance_id in ctx.instance_ids:
-                wait_until_gone(client, f"{INSTANCE_LABEL}={instance_id}")
+        index = 0
+        for round_number, size in enumerate(round_sizes(args.total, args.rounds), start=1):
+            print(f"round {round_number} of {args.rounds}: {size} timed executions per setup", flush=True)
+            print(f"  raw docker-py: warming up ({args.warmup} runs)", flush=True)
+            raw_throughput(engine, image, run_id, args.concurrency, args.warmup)
+            print(f"  raw docker-py: measuring {size} runs from {args.concurrency} threads", flush=True)
+            this_round = [raw_throughput(engine, image, run_id, args.concurrency, size)]
+            wait_until_gone(client, f"{RAW_LABEL}={run_id}")
+            for workers in worker_counts:
+                index += 1
+                time.sleep(2.0)  # let the engine settle after the previous setup's removals
+                this_round.append(run_setup(ctx, workers, index, size))
+                for instance_id in ctx.instance_ids:
+                    wait_until_gone(client, f"{INSTANCE_LABEL}={instance_id}")
+            rounds.append(this_round)
+        results = [merge(r.name, [this_round[i] for this_round in rounds]) for i, r in enumerate(rounds[0])]
         if args.recheck:
             time.sleep(2.0)
             print(f"  raw docker-py again: measuring {args.total} runs from {args.concurrency} threads", flush=True)
@@ -824,14 +718,17 @@ def main() -> int:
     pool = f"pool on (EXECUTOR_POOL_DEFAULT_MAX={pool_max(args)})" if args.pool else "pool off"
     print(f"\nthroughput: {args.total} timed executions per setup from {args.concurrency} concurrent clients "
           f"(busybox `cat`, same hardening); EXECUTOR_WORKER_CONCURRENCY={args.worker_concurrency} per worker, "
-          f"{pool}; fresh processes, database and Redis database for each setup, run in the order shown; "
-          f"{args.warmup} warm-up executions per setup not timed\n")
+          f"{pool}; {args.rounds} round(s), each running every setup in the order shown, each setup with "
+          f"fresh processes, database and Redis database; {args.warmup} warm-up executions per setup and round "
+          f"not timed; raw docker-py is stock docker-py (docker.from_env)\n")
     print("| setup         | executions | exec/s | vs raw docker-py | p50 ms  | p95 ms  | p99 ms  | lost "
           "| not COMPLETED |")
     print("|---------------|------------|--------|------------------|---------|---------|---------|------"
           "|---------------|")
     for result in results:
         print(table_row(result, reference))
+    if len(rounds) > 1:
+        print_rounds(rounds)
 
     failed = False
     print()

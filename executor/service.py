@@ -146,6 +146,7 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
         runtime.pool = ContainerPool(runtime, PoolConfig(
             enabled=settings.pool_enabled, max_containers=settings.pool_max_containers,
             max_memory_mb=settings.pool_max_memory_mb, idle_s=settings.pool_idle_s,
+            slots=settings.worker_concurrency,
         ))
         services.worker = Worker(db, queue, events, runtime, settings, finisher)
         await services.worker.start()

@@ -130,6 +130,8 @@ class CgroupMeter(Meter):
         self.root = root
         self.v2 = (root / "cgroup.controllers").exists()
         self._stuck: set[str] = set()  # parents found busy at release: retried at each release
+        self._hierarchies: list[Path] = []
+        self._controllers: dict[str, Path] = {}
 
     def cgroup_parent(self, instance_id: str) -> str:
         return f"/{_TOP}/{cgroup_name(instance_id)}/{uuid.uuid4().hex}"
@@ -139,15 +141,21 @@ class CgroupMeter(Meter):
         ones and a hybrid `unified` too, by their real names (`cpu` is often a link to `cpu,cpuacct`)."""
         if self.v2:
             return [self.root]
-        with contextlib.suppress(OSError):
-            return sorted({entry.resolve() for entry in self.root.iterdir() if entry.is_dir()})
-        return []
+        if not self._hierarchies:  # the mounts stay as they are while we run: listed once
+            with contextlib.suppress(OSError):
+                self._hierarchies = sorted({entry.resolve() for entry in self.root.iterdir() if entry.is_dir()})
+        return self._hierarchies
 
     def controller(self, name: str) -> Path | None:
         """The hierarchy of a controller; v1: `cpuacct`, `cpu,cpuacct`, `cpuacct,cpu`, …"""
         if self.v2:
             return self.root
-        return next((h for h in self.hierarchies() if name in h.name.split(",")), None)
+        if name not in self._controllers:
+            found = next((h for h in self.hierarchies() if name in h.name.split(",")), None)
+            if found is None:
+                return None
+            self._controllers[name] = found
+        return self._controllers[name]
 
     def _file(self, controller: str, parent: str, name: str) -> Path | None:
         hierarchy = self.controller(controller)

@@ -26,8 +26,8 @@ async def submit(request: web.Request) -> web.Response:
     executions = _executions(request)
     wait_s = query_number(request, "wait", 0, maximum=executions.settings.max_wait_s)
     submission = await executions.submit(principal(request), await read_json(request),
-                                         idempotency_key=request.headers.get("Idempotency-Key"))
-    record = await executions.wait_final(submission.record, wait_s)
+                                         idempotency_key=request.headers.get("Idempotency-Key"), watch=wait_s > 0)
+    record = await executions.wait_final(submission.record, wait_s, watch=submission.watch)
     headers = {**submission.headers, **_location(record)}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"

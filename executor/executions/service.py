@@ -59,6 +59,10 @@ from executor.webhooks.targets import check_url
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 100
+# While ?wait= waits: how often PostgreSQL is read again, with the event subscription unbroken
+# (a safety net only: a worker whose publish failed) and without it (an event may be lost).
+REREAD_S = 5.0
+LOST_EVENT_REREAD_S = 1.0
 
 
 class QueueUnavailable(Problem):
@@ -70,6 +74,16 @@ class Submission:
     record: ExecutionRecord
     replayed: bool  # an Idempotency-Key replay: the execution an earlier request created
     headers: dict[str, str]  # RateLimit fields
+    watch: Watch | None = None  # for wait_final: asked for with submit(watch=True), new executions only
+
+
+@dataclass
+class Watch:
+    """A waiter for an execution's end registered before its job was enqueued: while the
+    subscription of `generation` stays up, no end of it can have been missed."""
+
+    future: asyncio.Future[None]
+    generation: int
 
 
 def owner_of(principal: Principal) -> str:
@@ -91,9 +105,11 @@ class Executions:
         self.settings = settings
         self.finisher = finisher
 
-    async def submit(self, principal: Principal, body: Any, *, idempotency_key: str | None = None) -> Submission:
+    async def submit(self, principal: Principal, body: Any, *, idempotency_key: str | None = None,
+                     watch: bool = False) -> Submission:
         """Accept an execution: rate limits, version, input, then one transaction that claims the
-        idempotency key, checks the live cap, takes an entitlement use and inserts it PENDING."""
+        idempotency key, checks the live cap, takes an entitlement use and inserts it PENDING.
+        With `watch`, the answer carries a Watch for wait_final (a new execution's only)."""
         request = admission.parse_request(body)
         parties = admission.parties_of(principal, request)
         key = admission.check_idempotency_key(idempotency_key)
@@ -141,8 +157,14 @@ class Executions:
             if replay is None:  # only if the key expired in between
                 raise Conflict("the Idempotency-Key is in use by a request that has not finished; retry")
             return replay
-        await self._enqueue(record, agent)
-        return Submission(record, replayed=False, headers=rate_headers)
+        found = Watch(self.events.waiter(record.id), self.events.generation) if watch else None
+        try:
+            await self._enqueue(record, agent)
+        except BaseException:
+            if found is not None:
+                self.events.discard(record.id, found.future)
+            raise
+        return Submission(record, replayed=False, headers=rate_headers, watch=found)
 
     def _drain_estimate_s(self, depth: int) -> float:
         """A Retry-After for a full queue: the excess over what the workers run at once, at ~1 s
@@ -239,20 +261,35 @@ class Executions:
         stored = await execution_sql.get_stdin(self.db, record.id)
         return stored if stored is not None else encode_input(record.input)
 
-    async def wait_final(self, record: ExecutionRecord, timeout_s: float) -> ExecutionRecord:
-        """The record once final, or as it is after timeout_s."""
+    async def wait_final(self, record: ExecutionRecord, timeout_s: float, *,
+                         watch: Watch | None = None) -> ExecutionRecord:
+        """The record once final, or as it is after timeout_s. With the Watch of its submission,
+        the first read of PostgreSQL is skipped when it cannot tell anything new."""
         if record.status.is_final or timeout_s <= 0:
+            if watch is not None:
+                self.events.discard(record.id, watch.future)
             return record
         deadline = time.monotonic() + timeout_s
-        future = self.events.waiter(record.id)
+        future = watch.future if watch is not None else self.events.waiter(record.id)
+        # The waiter was there before the job, and no event came or was lost since: nothing ended.
+        read = watch is None or future.done() or not self.events.unbroken_since(watch.generation)
+        generation = watch.generation if watch is not None else self.events.generation
         try:
             while True:
-                current = await execution_sql.get(self.db, record.id)
+                if read:
+                    generation = self.events.generation
+                    current = await execution_sql.get(self.db, record.id)
+                else:
+                    current = record
+                read = True
                 remaining = deadline - time.monotonic()
                 if current is None or current.status.is_final or remaining <= 0:
                     return current or record
-                # Re-read PostgreSQL at least every second: an event can be lost.
-                await asyncio.wait([future], timeout=min(remaining, 1.0))
+                # A finish committed after that read publishes its event after its commit: with
+                # the subscription unbroken since before the read, the event comes. Otherwise
+                # (or if a worker's publish failed) PostgreSQL is read again soon.
+                unbroken = self.events.unbroken_since(generation)
+                await asyncio.wait([future], timeout=min(remaining, REREAD_S if unbroken else LOST_EVENT_REREAD_S))
                 if future.done():
                     future = self.events.waiter(record.id)
         finally:

@@ -5,7 +5,10 @@ status streams, which treat a final state as a change too) and "cancel this
 execution" (reaches the worker that runs it, whichever process that is).
 
 Pub/sub can drop a message when a connection blips; every waiter also
-re-reads PostgreSQL, so a lost event costs latency, never correctness.
+re-reads PostgreSQL, so a lost event costs latency, never correctness. A waiter
+whose subscription stayed up since its last read re-reads rarely (`unbroken_since`):
+while a subscriber's connection is up Redis delivers every message to it (a
+subscriber that falls behind is disconnected, which counts as a break).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Events:
         self._cancel_handlers: list[Callable[[uuid.UUID], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._subscribed = False
+        self.generation = 0  # one more at every (re)subscription
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="events-listener")
@@ -55,6 +60,11 @@ class Events:
     async def publish_state(self, execution_id: uuid.UUID, status: str) -> None:
         """A change that is not final (a final state is published with publish_finished)."""
         await self._redis.publish(STATE, f"{execution_id} {status}")
+
+    def unbroken_since(self, generation: int) -> bool:
+        """True while the subscription of that generation is still the one up: no message
+        published since it began can have been missed."""
+        return self._subscribed and self.generation == generation
 
     def waiter(self, execution_id: uuid.UUID) -> asyncio.Future[None]:
         """A future resolved when a FINISHED event for this id arrives; call discard() after use."""
@@ -82,15 +92,32 @@ class Events:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(FINISHED, CANCEL, STATE)
-                    self._ready.set()
                     async for message in pubsub.listen():
-                        if message["type"] == "message":
+                        if message["type"] == "subscribe" and message["data"] == 1:
+                            # The first confirmation of a subscription, ours or redis-py's own after
+                            # it reconnected: what was published while the connection was down is
+                            # lost, so every waiter reads PostgreSQL again now.
+                            self.generation += 1
+                            self._subscribed = True
+                            self._wake_all()
+                            self._ready.set()
+                        elif message["type"] == "message":
                             await self._dispatch(message["channel"], message["data"])
             except asyncio.CancelledError:
+                self._subscribed = False
                 raise
             except Exception:  # a Redis blip: resubscribe; waiters fall back to PostgreSQL
+                self._subscribed = False
+                self._wake_all()
                 log.exception("event listener lost its Redis connection; resubscribing")
                 await asyncio.sleep(0.5)
+
+    def _wake_all(self) -> None:
+        for waiters in (self._waiters, self._change_waiters):
+            for futures in waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
 
     async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from runtimes.base import TaskSpec
 from runtimes.pool import ContainerPool, PoolConfig, PoolKey, _Shelf
 from executor.settings import Limits
@@ -46,3 +48,22 @@ def test_target_is_rate_times_start_time_with_headroom_within_bounds() -> None:
     quiet = shelf_after([0.1] * 20)
     quiet.floor = quiet.ceiling = 0
     assert pool._target(quiet) == 0
+
+
+def test_refills_only_for_free_slots() -> None:
+    """A busy worker's tasks start cold: no container is pre-started while every slot runs a
+    task or awaits one already starting; idle pooled ones (maybe another agent's) take none."""
+    runtime = SimpleNamespace(running=0)
+    pool = ContainerPool(runtime=runtime, config=PoolConfig(slots=4))  # type: ignore[arg-type]
+    assert pool._free_slots() == 4
+    runtime.running = 3
+    assert pool._free_slots() == 1
+    shelf = pool._shelves[PoolKey.of(SPEC)] = shelf_after([])
+    shelf.idle.append(None)  # type: ignore[arg-type]
+    assert pool._free_slots() == 1
+    shelf.starting = 1
+    assert pool._free_slots() == 0
+    runtime.running = 4
+    assert pool._free_slots() < 0
+    unbounded = ContainerPool(runtime=runtime, config=PoolConfig())  # type: ignore[arg-type]
+    assert unbounded._free_slots() == float("inf")
