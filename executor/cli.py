@@ -232,7 +232,7 @@ async def _serve(settings: Settings, database_url: str, redis_url: str, *, annou
     from executor.service import start_services
 
     services = await start_services(settings, database_url=database_url, redis_url=redis_url,
-                                    run_worker=role != "api")
+                                    run_worker=role != "api", serve_api=role != "worker")
     runner: web.AppRunner | None = None
     try:
         new_operator_token = await tokens.ensure_bootstrap_operator(services.db, settings.bootstrap_token)

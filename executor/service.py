@@ -115,15 +115,17 @@ class Services:
             self.engine.close()
 
 
-async def start_services(settings: Settings, *, database_url: str, redis_url: str, run_worker: bool = True) -> Services:
-    """Connect, migrate, and start the worker half when asked."""
+async def start_services(settings: Settings, *, database_url: str, redis_url: str, run_worker: bool = True,
+                         serve_api: bool = True) -> Services:
+    """Connect, migrate, and start the worker half when asked. Without the API (`executor
+    worker`) nothing in the process waits for an execution's events."""
     faults.arm(settings.fault_points)
     db = await create_pool(database_url)
     await migrate(db)
     client = redis.Redis.from_url(redis_url)
     await _wait_for_redis(client)
     queue = JobQueue(client)
-    events = Events(client)
+    events = Events(client, waiters=serve_api)
     await events.start()
     signer = open_signer(settings)
     await signer.publish(db)

@@ -62,6 +62,7 @@ def _db_retry(within_s: float) -> AsyncRetrying:
 @dataclass
 class _Running:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: bool = False  # its end was written here: the ack announces it
 
 
 class Worker:
@@ -202,7 +203,9 @@ class Worker:
             with bind_execution(job.execution_id):
                 done = await self._run(job, running)
             if done:
-                await self.queue.ack(job.entry_id)
+                # The "finished" event goes in the ack's transaction: one round trip to Redis.
+                await self.queue.ack(job.entry_id,
+                                     publish=self.events.finished_message(job.execution_id) if running.finished else None)
         except Exception:
             log.exception("execution %s: job failed; left for another worker to reclaim", job.execution_id)
         finally:
@@ -254,9 +257,9 @@ class Worker:
             return True
         async for attempt in _db_retry(max(120.0, self.settings.job_visibility_s * 4)):
             with attempt:
-                await self.finisher.finish(record, outcome, from_status=Status.RUNNING, agent=agent,
-                                           worker=self.instance_id)
-        await self._publish(self.events.publish_finished(record.id))
+                finished = await self.finisher.finish(record, outcome, from_status=Status.RUNNING, agent=agent,
+                                                      worker=self.instance_id)
+        running.finished = finished is not None
         return True
 
     async def _execute(self, record: ExecutionRecord, stdin: bytes | None,

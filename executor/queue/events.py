@@ -29,8 +29,11 @@ STATE = "executor:state"  # "<execution id> <status>"
 
 
 class Events:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, waiters: bool = True) -> None:
+        """`waiters` False (a worker without the HTTP API): only cancels are listened for, so the
+        process does not read two messages per execution that nobody in it waits for."""
         self._redis = client
+        self._channels = (FINISHED, CANCEL, STATE) if waiters else (CANCEL,)
         self._waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
         self._change_waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
         self._cancel_handlers: list[Callable[[uuid.UUID], Awaitable[None]]] = []
@@ -52,7 +55,12 @@ class Events:
         self._cancel_handlers.append(handler)
 
     async def publish_finished(self, execution_id: uuid.UUID) -> None:
-        await self._redis.publish(FINISHED, str(execution_id))
+        await self._redis.publish(*self.finished_message(execution_id))
+
+    @staticmethod
+    def finished_message(execution_id: uuid.UUID) -> tuple[str, str]:
+        """(channel, message) of publish_finished, for a caller that sends it in a transaction of its own."""
+        return FINISHED, str(execution_id)
 
     async def publish_cancel(self, execution_id: uuid.UUID) -> None:
         await self._redis.publish(CANCEL, str(execution_id))
@@ -91,7 +99,7 @@ class Events:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(FINISHED, CANCEL, STATE)
+                    await pubsub.subscribe(*self._channels)
                     async for message in pubsub.listen():
                         if message["type"] == "subscribe" and message["data"] == 1:
                             # The first confirmation of a subscription, ours or redis-py's own after

@@ -118,8 +118,12 @@ class JobQueue:
         the worker re-enqueues from PostgreSQL whatever is still PENDING)."""
         return int(await self._redis.xgroup_delconsumer(self.stream, self.group, consumer))
 
-    async def ack(self, entry_id: str) -> None:
+    async def ack(self, entry_id: str, *, publish: tuple[str, str] | None = None) -> None:
+        """Done with a job: acknowledged and deleted, and `publish` (channel, message) sent in
+        the same transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream, self.group, entry_id)
             pipe.xdel(self.stream, entry_id)
+            if publish is not None:
+                pipe.publish(*publish)
             await pipe.execute()
