@@ -1,7 +1,7 @@
 """Sustained throughput of executor with 1 and 2 worker processes against raw docker-py, in one run.
 
     .venv/bin/python bench/throughput.py [--total 2000] [--concurrency 32] [--workers 1,2] [--rounds 4]
-                                         [--worker-concurrency 8] [--pool | --no-pool]
+                                         [--worker-concurrency 8 | --engine-slots 8] [--pool | --no-pool]
 
 It starts its own durable PostgreSQL and Redis and, for each worker count N, fresh
 processes: one `executor api` and N `executor worker` (each its own instance id,
@@ -17,6 +17,10 @@ TOTAL is split into ROUNDS; each round runs, in order:
                   docker-py (`docker.from_env()`, not the service's tuned client)
   1 worker        fresh processes, a new database, a new Redis database
   2 workers       the same, fresh again (pools and caches start alike)
+
+Each worker runs WORKER_CONCURRENCY tasks at once (8: what saturates this 2-core host's
+engine), so 2 workers run 16 on the one engine; `--engine-slots 8` shares 8 out among the
+workers instead (2 x 4).
 
 so that the machine's drift (raw docker-py alone moved by 25% within an hour here) falls on
 every setup alike. A setup's result is its rounds together: all its executions over all
@@ -87,6 +91,7 @@ from runtimes.images import build_images  # noqa: E402
 WAIT_S = 60  # ?wait= of each request (EXECUTOR_MAX_WAIT_S is 60)
 FINAL_DEADLINE_S = 300.0  # an execution not final this long after its submission counts as lost
 RAW_LABEL = "org.executor.bench"  # on the raw docker-py containers, so that leftovers can be swept
+POOL_MAX = 8  # EXECUTOR_POOL_DEFAULT_MAX: the shipped default
 PGSTAT_SETTLE_S = 11.0  # PostgreSQL flushes an idle backend's table counters within 10 s
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -466,15 +471,23 @@ class Context:
     instance_ids: list[str] = field(default_factory=list)  # of every worker started
 
 
-def service_env(ctx: Context, database_url: str, redis_url: str) -> dict[str, str]:
+def worker_concurrency(args: argparse.Namespace, workers: int) -> int:
+    """EXECUTOR_WORKER_CONCURRENCY of each of `workers` processes: --worker-concurrency, or with
+    --engine-slots those shared out (workers on one engine share its capacity)."""
+    if args.engine_slots is not None:
+        return max(1, args.engine_slots // workers)
+    return args.worker_concurrency
+
+
+def service_env(ctx: Context, database_url: str, redis_url: str, workers: int) -> dict[str, str]:
     args = ctx.args
-    wc = args.worker_concurrency
+    wc = worker_concurrency(args, workers)
     return {
         "EXECUTOR_DATABASE_URL": database_url, "EXECUTOR_REDIS_URL": redis_url, "EXECUTOR_BOOTSTRAP_TOKEN": ctx.token,
         "EXECUTOR_WORKER_CONCURRENCY": str(wc), "EXECUTOR_DOCKER_THREADS": str(max(32, 2 * wc)),
         "EXECUTOR_POOL_ENABLED": str(args.pool).lower(),
         # A shelf may hold as many as the worker runs at once (its own sizing rule picks less).
-        "EXECUTOR_POOL_DEFAULT_MAX": str(pool_max(args)), "EXECUTOR_POOL_MAX_CONTAINERS": str(max(32, wc)),
+        "EXECUTOR_POOL_DEFAULT_MAX": str(POOL_MAX), "EXECUTOR_POOL_MAX_CONTAINERS": str(max(32, wc)),
         "EXECUTOR_POOL_MAX_MEMORY_MB": str(max(4096, 2 * wc * LIMITS.memory_mb)),
         # Nothing refused: no rate limit (0: off), no live cap, a queue deeper than the run.
         "EXECUTOR_USER_RATE_PER_S": "0", "EXECUTOR_SERVICE_RATE_PER_S": "0", "EXECUTOR_MAX_LIVE_PER_USER": "0",
@@ -484,12 +497,8 @@ def service_env(ctx: Context, database_url: str, redis_url: str) -> dict[str, st
     }
 
 
-def pool_max(args: argparse.Namespace) -> int:
-    return max(8, args.worker_concurrency)
-
-
 def start_setup(ctx: Context, workers: int, database_url: str, redis_url: str) -> tuple[Process, list[Process]]:
-    env = service_env(ctx, database_url, redis_url)
+    env = service_env(ctx, database_url, redis_url, workers)
     setup_dir = ctx.workdir / f"w{workers}"
 
     def start(role: str, name: str) -> Process:
@@ -626,6 +635,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker process counts, comma-separated")
     parser.add_argument("--worker-concurrency", type=int, default=8,
                         help="EXECUTOR_WORKER_CONCURRENCY of each worker process")
+    parser.add_argument("--engine-slots", type=int, default=None,
+                        help="instead: tasks the workers together run at once on the one engine, shared out"
+                             " among them (8 saturate this 2-core host's engine)")
     parser.add_argument("--pool", action=argparse.BooleanOptionalAction, default=True,
                         help="pre-started containers (EXECUTOR_POOL_ENABLED)")
     parser.add_argument("--metering", default="auto", choices=["auto", "cgroup", "stats", "off"],
@@ -715,9 +727,10 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     reference = results[0].rate
-    pool = f"pool on (EXECUTOR_POOL_DEFAULT_MAX={pool_max(args)})" if args.pool else "pool off"
+    pool = f"pool on (EXECUTOR_POOL_DEFAULT_MAX={POOL_MAX})" if args.pool else "pool off"
+    slots = ", ".join(f"{w} x {worker_concurrency(args, w)}" for w in worker_counts)
     print(f"\nthroughput: {args.total} timed executions per setup from {args.concurrency} concurrent clients "
-          f"(busybox `cat`, same hardening); EXECUTOR_WORKER_CONCURRENCY={args.worker_concurrency} per worker, "
+          f"(busybox `cat`, same hardening); workers x EXECUTOR_WORKER_CONCURRENCY: {slots}, "
           f"{pool}; {args.rounds} round(s), each running every setup in the order shown, each setup with "
           f"fresh processes, database and Redis database; {args.warmup} warm-up executions per setup and round "
           f"not timed; raw docker-py is stock docker-py (docker.from_env)\n")
