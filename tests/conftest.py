@@ -166,10 +166,18 @@ async def serving(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name:
                   **settings: str) -> AsyncIterator[tuple[ServiceProcess, "Api"]]:
     """A service of a test's own (see make_service), started, with an operator client; stopped after."""
     svc = make_service(postgres, redis_server, name, **settings)
+    async with started(svc) as api:
+        yield svc, api
+
+
+@contextlib.asynccontextmanager
+async def started(svc: ServiceProcess) -> AsyncIterator["Api"]:
+    """`svc` started, with an operator client; stopped after (a stop or restart the test made
+    itself is fine). For a service the test sets up further before its start."""
     svc.start()
     try:
         async with aiohttp.ClientSession() as session:
-            yield svc, Api(session, svc.base_url, svc.operator_token)
+            yield Api(session, svc.base_url, svc.operator_token)
     finally:
         svc.stop()
 

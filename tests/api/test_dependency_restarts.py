@@ -22,7 +22,7 @@ from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from runtimes.base import EXECUTION_LABEL
 from runtimes.images import build_images
 from tests.api.conftest import wait_for
-from tests.conftest import Api, ServiceProcess, make_service, private_tmpdir
+from tests.conftest import Api, make_service, private_tmpdir, serving, started
 
 
 async def _ready(api: Api) -> dict:
@@ -66,12 +66,9 @@ async def test_a_redis_restart_during_runs_loses_no_execution(postgres, images) 
     base = private_tmpdir("executor-test-redis-restart-")
     redis_server = EmbeddedRedis(base, port=free_port(), durable=False)
     redis_server.start()
-    svc: ServiceProcess = make_service(postgres, redis_server, "redis_restart", worker_concurrency="2",
-                                       pool_enabled="false", job_visibility_s="2")
-    svc.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, svc.base_url, svc.operator_token)
+        async with serving(postgres, redis_server, "redis_restart", worker_concurrency="2",
+                           pool_enabled="false", job_visibility_s="2") as (svc, api):
             agent_id = await api.register(["sh", "-c", "sleep 2; cat"])
             ids = await _submit(api, agent_id, 6)  # 2 run, 4 wait in the stream
             await asyncio.sleep(0.5)
@@ -86,9 +83,8 @@ async def test_a_redis_restart_during_runs_loses_no_execution(postgres, images) 
             assert (await _ready(api))["status"] == "ready"
             ids += await _submit(api, agent_id, 1)  # and it takes work again
             await wait_for(lambda: _all_final(api, ids), timeout=60)
-        await _check_once_each(svc.env["EXECUTOR_DATABASE_URL"], ids)
+            await _check_once_each(svc.env["EXECUTOR_DATABASE_URL"], ids)
     finally:
-        svc.stop()
         redis_server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
@@ -97,12 +93,9 @@ async def test_a_postgresql_restart_during_runs_loses_no_execution(redis_server,
     base = private_tmpdir("executor-test-pg-restart-")
     server = EmbeddedPostgres(base, port=free_port(), durable=False)
     server.start()
-    svc = make_service(server, redis_server, "pg_restart", redis_db="13", worker_concurrency="2",
-                       pool_enabled="false")
-    svc.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, svc.base_url, svc.operator_token)
+        async with serving(server, redis_server, "pg_restart", redis_db="13", worker_concurrency="2",
+                           pool_enabled="false") as (svc, api):
             agent_id = await api.register(["sh", "-c", "sleep 2; cat"])
             ids = await _submit(api, agent_id, 4)
             await asyncio.sleep(0.5)
@@ -114,9 +107,8 @@ async def test_a_postgresql_restart_during_runs_loses_no_execution(redis_server,
             records = await wait_for(lambda: _all_final(api, ids), timeout=120)
             assert [r["status"] for r in records] == ["COMPLETED"] * 4, records
             assert (await _ready(api))["status"] == "ready"
-        await _check_once_each(svc.env["EXECUTOR_DATABASE_URL"], ids)
+            await _check_once_each(svc.env["EXECUTOR_DATABASE_URL"], ids)
     finally:
-        svc.stop()
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
@@ -181,31 +173,26 @@ async def test_a_docker_engine_restart_during_runs_loses_no_execution(postgres, 
         svc = make_service(postgres, redis_server, "engine_restart", redis_db="14", worker_concurrency="2",
                            pool_enabled="false", job_visibility_s="2")
         svc.env["DOCKER_HOST"] = engine.host
-        svc.start()
-        try:
-            async with aiohttp.ClientSession() as session:
-                api = Api(session, svc.base_url, svc.operator_token)
-                agent_id = await api.register(["sh", "-c", "sleep 3; cat"])
-                ids = await _submit(api, agent_id, 4)  # 2 run when the engine goes, 2 wait
-                await wait_for(lambda: _running(client, 2))
-                engine.stop()  # kills the 2 running tasks' containers
-                down = await wait_for(lambda: _down(api, "docker"))
-                assert down["checks"]["postgresql"] == "ok" and down["checks"]["redis"] == "ok"
-                await asyncio.sleep(2)
-                engine.start()
-                records = await wait_for(lambda: _all_final(api, ids), timeout=120)
-                cut = [r for r in records if r["status"] == "FAILED"]
-                # The ones the restart cut off end as platform_error with the reason; those
-                # that had not started then run once the engine is back.
-                assert all(r["error"]["type"] == "platform_error" for r in cut), cut
-                assert len(cut) <= 2 and sum(r["status"] == "COMPLETED" for r in records) >= 2, records
-                assert all(r["cost"] is None or r["cost"]["amount"] == 0 for r in cut)
-                assert (await _ready(api))["status"] == "ready"
-                # The cut-off tasks' containers (left by the failed removals) are swept.
-                await wait_for(lambda: _no_containers(client), timeout=60)
+        async with started(svc) as api:
+            agent_id = await api.register(["sh", "-c", "sleep 3; cat"])
+            ids = await _submit(api, agent_id, 4)  # 2 run when the engine goes, 2 wait
+            await wait_for(lambda: _running(client, 2))
+            engine.stop()  # kills the 2 running tasks' containers
+            down = await wait_for(lambda: _down(api, "docker"))
+            assert down["checks"]["postgresql"] == "ok" and down["checks"]["redis"] == "ok"
+            await asyncio.sleep(2)
+            engine.start()
+            records = await wait_for(lambda: _all_final(api, ids), timeout=120)
+            cut = [r for r in records if r["status"] == "FAILED"]
+            # The ones the restart cut off end as platform_error with the reason; those
+            # that had not started then run once the engine is back.
+            assert all(r["error"]["type"] == "platform_error" for r in cut), cut
+            assert len(cut) <= 2 and sum(r["status"] == "COMPLETED" for r in records) >= 2, records
+            assert all(r["cost"] is None or r["cost"]["amount"] == 0 for r in cut)
+            assert (await _ready(api))["status"] == "ready"
+            # The cut-off tasks' containers (left by the failed removals) are swept.
+            await wait_for(lambda: _no_containers(client), timeout=60)
             await _check_once_each(svc.env["EXECUTOR_DATABASE_URL"], ids)
-        finally:
-            svc.stop()
         assert client.containers.list(all=True, sparse=True) == []
         client.close()
     finally:

@@ -7,10 +7,8 @@ import os
 import subprocess
 import sys
 
-import aiohttp
-
 from tests.api.test_execution_lifecycle import HARDENING_PROBE, assert_hardened
-from tests.conftest import REPO, Api, make_service, pooled_containers, wait_for_pooled, wait_until_running
+from tests.conftest import REPO, pooled_containers, serving, wait_for_pooled, wait_until_running
 
 LEAVE_TRACES = r"""
 cat > /dev/null
@@ -122,21 +120,15 @@ async def test_a_busy_worker_pre_starts_nothing(postgres, redis_server, images, 
     """With its one slot taken, the worker pre-starts no container (no task could take it before
     this one ends, and its start would compete with the task); once the slot is free, the agent's
     floor is pre-started again."""
-    svc = make_service(postgres, redis_server, "busy_pool", redis_db="12", worker_concurrency="1")
-    svc.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, svc.base_url, svc.operator_token)
-            command = ["sh", "-c", "sleep 3; cat"]
-            agent_id = await api.register(command)
-            status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {"n": 1}})
-            assert status == 202, record
-            await wait_until_running(docker_client, record["id"])
-            for _ in range(15):  # 1.5 s of the task's 3 s: three of the pool's ticks, and nothing starts
-                assert pooled_containers(docker_client, svc.instance_id, command) == []
-                await asyncio.sleep(0.1)
-            status, final, _ = await api.get(f"/v1/executions/{record['id']}?wait=30")
-            assert final["status"] == "COMPLETED" and final["output"] == {"n": 1}, final
-            await wait_for_pooled(docker_client, svc.instance_id, command)
-    finally:
-        svc.stop()
+    async with serving(postgres, redis_server, "busy_pool", redis_db="12", worker_concurrency="1") as (svc, api):
+        command = ["sh", "-c", "sleep 3; cat"]
+        agent_id = await api.register(command)
+        status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {"n": 1}})
+        assert status == 202, record
+        await wait_until_running(docker_client, record["id"])
+        for _ in range(15):  # 1.5 s of the task's 3 s: three of the pool's ticks, and nothing starts
+            assert pooled_containers(docker_client, svc.instance_id, command) == []
+            await asyncio.sleep(0.1)
+        status, final, _ = await api.get(f"/v1/executions/{record['id']}?wait=30")
+        assert final["status"] == "COMPLETED" and final["output"] == {"n": 1}, final
+        await wait_for_pooled(docker_client, svc.instance_id, command)

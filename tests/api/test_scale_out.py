@@ -13,7 +13,7 @@ import docker
 
 from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
 from tests.api.conftest import final_record, wait_for
-from tests.conftest import Api, listed_containers, make_service, wait_until_running
+from tests.conftest import Api, listed_containers, make_service, serving, started, wait_until_running
 
 PROBLEM = "urn:executor:problem:"
 
@@ -63,38 +63,30 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_on_another(
 
 
 async def test_past_the_queue_bound_submissions_get_503_with_retry_after(postgres, redis_server, images) -> None:
-    svc = make_service(postgres, redis_server, "backpressure", redis_db="12", max_queue_depth="3",
-                       worker_concurrency="1", pool_enabled="false")
-    svc.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, svc.base_url, svc.operator_token)
-            agent_id = await api.register(["sh", "-c", "sleep 1; cat"])
-            accepted = []
-            for i in range(3):
-                status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {"i": i}})
-                assert status == 202, record
-                accepted.append(record["id"])
-            status, problem, headers = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
-            assert status == 503 and problem["type"] == PROBLEM + "queue_full", problem
-            assert 1 <= int(headers["Retry-After"]) <= 30
-            for execution_id in accepted:  # nothing accepted is lost, and the bound frees as they end
-                status, record, _ = await api.get(f"/v1/executions/{execution_id}?wait=30")
-                assert record["status"] == "COMPLETED"
-            status, record, _ = await api.post("/v1/executions?wait=30", json={"agent_id": agent_id, "input": {}})
-            assert status == 201 and record["status"] == "COMPLETED"
-    finally:
-        svc.stop()
+    async with serving(postgres, redis_server, "backpressure", redis_db="12", max_queue_depth="3",
+                       worker_concurrency="1", pool_enabled="false") as (_, api):
+        agent_id = await api.register(["sh", "-c", "sleep 1; cat"])
+        accepted = []
+        for i in range(3):
+            status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {"i": i}})
+            assert status == 202, record
+            accepted.append(record["id"])
+        status, problem, headers = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
+        assert status == 503 and problem["type"] == PROBLEM + "queue_full", problem
+        assert 1 <= int(headers["Retry-After"]) <= 30
+        for execution_id in accepted:  # nothing accepted is lost, and the bound frees as they end
+            status, record, _ = await api.get(f"/v1/executions/{execution_id}?wait=30")
+            assert record["status"] == "COMPLETED"
+        status, record, _ = await api.post("/v1/executions?wait=30", json={"agent_id": agent_id, "input": {}})
+        assert status == 201 and record["status"] == "COMPLETED"
 
 
 async def test_a_worker_runs_only_what_fits_its_memory_budget(postgres, redis_server, images) -> None:
     svc = make_service(postgres, redis_server, "memory", redis_db="12", worker_memory_mb="100",
                        worker_concurrency="4", pool_enabled="false")
-    svc.start()
     db = await asyncpg.connect(svc.env["EXECUTOR_DATABASE_URL"])
     try:
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, svc.base_url, svc.operator_token)
+        async with started(svc) as api:
             agent_id = await api.register(["sh", "-c", "sleep 0.5; cat"], limits={"memory_mb": 64})
             ids = []
             for _ in range(4):
@@ -112,7 +104,6 @@ async def test_a_worker_runs_only_what_fits_its_memory_budget(postgres, redis_se
             assert await db.fetchval("SELECT count(*) FROM executions WHERE status = 'COMPLETED'") == 4
     finally:
         await db.close()
-        svc.stop()
 
 
 async def test_no_leftover_containers_of_these_tests(docker_client: docker.DockerClient) -> None:
