@@ -148,7 +148,7 @@ def _merge_costs(weighted: list[tuple[Costs, int]]) -> Costs:
     total = sum(n for _, n in weighted)
     costs = Costs()
     for f in fields(Costs):
-        if f.type == "float":
+        if isinstance(getattr(costs, f.name), float):  # the per-execution figures
             setattr(costs, f.name, sum(getattr(c, f.name) * n for c, n in weighted) / total)
     statements: dict[str, list[float]] = {}
     for c, n in weighted:
