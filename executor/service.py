@@ -112,7 +112,7 @@ class Services:
         await self.redis.aclose()
         await self.db.close()
         if self.engine:
-            self.engine.close()
+            await self.engine.aclose()
 
 
 async def start_services(settings: Settings, *, database_url: str, redis_url: str, run_worker: bool = True,

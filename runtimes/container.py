@@ -1,4 +1,5 @@
-"""Container agents: one fresh, hardened container per task, through docker-py.
+"""Container agents: one fresh, hardened container per task. docker-py builds its
+configuration; its lifecycle calls go over the engine's socket (runtimes/engine_socket.py).
 
 The task's input goes to its stdin over the attach socket (attached before
 start, so no output is lost), then stdin is closed; stdout and stderr come
@@ -74,7 +75,7 @@ class LiveContainer:
     """A started container whose stdin, stdout and stderr we hold over the attach socket."""
 
     id: str
-    attached: Any  # docker-py's SocketIO; it shares the descriptor of `raw`
+    attached: Any  # docker-py's SocketIO when it made the attach (it shares `raw`'s descriptor), or None
     raw: socket.socket
     pooled: bool = False
     cgroup_parent: str | None = None  # the meter's per-container parent; released after removal
@@ -92,7 +93,8 @@ class LiveContainer:
 
     def close(self) -> None:
         _hang_up(self.raw)
-        self.attached.close()
+        if self.attached is not None:
+            self.attached.close()
 
 
 class LaunchError(Exception):
@@ -135,11 +137,9 @@ class ContainerRuntime:
 
     async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
         """Create, attach (before start, so no output is lost) and start a hardened container."""
-        api = self.engine.api
         parent = self.meter.cgroup_parent(self.instance_id) if self.meter else None
         try:
-            created = await self.engine.call(
-                api.create_container,
+            container_id = await self.engine.create_container(
                 image=spec.image,
                 command=spec.command,
                 user=TASK_USER,
@@ -151,16 +151,12 @@ class ContainerRuntime:
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             self._release(parent)  # the engine refused or is unreachable: nothing of the task ran
             raise LaunchError(f"could not create the container: {exc}", exc) from exc
-        container_id = created["Id"]
         try:
-            attached = await self.engine.call(
-                api.attach_socket, container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-            raw: socket.socket = attached._sock  # the unix socket under docker-py's SocketIO wrapper
+            raw, attached = await self.engine.attach(container_id)
             raw.setblocking(False)
             live = LiveContainer(container_id, attached, raw, cgroup_parent=parent)
             try:
-                await self.engine.call(api.start, container_id)
+                await self.engine.start(container_id)
             except BaseException:
                 live.close()
                 raise
@@ -267,7 +263,7 @@ class ContainerRuntime:
         if termination is None and exit_code != 0:
             # OOMKilled is set when the kernel killed any process of the container
             # at its memory limit, whatever exit code the main process reported.
-            state = (await self.engine.call_retrying(self.engine.api.inspect_container, live.id))["State"]
+            state = (await self.engine.inspect_container(live.id))["State"]
             if state.get("OOMKilled"):
                 termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
         if termination is Termination.OUTPUT_TOO_LARGE:
@@ -291,7 +287,7 @@ class ContainerRuntime:
     async def _wait(self, container_id: str, timeout_s: float) -> int | None:
         """The exit code, or None when the container did not exit within timeout_s."""
         try:
-            result = await asyncio.wait_for(self.engine.call(self.engine.api.wait, container_id), timeout_s)
+            result = await asyncio.wait_for(self.engine.wait(container_id), timeout_s)
         except asyncio.TimeoutError:
             return None
         return result.get("StatusCode")
@@ -299,12 +295,12 @@ class ContainerRuntime:
     async def _kill(self, container_id: str) -> None:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError, requests.exceptions.ConnectionError):
             # 409 "is not running" is fine: it is already down; an engine that is away killed it.
-            await self.engine.call_retrying(self.engine.api.kill, container_id)
+            await self.engine.kill(container_id)
 
     async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None:
         """Remove a container, then its meter's parent cgroup (runc already removed the leaf)."""
         try:
-            await self.engine.call_retrying(self.engine.api.remove_container, container_id, force=True)
+            await self.engine.remove_container(container_id)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:

@@ -1,15 +1,23 @@
-"""The service's engine client against the real engine: one keep-alive pool for the socket."""
+"""The service's engine client against the real engine: one keep-alive pool for docker-py's
+calls, and a task's lifecycle calls over the socket on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
+import requests.exceptions
 from docker.transport.unixconn import UnixHTTPConnection
 
+from executor.settings import Limits
+from runtimes.base import INSTANCE_LABEL, TaskSpec, Termination
+from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
+from tests.conftest import listed_containers
 
 
 @pytest.fixture
@@ -61,6 +69,73 @@ def test_a_client_given_is_used_as_it_is() -> None:
     client = docker.from_env(max_pool_size=4)
     engine = DockerEngine(threads=4, client=client)
     try:
-        assert engine.api is client.api and client.api.trust_env is True
+        assert engine.api is client.api and client.api.trust_env is True and engine.socket is None
     finally:
         engine.close()
+
+
+# A task's lifecycle over the socket (runtimes/engine_socket.py), and through docker-py when
+# the engine is not on a unix socket this process opened.
+
+def _spec(image: str, command: list[str], stdin: bytes = b"") -> TaskSpec:
+    return TaskSpec(execution_id=f"engine-{uuid.uuid4().hex[:8]}", image=image, command=command, stdin=stdin,
+                    limits=Limits(memory_mb=64, cpus=0.5, pids=16, timeout_s=20.0),
+                    max_output_bytes=1 << 20, max_log_bytes=1 << 20, tmpfs_mb=4)
+
+
+@pytest.fixture(scope="module")
+def busybox(images: dict[str, str]) -> str:
+    return images["busybox"]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["socket", "docker-py"])
+async def test_a_task_runs_over_either_path(busybox: str, docker_client: docker.DockerClient, direct: bool) -> None:
+    engine = DockerEngine(threads=4) if direct else DockerEngine(threads=4, client=docker.from_env())
+    assert (engine.socket is not None) is direct
+    runtime = ContainerRuntime(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}")
+    try:
+        # Output written at once after the start, on both streams: none of it is lost, and
+        # nothing of the attach answer's head is taken for a frame.
+        script = "echo out; echo err >&2; cat; exit 3"
+        result = await runtime.run(_spec(busybox, ["sh", "-c", script], b"the input"), asyncio.Event())
+        assert (result.termination, result.exit_code) == (Termination.EXITED, 3)
+        assert (result.stdout, result.stderr) == (b"out\nthe input", b"err\n")
+        await runtime.drain()
+        assert listed_containers(docker_client, label=f"{INSTANCE_LABEL}={runtime.instance_id}") == []
+    finally:
+        await engine.aclose()
+
+
+async def test_the_socket_answers_with_docker_py_errors(busybox: str, docker_client: docker.DockerClient) -> None:
+    engine = DockerEngine(threads=4)
+    try:
+        missing = uuid.uuid4().hex
+        for call in (engine.start, engine.wait, engine.kill, engine.inspect_container, engine.attach):
+            with pytest.raises(docker.errors.NotFound):
+                await call(missing)
+        with pytest.raises(docker.errors.ImageNotFound):
+            await engine.create_container(image=f"executor/none:{missing[:12]}", command=["true"])
+        with pytest.raises(docker.errors.APIError) as refused:  # a 400 from the engine, as docker-py gives it
+            await engine.create_container(image=busybox, command=["true"], host_config={"Memory": 1024})
+        assert refused.value.status_code == 400 and refused.value.explanation
+        with pytest.raises(docker.errors.NotFound):
+            await engine.remove_container(missing)
+    finally:
+        await engine.aclose()
+
+
+async def test_an_engine_away_is_a_connection_error(busybox: str, tmp_path: Path) -> None:
+    """What the runtime reads as "unreachable" (LaunchError.kind), as with docker-py."""
+    engine = DockerEngine(threads=4)
+    assert engine.socket is not None
+    engine.socket.path = str(tmp_path / "no-engine.sock")
+    runtime = ContainerRuntime(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}",
+                               default_oci_runtime="runc")
+    try:
+        for call in (engine.start, engine.attach):
+            with pytest.raises(requests.exceptions.ConnectionError):
+                await call(uuid.uuid4().hex)
+        result = await runtime.run(_spec(busybox, ["true"]), asyncio.Event())
+        assert result.termination is Termination.PLATFORM_ERROR and result.launch_failure == "unreachable"
+    finally:
+        await engine.aclose()

@@ -50,11 +50,11 @@ WORKLOADS = {  # name: (command for the cgroup meter, command for the stats mete
 }
 
 
-@pytest.fixture(scope="module")
-def engine() -> Any:
+@pytest.fixture
+async def engine() -> Any:
     engine = DockerEngine(threads=8)
     yield engine
-    engine.close()
+    await engine.aclose()
 
 
 @pytest.fixture(scope="module")
