@@ -1,6 +1,6 @@
 """Sustained throughput of executor with 1 and 2 worker processes against raw docker-py, in one run.
 
-    .venv/bin/python bench/throughput.py [--total 2000] [--concurrency 32] [--workers 1,2] [--rounds 4]
+    .venv/bin/python bench/throughput.py [--total 2000] [--concurrency 32] [--workers 1,2] [--rounds 6]
                                          [--worker-concurrency 8 | --engine-slots 8] [--pool | --no-pool]
 
 It starts its own durable PostgreSQL and Redis and, for each worker count N, fresh
@@ -10,7 +10,7 @@ state directory and port; the same database and Redis), registers a trivial agen
 CONCURRENCY closed-loop aiohttp clients, each `POST /v1/executions?wait=60` (then
 `GET …?wait=60` until final), timed from the submission to the final record.
 
-TOTAL is split into ROUNDS; each round runs, in order:
+TOTAL is split into ROUNDS, each running every setup:
 
   raw docker-py   the same hardened create / attach / start / write stdin / read / wait /
                   remove as bench/latency.py, from CONCURRENCY threads, through stock
@@ -18,13 +18,16 @@ TOTAL is split into ROUNDS; each round runs, in order:
   1 worker        fresh processes, a new database, a new Redis database
   2 workers       the same, fresh again (pools and caches start alike)
 
+so that the machine's drift (raw docker-py alone moved by 25% within an hour here) falls on
+every setup alike. Each round starts one setup later than the one before (raw, 1, 2; then
+1, 2, raw; then 2, raw, 1; ...), so that every setup runs first, second and last equally
+often over 6 rounds: what builds up within a round falls on every setup alike too. A
+setup's result is its rounds together: all its executions over all its timed seconds; the
+ratio of each round is printed too.
+
 Each worker runs WORKER_CONCURRENCY tasks at once (8: what saturates this 2-core host's
 engine), so 2 workers run 16 on the one engine; `--engine-slots 8` shares 8 out among the
 workers instead (2 x 4).
-
-so that the machine's drift (raw docker-py alone moved by 25% within an hour here) falls on
-every setup alike. A setup's result is its rounds together: all its executions over all
-its timed seconds; the ratio of each round is printed too.
 
 Each setup first runs WARMUP executions at the same concurrency, not timed. After its
 clients return, PostgreSQL is read directly: every accepted execution must be final, with
@@ -644,9 +647,9 @@ def main() -> int:
                         help="EXECUTOR_METERING of the workers (off: what metering costs)")
     parser.add_argument("--recheck", action="store_true",
                         help="measure raw docker-py again after the last setup (how much the machine drifted)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="split TOTAL into this many rounds of every setup in turn, so that the machine's"
-                             " drift over the run falls on every setup alike")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="split TOTAL into this many rounds of every setup, each round starting one setup"
+                             " later, so that the machine's drift over the run falls on every setup alike")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed executions per setup (default: 2 x concurrency)")
     args = parser.parse_args()
@@ -686,20 +689,29 @@ def main() -> int:
 
         print(f"executor throughput benchmark, {started_at:%Y-%m-%d %H:%M} UTC: {facts}", flush=True)
         index = 0
+        setups: list[int | None] = [None, *worker_counts]  # None: raw docker-py
         for round_number, size in enumerate(round_sizes(args.total, args.rounds), start=1):
+            # Each round starts one setup later: every setup runs first, second, ... alike, so that
+            # what builds up within a round (the engine's state, dying memory cgroups) is shared out.
+            shift = (round_number - 1) % len(setups)
+            order = setups[shift:] + setups[:shift]
             print(f"round {round_number} of {args.rounds}: {size} timed executions per setup", flush=True)
-            print(f"  raw docker-py: warming up ({args.warmup} runs)", flush=True)
-            raw_throughput(engine, image, run_id, args.concurrency, args.warmup)
-            print(f"  raw docker-py: measuring {size} runs from {args.concurrency} threads", flush=True)
-            this_round = [raw_throughput(engine, image, run_id, args.concurrency, size)]
-            wait_until_gone(client, f"{RAW_LABEL}={run_id}")
-            for workers in worker_counts:
+            measured: dict[int | None, Result] = {}
+            for position, workers in enumerate(order):
+                if position:
+                    time.sleep(2.0)  # let the engine settle after the previous setup's removals
+                if workers is None:
+                    print(f"  raw docker-py: warming up ({args.warmup} runs)", flush=True)
+                    raw_throughput(engine, image, run_id, args.concurrency, args.warmup)
+                    print(f"  raw docker-py: measuring {size} runs from {args.concurrency} threads", flush=True)
+                    measured[None] = raw_throughput(engine, image, run_id, args.concurrency, size)
+                    wait_until_gone(client, f"{RAW_LABEL}={run_id}")
+                    continue
                 index += 1
-                time.sleep(2.0)  # let the engine settle after the previous setup's removals
-                this_round.append(run_setup(ctx, workers, index, size))
+                measured[workers] = run_setup(ctx, workers, index, size)
                 for instance_id in ctx.instance_ids:
                     wait_until_gone(client, f"{INSTANCE_LABEL}={instance_id}")
-            rounds.append(this_round)
+            rounds.append([measured[setup] for setup in setups])
         results = [merge(r.name, [this_round[i] for this_round in rounds]) for i, r in enumerate(rounds[0])]
         if args.recheck:
             time.sleep(2.0)
@@ -731,7 +743,8 @@ def main() -> int:
     slots = ", ".join(f"{w} x {worker_concurrency(args, w)}" for w in worker_counts)
     print(f"\nthroughput: {args.total} timed executions per setup from {args.concurrency} concurrent clients "
           f"(busybox `cat`, same hardening); workers x EXECUTOR_WORKER_CONCURRENCY: {slots}, "
-          f"{pool}; {args.rounds} round(s), each running every setup in the order shown, each setup with "
+          f"{pool}; {args.rounds} round(s), each running every setup, each round starting one setup later, "
+          f"each setup with "
           f"fresh processes, database and Redis database; {args.warmup} warm-up executions per setup and round "
           f"not timed; raw docker-py is stock docker-py (docker.from_env)\n")
     print("| setup         | executions | exec/s | vs raw docker-py | p50 ms  | p95 ms  | p99 ms  | lost "
