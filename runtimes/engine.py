@@ -1,6 +1,7 @@
 """The Docker engine as the rest of the runtimes see it: one docker-py client
 and a bounded thread pool, so that blocking docker-py calls never run on the
-event loop."""
+event loop; and, for an engine on a local unix socket, a task's lifecycle calls
+made on the event loop over that socket (runtimes/engine_socket.py)."""
 
 from __future__ import annotations
 
