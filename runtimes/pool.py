@@ -226,8 +226,9 @@ class ContainerPool:
             future.cancel()
             return None
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.result() is not None:
-                await self._discard(future.result())  # handed over to a task that is gone
+            handed = future.result() if future.done() and not future.cancelled() else None
+            if handed is not None:
+                await self._discard(handed)  # handed over to a task that is gone
             raise
         finally:
             if future in shelf.waiters:
