@@ -81,24 +81,24 @@ class EngineSocket:
         return str(created["Id"])
 
     async def start(self, container_id: str) -> None:
-        await self._request("POST", f"/containers/{quote(container_id, safe='')}/start")
+        await self._request("POST", _container(container_id, "/start"))
 
     async def wait(self, container_id: str) -> dict[str, Any]:
         """Until the container exits: no timeout of its own, the caller bounds it."""
         result: dict[str, Any] = await self._request(
-            "POST", f"/containers/{quote(container_id, safe='')}/wait", timeout_s=None
+            "POST", _container(container_id, "/wait"), timeout_s=None
         )
         return result
 
     async def kill(self, container_id: str) -> None:
-        await self._request("POST", f"/containers/{quote(container_id, safe='')}/kill")
+        await self._request("POST", _container(container_id, "/kill"))
 
     async def remove_container(self, container_id: str, *, force: bool = True) -> None:
-        await self._request("DELETE", f"/containers/{quote(container_id, safe='')}",
+        await self._request("DELETE", _container(container_id),
                             params={"force": "1" if force else "0"})
 
     async def inspect_container(self, container_id: str) -> dict[str, Any]:
-        info: dict[str, Any] = await self._request("GET", f"/containers/{quote(container_id, safe='')}/json")
+        info: dict[str, Any] = await self._request("GET", _container(container_id, "/json"))
         return info
 
     async def attach(self, container_id: str) -> socket.socket:
@@ -107,7 +107,7 @@ class EngineSocket:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
-        path = f"{self._prefix}/containers/{quote(container_id, safe='')}/attach?stdin=1&stdout=1&stderr=1&stream=1"
+        path = f"{self._prefix}{_container(container_id, '/attach')}?stdin=1&stdout=1&stderr=1&stream=1"
         request = (f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
                    "Content-Length: 0\r\n\r\n").encode()
         try:
@@ -134,6 +134,11 @@ class EngineSocket:
             sock.close()
             raise
         return sock
+
+
+def _container(container_id: str, action: str = "") -> str:
+    """A container's path in the API: only the engine's own id goes in, quoted all the same."""
+    return f"/containers/{quote(container_id, safe='')}{action}"
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
