@@ -531,7 +531,8 @@ def run_setup(ctx: Context, workers: int, index: int, total: int) -> Result:
     database_url = ctx.postgres.create_database(database)
     admin = ctx.postgres.dsn
     redis_url = f"{ctx.redis_base}/{1 + (index - 1) % 15}"  # db 0 is left alone; a reused one is flushed
-    redis.Redis.from_url(redis_url).flushdb()
+    with redis.Redis.from_url(redis_url) as fresh:
+        fresh.flushdb()
     api, worker_processes = start_setup(ctx, workers, database_url, redis_url)
     started = [api, *worker_processes]
     try:
