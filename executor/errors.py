@@ -19,6 +19,7 @@
         ├── LimitExceeded           422 limit_exceeded    (a limit above the operator's maximum)
         ├── ImageNotFound           422 image_not_found
         ├── ModuleInvalid           422 module_invalid    (an uploaded WASM module is refused)
+        ├── RuntimeUnavailable      422 runtime_unavailable (an OCI runtime not allowed or not on the engine)
         ├── AttestationInvalid      422 attestation_invalid (a witness signature that does not hold)
         ├── IdempotencyKeyReused    422 idempotency_key_reused (the same key with another body)
         ├── RateLimited             429 rate_limited (Retry-After, RateLimit headers)
@@ -114,6 +115,10 @@ class ImageNotFound(Problem):
 
 class ModuleInvalid(Problem):
     slug, status, title = "module_invalid", 422, "The WebAssembly module is refused"
+
+
+class RuntimeUnavailable(Problem):
+    slug, status, title = "runtime_unavailable", 422, "The OCI runtime is not allowed or not on the engine"
 
 
 class ReceiptUnavailable(Problem):

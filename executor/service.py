@@ -65,6 +65,13 @@ class Services:
             raise RuntimeError("resolving images needs a Docker engine in this process")
         return await self.engine.image_id(reference)
 
+    async def engine_runtimes(self) -> set[str]:
+        """The OCI runtimes registered with this process's engine (docker info)."""
+        if self.engine is None:
+            raise RuntimeError("listing OCI runtimes needs a Docker engine in this process")
+        info = await self.engine.call_retrying(self.engine.api.info)
+        return set(info.get("Runtimes") or {})
+
     async def check_dependencies(self) -> dict[str, bool]:
         async def postgres() -> bool:
             return await self.db.fetchval("SELECT 1") == 1

@@ -6,6 +6,7 @@ Nothing below `cli.py` reads `os.environ`: the settings are passed down.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Mapping
@@ -66,6 +67,7 @@ class Settings:
     wasm_max_fuel: int = 10**12
     tmpfs_mb: int = 16
     max_wait_s: float = 60.0
+    schema_budget_ms: float = 2000.0  # checking one input or output against its schema; past it, refused
 
     worker_concurrency: int = 16
     worker_memory_mb: int = 0  # the sum of the memory limits of the tasks a worker runs at once; 0: no budget
@@ -75,7 +77,10 @@ class Settings:
     max_queue_depth: int = 10000  # jobs accepted and not yet finished; past it, 503 with Retry-After
     fault_points: str | None = None  # tests and drills only: executor/faults.py
     docker_threads: int = 32
-    oci_runtime: str | None = None  # e.g. "runsc"; None = the engine's default
+    # OCI runtimes (docs/security.md): the default for agents that ask for none (None: the engine's
+    # default), and the comma-separated set an agent version may ask for (unset: only the default).
+    oci_runtime: str | None = None  # e.g. "runsc"
+    oci_runtimes: str | None = None  # e.g. "runc,runsc"
     register_examples: bool = True
     debian_mirror: str = "http://deb.debian.org/debian"  # for debootstrap of the Debian base image
 
@@ -126,6 +131,13 @@ class Settings:
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.state_dir / "signing-keys.json"
+
+    @property
+    def allowed_oci_runtimes(self) -> tuple[str, ...]:
+        """The runtimes an agent version may ask for: EXECUTOR_OCI_RUNTIMES, else the default alone."""
+        if self.oci_runtimes is not None:
+            return tuple(name.strip() for name in self.oci_runtimes.split(",") if name.strip())
+        return (self.oci_runtime,) if self.oci_runtime else ()
 
 
 def _persistent_instance_id(state_dir: Path) -> str:
@@ -204,6 +216,8 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_LOG_FORMAT must be json or text")
     if settings.metering not in ("auto", "cgroup", "stats", "off"):
         raise ConfigurationError("EXECUTOR_METERING must be auto, cgroup, stats or off")
+    if settings.schema_budget_ms <= 0:
+        raise ConfigurationError("EXECUTOR_SCHEMA_BUDGET_MS must be positive")
     if settings.log_head_interval_s <= 0:
         raise ConfigurationError("EXECUTOR_LOG_HEAD_INTERVAL_S must be positive")
     if min(settings.user_rate_per_s, settings.service_rate_per_s) < 0 or min(settings.user_burst, settings.service_burst) < 1:
@@ -215,6 +229,7 @@ def _check(settings: Settings) -> None:
     if settings.job_visibility_s < 1 or settings.max_attempts < 1 or settings.max_queue_depth < 1:
         raise ConfigurationError("EXECUTOR_JOB_VISIBILITY_S must be >= 1, EXECUTOR_MAX_ATTEMPTS and"
                                  " EXECUTOR_MAX_QUEUE_DEPTH >= 1")
+    _check_oci_runtimes(settings)
     try:
         faults.parse(settings.fault_points)
     except ValueError as exc:
@@ -223,3 +238,15 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_WORKER_MEMORY_MB must be >= 0 (0: no budget)")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")
+
+
+_RUNTIME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_oci_runtimes(settings: Settings) -> None:
+    allowed = settings.allowed_oci_runtimes
+    for name in (*allowed, *([settings.oci_runtime] if settings.oci_runtime else [])):
+        if not _RUNTIME_NAME.match(name):
+            raise ConfigurationError(f"OCI runtime name {name!r}: letters, digits, _ . - only")
+    if settings.oci_runtimes is not None and settings.oci_runtime and settings.oci_runtime not in allowed:
+        raise ConfigurationError("EXECUTOR_OCI_RUNTIME must be one of EXECUTOR_OCI_RUNTIMES")

@@ -33,6 +33,8 @@ class TaskSpec:
     # The agent's bounds on pre-started containers (see runtimes/pool.py).
     pool_min: int = 1
     pool_max: int = 8
+    # Whose bounds those are (the agent version): identical containers are shared, settings are not.
+    pool_owner: str | None = None
 
 
 class Termination(str, enum.Enum):
@@ -54,6 +56,7 @@ class TaskUsage:
     cpu_ns: int | None = None
     peak_memory_bytes: int | None = None
     method: str | None = None  # "cgroup" or "stats"; None when not measured
+    oom_kills: int | None = None  # kernel kills at its memory limit (runtimes/oom.py); None: unknown here
 
 
 @dataclass(frozen=True)

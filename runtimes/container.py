@@ -38,10 +38,13 @@ _READ_CHUNK = 64 * 1024
 _KILL_GRACE_S = 10.0
 
 
-def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent: str | None = None) -> dict[str, Any]:
+def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent: str | None = None,
+                         memory_headroom: int = 0) -> dict[str, Any]:
     """The whole hardening baseline of DESIGN.md; tenants cannot opt out of any of it.
-    `cgroup_parent` is the meter's (runtimes/metering.py): it only places the cgroup."""
-    memory = f"{spec.limits.memory_mb}m"
+    `cgroup_parent` is the meter's (runtimes/metering.py): it places the cgroup, and when the
+    parent enforces the task's memory limit itself (runtimes/oom.py), the engine's limit is a
+    backstop `memory_headroom` bytes above it."""
+    memory = spec.limits.memory_mb * 2**20 + memory_headroom
     tmpfs_bytes = spec.tmpfs_mb * 1024 * 1024
     options: dict[str, Any] = dict(
         network_mode="none",
@@ -50,7 +53,13 @@ def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent:
         nano_cpus=int(spec.limits.cpus * 1e9),
         pids_limit=spec.limits.pids,  # never 0: docker-py would drop it
         read_only=True,
-        tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={spec.tmpfs_mb}m"},
+        # The capped /tmp is the one writable mount. IPC mode "none": a private IPC namespace
+        # and no /dev/shm (runc and runsc); the engine still mounts a writable mqueue at
+        # /dev/mqueue (runc), so an empty read-only tmpfs takes its place (a mount of ours at
+        # the same path replaces the engine's default one).
+        ipc_mode="none",
+        tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={spec.tmpfs_mb}m",
+               "/dev/mqueue": "ro,noexec,nosuid,nodev,size=4k,mode=0555"},
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],  # and the engine's default seccomp profile
         privileged=False,
@@ -138,6 +147,7 @@ class ContainerRuntime:
     async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
         """Create, attach (before start, so no output is lost) and start a hardened container."""
         parent = self.meter.cgroup_parent(self.instance_id) if self.meter else None
+        headroom = self.meter.enforce_memory(parent, spec.limits.memory_mb * 2**20) if self.meter and parent else 0
         try:
             container_id = await self.engine.create_container(
                 image=spec.image,
@@ -146,7 +156,7 @@ class ContainerRuntime:
                 stdin_open=True,
                 network_disabled=True,  # with network_mode none: only `lo`, and a faster start
                 labels={INSTANCE_LABEL: self.instance_id, **labels},
-                host_config=hardened_host_config(self.engine, spec, cgroup_parent=parent),
+                host_config=hardened_host_config(self.engine, spec, cgroup_parent=parent, memory_headroom=headroom),
             )
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             self._release(parent)  # the engine refused or is unreachable: nothing of the task ran
@@ -260,12 +270,9 @@ class ContainerRuntime:
         finished_at = datetime.now(timezone.utc)
         usage = await self._finish_metering(metering, live.id)
         detail = ""
-        if termination is None and exit_code != 0:
-            # OOMKilled is set when the kernel killed any process of the container
-            # at its memory limit, whatever exit code the main process reported.
-            state = (await self.engine.inspect_container(live.id))["State"]
-            if state.get("OOMKilled"):
-                termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
+        # Only a task that ended by itself: one we killed (timeout, cancel, caps) keeps that reason.
+        if termination is None and exit_code != 0 and await self._oom_killed(live.id, usage):
+            termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
         if termination is Termination.OUTPUT_TOO_LARGE:
             cap = spec.max_output_bytes if demux.overflowed == "stdout" else spec.max_log_bytes
             detail = f"{demux.overflowed} went past its cap of {cap} bytes"
@@ -283,6 +290,16 @@ class ContainerRuntime:
             pooled=live.pooled,
             usage=usage,
         )
+
+    async def _oom_killed(self, container_id: str, usage: TaskUsage) -> bool:
+        """Whether the kernel killed any process of the container at its memory limit, whatever
+        exit code the main process reported. The task's cgroup counter first: it cannot race
+        (runtimes/oom.py). The engine's OOMKilled flag may lag or never come, so it only ever adds
+        a yes (an OOM in the container's own cgroup; the only source without a cgroup meter)."""
+        if usage.oom_kills:
+            return True
+        state = (await self.engine.inspect_container(container_id))["State"]
+        return bool(state.get("OOMKilled"))
 
     async def _wait(self, container_id: str, timeout_s: float) -> int | None:
         """The exit code, or None when the container did not exit within timeout_s."""

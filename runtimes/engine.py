@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, TypeVar
@@ -20,6 +21,20 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from runtimes.engine_socket import EngineSocket
 
 T = TypeVar("T")
+
+# What an image reference may be (the distribution reference grammar: [host[:port]/]path[:tag]
+# [@digest]), or an image id, full or short. docker-py puts a reference into the URL path
+# unquoted ("/" and ".." included), so nothing else is ever sent: "/" would ask for the image
+# list, "x/../../containers/…" for another endpoint.
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?/)?"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+    rf"|(?:sha256:)?[0-9a-f]{{12,64}}")
+
+
+def is_image_reference(reference: str) -> bool:
+    return len(reference) <= 512 and _IMAGE_REFERENCE.fullmatch(reference) is not None
 
 
 def _transient(exc: BaseException) -> bool:
@@ -142,13 +157,16 @@ class DockerEngine:
         return bool(await self.call(self.api.ping))
 
     async def image_id(self, reference: str) -> str | None:
-        """The content-addressed id of a local image, or None when the engine lacks it."""
+        """The content-addressed id of a local image, or None when the engine lacks it (or
+        refuses the reference as malformed: no image can have that name)."""
+        if not is_image_reference(reference):
+            return None
         try:
             info = await self.call(self.api.inspect_image, reference)
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
-            if exc.status_code == 404:
+            if exc.status_code in (400, 404):
                 return None
             raise
         return info["Id"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runtimes.base import TaskUsage
+from runtimes.oom import OomWatch
 
 if TYPE_CHECKING:
     from runtimes.container import LiveContainer
@@ -64,6 +65,11 @@ class Meter:
 
     def cgroup_parent(self, instance_id: str) -> str | None:
         return None
+
+    def enforce_memory(self, cgroup_parent: str, memory_bytes: int) -> int:
+        """Before the container's creation: set up what tells its OOM kills apart (runtimes/oom.py).
+        Returns how far above the task's limit the engine's own must be (0: it is the limit)."""
+        return 0
 
     async def begin(self, engine: DockerEngine, live: LiveContainer) -> Metering:
         raise NotImplementedError
@@ -107,12 +113,14 @@ class _CgroupMetering:
                 with contextlib.suppress(OSError):
                     peak = _int(os.pread(self.peak_fd, 64, 0))
             peak = peak if peak is not None else _int(_read(self.meter.peak_file(self.parent)))
+            # Since the container's creation, not its claim: only the agent ever ran in it.
+            oom_kills = self.meter.oom.kills(self.parent)
         finally:
             self.abandon()
         if cpu is None and peak is None:
             log.warning("metering: no figures under %s (is the engine on this cgroup tree?)", self.parent)
-            return TaskUsage()
-        return TaskUsage(cpu_ns=cpu, peak_memory_bytes=peak, method="cgroup")
+            return TaskUsage(oom_kills=oom_kills)
+        return TaskUsage(cpu_ns=cpu, peak_memory_bytes=peak, method="cgroup", oom_kills=oom_kills)
 
     def abandon(self) -> None:
         if self.peak_fd is not None:
@@ -132,9 +140,20 @@ class CgroupMeter(Meter):
         self._stuck: set[str] = set()  # parents found busy at release: retried at each release
         self._hierarchies: list[Path] = []
         self._controllers: dict[str, Path] = {}
+        self._oom: OomWatch | None = None
+
+    @property
+    def oom(self) -> OomWatch:
+        """The OOM kills under this meter's parents (made at first use: the tree is there by then)."""
+        if self._oom is None:
+            self._oom = OomWatch(self.controller("memory"), v2=self.v2)
+        return self._oom
 
     def cgroup_parent(self, instance_id: str) -> str:
         return f"/{_TOP}/{cgroup_name(instance_id)}/{uuid.uuid4().hex}"
+
+    def enforce_memory(self, cgroup_parent: str, memory_bytes: int) -> int:
+        return self.oom.arm(cgroup_parent, memory_bytes)
 
     def hierarchies(self) -> list[Path]:
         """Where runc creates the parent: v2, the one tree; v1, every mount under the root, named
@@ -202,6 +221,7 @@ class CgroupMeter(Meter):
 
     def release(self, cgroup_parent: str | None) -> None:
         if cgroup_parent is not None:
+            self.oom.disarm(cgroup_parent)
             self._stuck.add(cgroup_parent)
         for parent in list(self._stuck):
             # A list, not a generator: every hierarchy is tried, even after a busy one.

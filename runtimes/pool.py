@@ -6,22 +6,26 @@ of anyone's yet. A task claims one (never two tasks per container: after its
 one use it is removed), and everything else is as for a cold start.
 
 Containers are shelved by what fixes them at creation: image id, command,
-limits, OCI runtime and /tmp size. Each shelf follows demand:
+limits, OCI runtime and /tmp size, so agents that run exactly the same share a
+shelf; each of them (each agent version: TaskSpec.pool_owner) keeps its own
+demand and bounds on it. Each owner wants
 
-    target = ceil(arrival rate × container start time × 2)
+    ceil(its arrival rate × container start time × 2)
 
-(the rate from a moving average of the gaps between arrivals, the start time
-a moving average of measured refills) between the agent's floor and ceiling,
-within a global cap on pooled containers and on their memory, and never for
-more than the worker's free slots (a busy worker's tasks start cold: see
-PoolConfig.slots). Between bursts
-a shelf keeps what the last burst needed; without demand for `idle_s` it is
-emptied.
+(the rate from a moving average of the gaps between its arrivals, the start time
+a moving average of measured refills) between its own floor and ceiling; a shelf
+keeps the sum of its owners' wants (runtimes/pool_sizing.py says why), within a
+global cap on pooled containers and on their memory (shelves idle for a while give
+way to shelves with demand), and never for more than the worker's free slots (a
+busy worker's tasks start cold: see PoolConfig.slots). Between bursts an owner
+keeps what its last burst needed; without demand for `idle_s` it keeps nothing.
+An owner whose max is 0 never takes a pre-started container, even from a shelf
+that others keep full.
 
 An agent that does not wait for its input would run its code before any task
 claimed it, on nobody's account: every idle container's CPU time is sampled
-each second, and a container that keeps burning CPU while unclaimed gets its
-agent's shelf closed (cold starts only) for a while.
+each second, and a container that keeps burning CPU while unclaimed (past a
+warm-up budget of CPU time) gets its shelf closed (cold starts only) for a while.
 """
 
 from __future__ import annotations
@@ -39,14 +43,16 @@ import docker.errors
 from runtimes.base import POOL_LABEL, TaskSpec
 from runtimes.container import ContainerRuntime, LaunchError, LiveContainer
 from runtimes.metering import CgroupMeter
+from runtimes.pool_sizing import Demand, eviction_order, retire_idle, target
 
 log = logging.getLogger(__name__)
 
-_HEADROOM = 2.0  # bursts: keep twice what the average rate needs
-_BURST_GAP_S = 1.0  # arrivals further apart than this belong to different bursts
 _FAILURE_PAUSE_S = 30.0
 _BUSY_CPU_SHARE = 0.10  # an idle container using more than this of a core is not waiting for input...
-_BUSY_STRIKES = 4  # ...for this many samples in a row, half a second apart (a short warm-up is fine)
+_BUSY_STRIKES = 4  # ...for this many samples in a row, half a second apart (a short warm-up is fine)...
+# ...once it has used this much CPU unclaimed: a warm-up is judged by its CPU time, not its wall time,
+# which a loaded host stretches (a 1 s warm-up then looks busy for 2 s and more).
+_WARM_UP_CPU_NS = 2_000_000_000
 _TICK_S = 0.5
 _QUIET_SAMPLE_S = 5.0  # a container that has proven quiet is sampled less often
 # No container waits in the pool longer than this (it is replaced): a runtime's own
@@ -104,29 +110,25 @@ class _Idle:
 class _Shelf:
     key: PoolKey
     template: TaskSpec
-    floor: int
-    ceiling: int
+    # Each owner's (agent version's) demand and bounds: identical containers, separate settings.
+    demands: dict[str | None, Demand] = field(default_factory=dict)
     idle: deque[_Idle] = field(default_factory=deque)
     starting: int = 0
     # Tasks that found the shelf empty while containers were starting for it: each
     # takes the next one that starts, rather than starting one more (see claim).
     waiters: deque[asyncio.Future[LiveContainer | None]] = field(default_factory=deque)
-    gap_s: float | None = None  # moving average of the time between arrivals
-    last_demand: float = 0.0
     paused_until: float = 0.0
 
-    def arrive(self, now: float) -> None:
-        gap = now - self.last_demand if self.last_demand else None
-        # A lull between bursts says nothing about the next burst's rate, and the floor
-        # covers slow, steady demand: only gaps inside a burst move the average.
-        if gap is not None and gap <= _BURST_GAP_S:
-            self.gap_s = gap if self.gap_s is None else 0.7 * self.gap_s + 0.3 * gap
-        self.last_demand = now
+    def arrive(self, spec: TaskSpec, now: float) -> None:
+        demand = self.demands.get(spec.pool_owner)
+        if demand is None:
+            demand = self.demands[spec.pool_owner] = Demand(spec.pool_min, spec.pool_max)
+        demand.floor, demand.ceiling = spec.pool_min, spec.pool_max
+        demand.arrive(now)
 
-    def rate(self) -> float:
-        # Between bursts the shelf keeps what the last one needed; a shelf without
-        # any demand for idle_s is emptied.
-        return 0.0 if self.gap_s is None else 1.0 / max(self.gap_s, 1e-3)
+    @property
+    def last_demand(self) -> float:
+        return max((demand.last_demand for demand in self.demands.values()), default=0.0)
 
 
 @dataclass
@@ -181,14 +183,15 @@ class ContainerPool:
 
     async def claim(self, spec: TaskSpec) -> LiveContainer | None:
         """A healthy pre-started container for this task, or None (then start one cold)."""
-        if not self.config.enabled:
+        if not self.config.enabled or spec.pool_max <= 0:
+            # Its agent's pool is off: cold, even when a shelf of identical containers is full
+            # (another agent's), and no demand of its own.
             return None
         key = PoolKey.of(spec)
         shelf = self._shelves.get(key)
         if shelf is None:
-            shelf = self._shelves[key] = _Shelf(key, spec, spec.pool_min, spec.pool_max)
-        shelf.floor, shelf.ceiling = spec.pool_min, spec.pool_max
-        shelf.arrive(time.monotonic())
+            shelf = self._shelves[key] = _Shelf(key, spec)
+        shelf.arrive(spec, time.monotonic())
         self._wake.set()
         live = await self._take_healthy(shelf) or await self._await_starting(shelf)
         if live is None:
@@ -220,7 +223,7 @@ class ContainerPool:
         shelf.waiters.append(future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout=self.stats.start_s * 1.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if future.done() and future.result() is not None:
                 return future.result()  # handed over just as the wait ended
             future.cancel()
@@ -248,8 +251,7 @@ class ContainerPool:
             self.runtime.remove_later(live.id, live.cgroup_parent)
 
     def _target(self, shelf: _Shelf) -> int:
-        wanted = math.ceil(shelf.rate() * self.stats.start_s * _HEADROOM)
-        return max(shelf.floor, min(shelf.ceiling, wanted))
+        return target(shelf.demands.values(), self.stats.start_s)
 
     def _room(self, memory_mb: int) -> bool:
         count = sum(len(s.idle) + s.starting for s in self._shelves.values())
@@ -268,7 +270,7 @@ class ContainerPool:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=_TICK_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -283,7 +285,8 @@ class ContainerPool:
         await self._sample_cpu()
         now = time.monotonic()
         for key, shelf in list(self._shelves.items()):
-            if now - shelf.last_demand > self.config.idle_s:
+            retire_idle(shelf.demands, now, self.config.idle_s)
+            if not shelf.demands:
                 while shelf.idle:
                     await self._discard(shelf.idle.popleft().live)
                 if shelf.starting == 0:
@@ -294,12 +297,23 @@ class ContainerPool:
             if now < shelf.paused_until:
                 continue
             deficit = self._target(shelf) - len(shelf.idle) - shelf.starting
-            while deficit > 0 and self._room(key.memory_mb) and self._free_slots() > 0:
+            while deficit > 0 and self._free_slots() > 0 and await self._make_room(shelf, now):
                 shelf.starting += 1
                 deficit -= 1
                 task = asyncio.create_task(self._fill(shelf))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    async def _make_room(self, shelf: _Shelf, now: float) -> bool:
+        """Room under the global caps for one more of `shelf`'s containers: at the caps, idle
+        containers of the least recently used shelves that have been idle a while go first."""
+        while not self._room(shelf.key.memory_mb):
+            others = [s for s in self._shelves.values() if s is not shelf and s.idle]
+            order = eviction_order(((s.last_demand, i) for i, s in enumerate(others)), shelf.last_demand, now)
+            if not order:
+                return False
+            await self._discard(others[order[0]].idle.popleft().live)
+        return True
 
     def _hand_over(self, shelf: _Shelf, live: LiveContainer) -> None:
         """A new container goes to the first task waiting for it, else onto the shelf."""
@@ -323,7 +337,9 @@ class ContainerPool:
                     # must never be left blocked on output nobody reads.
                     await self._close_shelf(shelf, ("writes output" if state else "exits") + " before any input")
                     break
-                interval = _TICK_S * 0.9 if idle.samples < _BUSY_STRIKES + 1 else _QUIET_SAMPLE_S
+                # Quiet once proven so; a busy one is followed closely until its warm-up budget is spent.
+                proven = idle.samples >= _BUSY_STRIKES + 1 and idle.strikes == 0
+                interval = _QUIET_SAMPLE_S if proven else _TICK_S * 0.9
                 if now - idle.sampled_at >= interval:
                     due.append((shelf, idle))
         samples = await asyncio.gather(*(self._cpu_ns(idle.live) for _, idle in due))
@@ -336,7 +352,7 @@ class ContainerPool:
                 idle.strikes = idle.strikes + 1 if share > _BUSY_CPU_SHARE else 0
             idle.cpu_ns, idle.sampled_at = cpu_ns, sampled_at
             idle.samples += 1
-            if idle.strikes >= _BUSY_STRIKES:
+            if idle.strikes >= _BUSY_STRIKES and cpu_ns >= _WARM_UP_CPU_NS:
                 await self._close_shelf(shelf, "keeps using CPU before any input")
 
     async def _cpu_ns(self, live: LiveContainer) -> int | None:
@@ -350,7 +366,7 @@ class ContainerPool:
         try:
             stats = await asyncio.wait_for(engine.call(engine.api.stats, live.id, stream=False, one_shot=True), 2.0)
             return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
-        except (asyncio.TimeoutError, docker.errors.DockerException, KeyError, TypeError, ValueError):
+        except (TimeoutError, docker.errors.DockerException, KeyError, TypeError, ValueError):
             return None
 
     async def _close_shelf(self, shelf: _Shelf, why: str) -> None:

@@ -6,6 +6,11 @@ sides must agree exactly: a `.cwasm` compiled with other engine flags (fuel,
 epoch interruption, threads, collector) is refused at run time with exit 1.
 So the flags live here, once, for both.
 
+The machine code targets a stated CPU baseline (x86-64-v2), not the CPU of the
+host that compiles: wasmtime refuses a `.cwasm` that uses a feature the running
+CPU lacks, and gVisor's guest, like another worker host, offers fewer features
+than the API host (docs/wasm.md has the measured cost).
+
 A WASM task runs in the same hardened container as every task, from a
 per-agent-version image `FROM` the runtime image holding /agent/agent.cwasm;
 `classify` reads what wasmtime says about how it ended.
@@ -14,6 +19,8 @@ per-agent-version image `FROM` the runtime image holding /agent/agent.cwasm;
 from __future__ import annotations
 
 import io
+import platform
+import re
 import tarfile
 from dataclasses import replace
 
@@ -27,14 +34,46 @@ from runtimes.engine import DockerEngine
 RUNTIME_VERSION = "wasmtime 49.0.3"
 CWASM_PATH = "/agent/agent.cwasm"
 
+# Per machine architecture: the target triple and the Cranelift preset that name the CPU
+# features every `.cwasm` may use. x86-64-v2 (SSE3 to SSE4.2, POPCNT, CMPXCHG16B) is on every
+# x86-64 server since 2009 and in gVisor's guest; aarch64's preset-less target is ARMv8.0
+# (not tested here: the runtime image is built for x86-64).
+CPU_BASELINES = {
+    "x86_64": ("x86_64-unknown-linux-gnu", "x86-64-v2"),
+    "aarch64": ("aarch64-unknown-linux-gnu", None),
+}
+# Baked into each agent image's labels, so an image compiled otherwise can be told apart.
+TARGET_LABEL = "org.executor.wasm-target"
 
-def engine() -> wasmtime.Engine:
+
+def cpu_baseline() -> tuple[str, str | None]:
+    """(target triple, Cranelift preset) of this machine's architecture."""
+    machine = platform.machine().lower()
+    found = CPU_BASELINES.get({"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine))
+    if found is None:
+        raise RuntimeError(f"no WASM CPU baseline for the {machine} architecture")
+    return found
+
+
+def target_name() -> str:
+    triple, preset = cpu_baseline()
+    return f"{triple}+{preset}" if preset else triple
+
+
+def engine(*, native: bool = False, preset: str | None = None) -> wasmtime.Engine:
     """The engine every module is compiled with: fuel and epochs on (every run passes
-    both a fuel budget and a timeout), wasm threads off (wasmtime-min has none)."""
+    both a fuel budget and a timeout), wasm threads off (wasmtime-min has none), machine
+    code for the CPU baseline. Benchmarks only: `native=True` uses this host's own CPU
+    features, `preset` another Cranelift preset (an unknown name aborts the process)."""
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
     config.wasm_threads = False
+    if not native:
+        triple, baseline = cpu_baseline()
+        config.target = triple  # an explicit target: no inference of the host's CPU features
+        if preset or baseline:
+            config.cranelift_flag_enable(preset or baseline)
     return wasmtime.Engine(config)
 
 
@@ -44,6 +83,16 @@ def precompile(wasm: bytes, compiler: wasmtime.Engine | None = None) -> bytes:
     if not wasm.startswith(b"\0asm"):
         raise ValueError("not a WebAssembly binary module")
     return wasmtime.Module(compiler or engine(), bytearray(wasm)).serialize()
+
+
+# In the artifact's engine section, each Cranelift ISA flag is (length, name, 2 = bool, value).
+_ISA_FLAG = re.compile(rb"([\x01-\x40])(has_[a-z0-9_]+)\x02\x01")
+
+
+def cpu_features(cwasm: bytes) -> frozenset[str]:
+    """The CPU features (Cranelift `has_*` flags) a `.cwasm` of ours requires of the host that
+    runs it; wasmtime refuses to load it where one is missing. Only for artifacts we compiled."""
+    return frozenset(m.group(2).decode() for m in _ISA_FLAG.finditer(cwasm) if m.group(1)[0] == len(m.group(2)))
 
 
 def run_arguments(*, fuel: int, timeout_s: float, max_memory_bytes: int) -> list[str]:
@@ -101,7 +150,7 @@ async def bake_image(engine: DockerEngine, base: str, cwasm: bytes, *, tag: str,
 
     def build() -> str:
         image, _ = engine.client.images.build(fileobj=context, custom_context=True, rm=True, pull=False,
-                                              tag=tag, labels=labels)
+                                              tag=tag, labels={**labels, TARGET_LABEL: target_name()})
         return image.id
 
     try:

@@ -34,6 +34,7 @@ class AgentVersion:
     pricing: Pricing | None = None  # None: free
     status: str = "published"  # published → deprecated → withdrawn (VERSION_STATUSES)
     status_changed_at: datetime | None = None
+    runtime: str | None = None  # the OCI runtime it asked for; None: the operator's default
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class AgentVersion:
             "pool": self.pool,
             "description": self.description,
             "pricing": self.pricing.to_dict() if self.pricing else None,
+            "runtime": self.runtime,
             "status": self.status,
             "status_changed_at": _iso(self.status_changed_at),
             "created_at": _iso(self.created_at),

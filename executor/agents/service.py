@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import asyncpg
@@ -18,10 +18,11 @@ from executor.errors import (
     ModuleInvalid,
     NotFound,
     RequestInvalid,
+    RuntimeUnavailable,
 )
 from executor.limits import resolve_limits
 from executor.pricing import parse_pricing
-from executor.schemas import check_schema
+from executor.schemas import check_schema, off_loop
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
 from runtimes.wasm import memory_cap_bytes
@@ -29,10 +30,11 @@ from runtimes.wasm_module import ModuleRejected, check_module
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _VERSION_FIELDS = {"image", "command", "input_schema", "output_schema", "limits", "pool", "description", "fuel",
-                   "pricing"}
+                   "pricing", "runtime"}
 WASM_RUNTIME_IMAGE = "executor/wasm"
 
 ImageResolver = Callable[[str], Awaitable[str | None]]
+RuntimeLister = Callable[[], Awaitable[Collection[str]]]  # the OCI runtimes the engine has (docker info)
 
 
 def _require(condition: bool, pointer: str, detail: str) -> None:
@@ -41,7 +43,8 @@ def _require(condition: bool, pointer: str, detail: str) -> None:
 
 
 async def register(
-    db: asyncpg.Pool, settings: Settings, resolve_image: ImageResolver, owner: str, body: Any
+    db: asyncpg.Pool, settings: Settings, resolve_image: ImageResolver, owner: str, body: Any,
+    engine_runtimes: RuntimeLister | None = None,
 ) -> AgentVersion:
     """Validate a registration, pin the image to its id, store version 1."""
     _require(isinstance(body, dict), "", "the body must be a JSON object")
@@ -50,14 +53,15 @@ async def register(
     kind = body.get("kind", "container")
     _require(kind in ("container", "wasm"), "/kind", "'container' or 'wasm'")
     version = await parse_version({k: v for k, v in body.items() if k not in ("name", "kind")}, kind, settings,
-                                  resolve_image)
+                                  resolve_image, engine_runtimes)
     try:
         return await agent_sql.insert_agent(db, name=name, kind=kind, owner=owner, version=version)
     except asyncpg.UniqueViolationError:
         raise Conflict(f"an agent named {name!r} already exists") from None
 
 
-async def parse_version(body: Any, kind: str, settings: Settings, resolve_image: ImageResolver) -> dict[str, Any]:
+async def parse_version(body: Any, kind: str, settings: Settings, resolve_image: ImageResolver,
+                        engine_runtimes: RuntimeLister | None = None) -> dict[str, Any]:
     """The fields of one version (a registration's, or a new version's), checked, with the
     image pinned to its id; a WASM version's image comes with its module, later."""
     _require(isinstance(body, dict), "", "the body must be a JSON object")
@@ -86,10 +90,11 @@ async def parse_version(body: Any, kind: str, settings: Settings, resolve_image:
     _require(description is None or isinstance(description, str), "/description", "must be a string")
     for field in ("input_schema", "output_schema"):
         _require(field in body, f"/{field}", "required")
-        check_schema(body[field], field=field)
+        await off_loop(check_schema, body[field], field=field)  # up to seconds for a large schema
     limits = resolve_limits(body.get("limits"), settings.default_limits, settings.max_limits)
     pool = _pool_bounds(body.get("pool"), settings)
     pricing = parse_pricing(body.get("pricing"))
+    runtime = await _runtime(body.get("runtime"), settings, engine_runtimes)
 
     if kind == "wasm":
         digest = None  # until the module is uploaded
@@ -101,8 +106,25 @@ async def parse_version(body: Any, kind: str, settings: Settings, resolve_image:
         "image": image, "image_digest": digest, "command": command, "description": description,
         "input_schema": body["input_schema"], "output_schema": body["output_schema"],
         "limits": limits.to_dict(), "pool": pool, "fuel": fuel,
-        "pricing": pricing.to_dict() if pricing else None,
+        "pricing": pricing.to_dict() if pricing else None, "runtime": runtime,
     }
+
+
+async def _runtime(raw: Any, settings: Settings, engine_runtimes: RuntimeLister | None) -> str | None:
+    """The OCI runtime a version asks for: one the operator allows (EXECUTOR_OCI_RUNTIMES) and
+    the engine has. None: the operator's default, whatever it is when the task runs."""
+    if raw is None:
+        return None
+    _require(isinstance(raw, str), "/runtime", "the name of an OCI runtime, or null for the operator's default")
+    allowed = settings.allowed_oci_runtimes
+    if raw not in allowed:
+        detail = f"allowed here: {', '.join(allowed)}" if allowed else "this operator lets no agent choose"
+        raise RuntimeUnavailable(f"runtime {raw!r} is not allowed ({detail})",
+                                 errors=[{"pointer": "/runtime", "detail": detail}])
+    if engine_runtimes is not None and raw not in await engine_runtimes():
+        detail = "the Docker engine has no such runtime registered"
+        raise RuntimeUnavailable(f"runtime {raw!r}: {detail}", errors=[{"pointer": "/runtime", "detail": detail}])
+    return raw
 
 
 def _pool_bounds(raw: Any, settings: Settings) -> dict[str, int] | None:

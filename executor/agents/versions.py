@@ -29,10 +29,10 @@ def check_may_manage(caller: Principal, agent: AgentVersion) -> None:
 
 
 async def publish(db: asyncpg.Pool, settings: Settings, resolve_image: agents.ImageResolver, caller: Principal,
-                  agent_id: str, body: Any) -> AgentVersion:
+                  agent_id: str, body: Any, engine_runtimes: agents.RuntimeLister | None = None) -> AgentVersion:
     current = await agents.get(db, agent_id)
     check_may_manage(caller, current)
-    fields = await agents.parse_version(body, current.kind, settings, resolve_image)
+    fields = await agents.parse_version(body, current.kind, settings, resolve_image, engine_runtimes)
     created = await agent_sql.insert_version(db, current.agent_id, fields)
     if created is None:
         raise NotFound(f"no agent {agent_id!r}")
@@ -77,6 +77,8 @@ async def stats(db: asyncpg.Pool, agent_id: str) -> dict[str, Any]:
         versions.append({
             "version": row["version"],
             "status": row["status"],
+            "runtime": row["runtime"],  # asked for; None: the operator's default
+            "ran_under": {runtime: count for runtime, count in row["ran_under"]},  # OCI runtime: executions
             "executions": row["executions"],
             "live": row["live"],
             "final": final,

@@ -8,7 +8,7 @@ from executor import tokens
 from executor.agents import service as agents
 from executor.agents import versions
 from executor.api.auth import principal
-from executor.api.bodies import json_response, query_number, read_capped, read_json
+from executor.api.bodies import is_decimal, json_response, query_number, read_capped, read_json
 from executor.errors import NotFound, RequestInvalid
 from executor.executions.service import owner_of
 from executor.storage import agents as agent_sql
@@ -22,7 +22,7 @@ async def register_agent(request: web.Request) -> web.Response:
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
     services = request.app["services"]
     agent = await agents.register(services.db, services.settings, services.resolve_image, owner_of(caller),
-                                  await read_json(request))
+                                  await read_json(request), engine_runtimes=services.engine_runtimes)
     return json_response(agent.to_dict(), status=201, headers={"Location": f"/v1/agents/{agent.agent_id}"})
 
 
@@ -62,7 +62,8 @@ async def publish_version(request: web.Request) -> web.Response:
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
     services = request.app["services"]
     agent = await versions.publish(services.db, services.settings, services.resolve_image, caller,
-                                   request.match_info["id"], await read_json(request))
+                                   request.match_info["id"], await read_json(request),
+                                   engine_runtimes=services.engine_runtimes)
     return json_response(agent.to_dict(), status=201,
                          headers={"Location": f"/v1/agents/{agent.agent_id}/versions/{agent.version}"})
 
@@ -107,7 +108,7 @@ async def agent_stats(request: web.Request) -> web.Response:
 
 def _version(request: web.Request) -> int:
     raw = request.match_info["version"]
-    if not raw.isdigit() or not 0 < int(raw) < 2**31:
+    if not is_decimal(raw) or not 0 < int(raw) < 2**31:
         raise NotFound(f"no version {raw!r}")
     return int(raw)
 
@@ -118,7 +119,7 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_json(request)
     role = body.get("role") if isinstance(body, dict) else None
     subject = body.get("subject") if isinstance(body, dict) else None
-    if role not in {r.value for r in Role}:
+    if not isinstance(role, str) or role not in {r.value for r in Role}:
         raise RequestInvalid("role must be user, service or operator", errors=[{"pointer": "/role", "detail": "unknown role"}])
     if not isinstance(subject, str) or not 0 < len(subject) <= 200:
         raise RequestInvalid("subject must be a non-empty string", errors=[{"pointer": "/subject", "detail": "required"}])

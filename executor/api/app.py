@@ -42,6 +42,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+# Every route table of the API, besides health and observe (which a worker serves too).
+API_ROUTES = (executions.routes, events.routes, agents.routes, images.routes, receipts.routes,
+              entitlements.routes, webhooks.routes)
+
+
 def make_app(services: Services, *, api: bool = True) -> web.Application:
     """The whole API; with api=False only health, readiness, status and metrics (a worker's)."""
     app = web.Application(
@@ -54,12 +59,7 @@ def make_app(services: Services, *, api: bool = True) -> web.Application:
     app.add_routes(observe.routes)
     if not api:
         return app
-    app.add_routes(executions.routes)
-    app.add_routes(events.routes)
-    app.add_routes(agents.routes)
-    app.add_routes(images.routes)
-    app.add_routes(receipts.routes)
-    app.add_routes(entitlements.routes)
-    app.add_routes(webhooks.routes)
+    for table in API_ROUTES:
+        app.add_routes(table)
     return app
 

@@ -23,7 +23,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("send Authorization: Bearer <token>")
-        principal = await tokens.authenticate(request.app["services"].db, token.strip())
+        token = token.strip()
+        # Tokens are printable ASCII; a header of other bytes (aiohttp keeps undecodable ones as
+        # surrogates) is a wrong token, not a reason to fail while hashing it.
+        if not (token.isascii() and token.isprintable()):
+            raise Unauthenticated("the token is not valid")
+        principal = await tokens.authenticate(request.app["services"].db, token)
         if principal is None:
             raise Unauthenticated("the token is not valid")
         request[PRINCIPAL_KEY] = principal

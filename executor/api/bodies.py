@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
 
+from executor import jsondoc
 from executor.errors import MalformedRequest, PayloadTooLarge, RequestInvalid
 
 
@@ -24,46 +26,18 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The parsed body, within EXECUTOR_MAX_BODY_BYTES."""
+    """The parsed body, within EXECUTOR_MAX_BODY_BYTES: JSON that every later step can handle
+    (executor/jsondoc.py), else 400 (not JSON) or 422 (JSON we do not store, with its pointer)."""
     raw = await read_capped(request, request.app["services"].settings.max_body_bytes)
     if not raw:
         raise MalformedRequest("the request body is empty; send a JSON document")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
-    pointer = _unstorable(body)
-    if pointer is not None:
-        raise RequestInvalid(
-            "strings may not hold U+0000 or an unpaired surrogate (I-JSON, RFC 7493)",
-            errors=[{"pointer": pointer, "detail": "U+0000 or an unpaired surrogate"}],
-        )
-    return body
-
-
-def _unstorable(value: Any, pointer: str = "") -> str | None:
-    """The JSON pointer of the first string PostgreSQL's jsonb cannot hold, if any."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return pointer
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return pointer
-        return None
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        here = pointer + "/" + str(key).replace("~", "~0").replace("/", "~1")
-        found = _unstorable(key, here) if isinstance(key, str) else None
-        found = found if found is not None else _unstorable(item, here)
-        if found is not None:
-            return found
-    return None
+        return jsondoc.loads(raw)
+    except jsondoc.DocumentRefused as exc:
+        if exc.pointer is None:
+            raise MalformedRequest(f"the body is not accepted: {exc.reason}") from None
+        raise RequestInvalid(f"the body is not accepted: {exc}",
+                             errors=[{"pointer": exc.pointer, "detail": exc.reason}]) from None
 
 
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -77,7 +51,7 @@ def query_number(request: web.Request, name: str, default: float, *, maximum: fl
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = float(raw) if raw.isascii() else math.nan
     except ValueError:
         raise RequestInvalid(f"{name} must be a number", errors=[{"pointer": f"?{name}", "detail": "a number"}]) from None
     if not 0 <= value <= maximum:
@@ -85,14 +59,21 @@ def query_number(request: web.Request, name: str, default: float, *, maximum: fl
     return value
 
 
-def query_int(request: web.Request, name: str, *, default: int | None = None, minimum: int = 0) -> int:
+def query_int(request: web.Request, name: str, *, default: int | None = None, minimum: int = 0,
+              maximum: int = 2**63 - 1) -> int:
     """A non-negative integer query parameter (required when no default is given)."""
     raw = request.query.get(name)
     if raw is None:
         if default is None:
             raise RequestInvalid(f"?{name}= is required", errors=[{"pointer": f"?{name}", "detail": "required"}])
         return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise RequestInvalid(f"{name} must be an integer >= {minimum}",
-                             errors=[{"pointer": f"?{name}", "detail": "an integer"}])
+    if not is_decimal(raw) or not minimum <= int(raw) <= maximum:
+        raise RequestInvalid(f"{name} must be an integer from {minimum} to {maximum}",
+                             errors=[{"pointer": f"?{name}", "detail": "an integer in range"}])
     return int(raw)
+
+
+def is_decimal(raw: str, *, max_digits: int = 18) -> bool:
+    """ASCII digits only, few enough for a bigint: str.isdigit() also takes '²' and '١', which
+    int() then refuses."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= max_digits

@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from executor.api.auth import principal
+from executor.api.bodies import is_decimal
 from executor.executions.records import ExecutionRecord
 from executor.executions.service import Executions
 from executor.queue.events import Events
@@ -98,7 +99,7 @@ class _Writer:
 
 def _last_event_id(request: web.Request) -> int:
     raw = request.headers.get("Last-Event-ID", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 19 else 0
+    return int(raw) if is_decimal(raw) else 0
 
 
 def _gone(request: web.Request) -> bool:

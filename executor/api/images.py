@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import docker.errors
 from aiohttp import web
@@ -33,14 +34,11 @@ async def list_images(request: web.Request) -> web.Response:
 
 @routes.post("/v1/images/build")
 async def build(request: web.Request) -> web.Response:
-    """Build images from images/ (cached by content); `{"names": [...]}`, all when absent."""
+    """Build images from images/ (cached by content): `{"names": [...]}`, or `{"all": true}`.
+    Building everything takes minutes, so it is asked for by name, never the fallback of a body
+    that says nothing or something else."""
     principal(request, Role.OPERATOR)
-    body = await read_json(request)
-    names = body.get("names") if isinstance(body, dict) else None
-    known = image_names()
-    if names is not None and (not isinstance(names, list) or not set(names) <= set(known)):
-        raise RequestInvalid(f"names must be a list of: {', '.join(known)}",
-                             errors=[{"pointer": "/names", "detail": "unknown image"}])
+    names = build_request(await read_json(request), image_names())
     client = request.app["services"].engine.client
     try:
         built = await asyncio.to_thread(build_images, client, names, progress=log.info,
@@ -71,3 +69,29 @@ async def remove(request: web.Request) -> web.Response:
     except docker.errors.APIError as exc:
         raise Conflict(f"the engine refused: {exc.explanation or exc}") from None
     return web.Response(status=204)
+
+
+def build_request(body: Any, known: list[str]) -> list[str] | None:
+    """The image names a build body asks for; None for all of them. RequestInvalid otherwise."""
+    def invalid(pointer: str, detail: str) -> RequestInvalid:
+        return RequestInvalid(f"send {{\"names\": [...]}} with names from: {', '.join(known)}; or {{\"all\": true}}"
+                              f" ({pointer or 'the body'}: {detail})", errors=[{"pointer": pointer, "detail": detail}])
+
+    if not isinstance(body, dict):
+        raise invalid("", "not an object")
+    unknown = sorted(set(body) - {"names", "all"})
+    if unknown:
+        raise invalid(f"/{unknown[0]}", "unknown field")
+    if ("names" in body) == ("all" in body):
+        raise invalid("", "exactly one of names and all")
+    if "all" in body:
+        if body["all"] is not True:
+            raise invalid("/all", "only true")
+        return None
+    names = body["names"]
+    if not isinstance(names, list) or not names:
+        raise invalid("/names", "a non-empty list of image names")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or name not in known:
+            raise invalid(f"/names/{index}", "unknown image")
+    return list(dict.fromkeys(names))

@@ -7,9 +7,10 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
 
-from executor.errors import PROBLEM_TYPE_PREFIX, Problem, Throttled
+from executor.errors import PROBLEM_TYPE_PREFIX, Problem, RequestInvalid, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return _from_http(exc)
+    except asyncpg.DataError as exc:
+        # A value the request carried that PostgreSQL refuses (out of a column's range, a
+        # character it cannot hold): the request's fault, though a check upstream missed it.
+        log.warning("a request value refused by PostgreSQL on %s %s: %s", request.method, request.path, exc,
+                    exc_info=True)
+        return problem_response(RequestInvalid(f"a value in the request cannot be used: {type(exc).__name__}"))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(Problem("an internal error occurred; it has been logged"))

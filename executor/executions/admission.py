@@ -61,8 +61,9 @@ def parse_request(body: Any) -> SubmitRequest:
     if not isinstance(body.get("agent_id"), str):
         raise _invalid("/agent_id", "required string")
     version = body.get("version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise _invalid("/version", "integer")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or not 0 < version < 2**31):
+        raise _invalid("/version", "a version number, an integer from 1")
     if "input" not in body:
         raise _invalid("/input", "required")
     on_behalf_of = body.get("on_behalf_of")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from executor import jsondoc
 from executor.executions.records import ErrorType, ExecutionError, Outcome, Status, Usage
-from executor.schemas import violations
+from executor.schemas import DEFAULT_BUDGET_MS, violations
 from runtimes.base import TaskResult, Termination
 
 _BY_TERMINATION = {
@@ -34,9 +34,11 @@ def usage_of(result: TaskResult, *, fuel_budget: int | None = None) -> Usage:
     )
 
 
-def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | None = None) -> Outcome:
-    """Map a task's end to its final state; the output is checked against the output schema.
-    The raw stdout is always kept (up to its cap): the receipt hashes those exact bytes."""
+def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | None = None,
+               schema_budget_ms: float = DEFAULT_BUDGET_MS) -> Outcome:
+    """Map a task's end to its final state; the output is checked against the output schema
+    within `schema_budget_ms`. The raw stdout is always kept (up to its cap): the receipt hashes
+    those exact bytes. CPU-bound on the task's output: the worker runs it off the event loop."""
     usage = usage_of(result, fuel_budget=fuel_budget)
     common = dict(
         raw_output=result.stdout if usage.output_bytes is not None else None,  # None: it never ran
@@ -56,11 +58,12 @@ def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | Non
         detail = f"exited with code {result.exit_code}; see the log"
         return Outcome(Status.FAILED, error=ExecutionError(ErrorType.NONZERO_EXIT, detail), **common)
     try:
-        output = json.loads(result.stdout)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        detail = f"stdout is not one JSON document: {exc}"
+        # Only what every later step can hold: the storage, the schema check, the receipt.
+        output = jsondoc.loads(result.stdout)
+    except jsondoc.DocumentRefused as exc:
+        detail = f"stdout is not one JSON document that can be stored: {exc}"
         return Outcome(Status.FAILED, error=ExecutionError(ErrorType.OUTPUT_INVALID, detail), **common)
-    found = violations(output_schema, output)
+    found = violations(output_schema, output, budget_ms=schema_budget_ms)
     if found:
         error = ExecutionError(ErrorType.OUTPUT_INVALID, "output does not match the agent's output schema", found)
         return Outcome(Status.FAILED, error=error, **common)

@@ -49,7 +49,7 @@ from executor.pagination import encode_cursor, page_filters
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
 from executor.ratelimit import RateLimiter
-from executor.schemas import violations
+from executor.schemas import violations_off_loop
 from executor.settings import Limits, Settings
 from executor.storage import executions as execution_sql
 from executor.storage import idempotency as idempotency_sql
@@ -137,7 +137,7 @@ class Executions:
         stdin = encode_input(request.input)
         if len(stdin) > self.settings.max_input_bytes:
             raise PayloadTooLarge(f"input is larger than {self.settings.max_input_bytes} bytes")
-        found = violations(agent.input_schema, request.input)
+        found = await violations_off_loop(agent.input_schema, request.input, budget_ms=self.settings.schema_budget_ms)
         if found:
             raise InputInvalid(f"{len(found)} violation(s) of the agent's input schema", errors=found)
         limits = resolve_limits(request.limits, agent.limits, self.settings.max_limits)

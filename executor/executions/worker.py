@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from executor import faults
+from executor import faults, schemas
 from executor.agents.records import AgentVersion
 from executor.errors import ExecutorError
 from executor.executions.finish import Finisher
@@ -103,7 +103,6 @@ class Worker:
 
     async def recover(self) -> None:
         """Clean up after a previous life of this instance (a crash or a kill)."""
-        await self.queue.forget_consumer(self.instance_id)
         failed = []
         for record in await execution_sql.running_of_worker(self.db, self.instance_id):
             if await self._take_over(record, "the worker restarted while the task was running"):
@@ -119,16 +118,16 @@ class Worker:
         # No task of this life runs yet: every container of this instance is from its previous
         # life, even one whose execution was just put back to run again.
         removed = await self.runtime.remove_orphans(set())
-        # Whatever is PENDING may have missed the stream (a Redis restart, a crash
-        # between insert and enqueue): enqueue it again; duplicates are harmless.
-        pending = await execution_sql.pending_ids(self.db)
-        for execution_id in pending:
-            await self.queue.enqueue(execution_id)
-        if failed or removed or pending:
+        # The jobs the previous life held are done with: what they were for is final now, or
+        # PENDING again and given a new entry, as is whatever else PENDING has none (a Redis
+        # restart, a crash between insert and enqueue). Dropped, not left in the stream for ever.
+        jobs = await self.leases.reconcile(whole=True, dead_consumer=self.instance_id)
+        if failed or removed or jobs.dropped or jobs.enqueued:
             log.warning(
                 "recovered: %d execution(s) finished (platform_error after their last start, or cancelled),"
-                " %d container(s) removed, %d re-enqueued (put back to run again, or missed by the stream)",
-                len(failed), len(removed), len(pending),
+                " %d container(s) removed, %d job(s) of the previous life dropped, %d re-enqueued"
+                " (put back to run again, or missed by the stream)",
+                len(failed), len(removed), jobs.dropped, jobs.enqueued,
             )
 
     async def stop(self) -> None:
@@ -255,12 +254,35 @@ class Worker:
                 log.warning("execution %s: the Docker engine could not start it; put back to run later", record.id)
                 return False  # unacked and no longer renewed: reclaimed after the visibility timeout
             return True
+        running.finished = await self._finish(record, outcome, agent) is not None
+        return True
+
+    async def _finish(self, record: ExecutionRecord, outcome: Outcome,
+                      agent: AgentVersion | None) -> ExecutionRecord | None:
+        """Write the task's end. PostgreSQL being away is waited for; any other failure would
+        fail again, and going back to the queue would only run the task again into it, so the
+        execution ends now as platform_error (not charged), with the reason in the log."""
+        try:
+            return await self._finish_retrying(record, outcome, agent, refusable=True)
+        except Exception as exc:
+            log.exception("execution %s: its outcome could not be recorded; it ends as platform_error", record.id)
+            error = ExecutionError(ErrorType.PLATFORM_ERROR, f"the task's outcome could not be recorded "
+                                   f"({type(exc).__name__}); the task was not run again")
+            fallback = Outcome(Status.FAILED, error=error, exit_code=outcome.exit_code, started_at=outcome.started_at,
+                               finished_at=outcome.finished_at, usage=outcome.usage, pooled=outcome.pooled,
+                               oci_runtime=outcome.oci_runtime)
+            # Should this fail too, the job is left to be reclaimed (bounded by max_attempts).
+            return await self._finish_retrying(record, fallback, agent)
+
+    async def _finish_retrying(self, record: ExecutionRecord, outcome: Outcome, agent: AgentVersion | None, *,
+                               refusable: bool = False) -> ExecutionRecord | None:
         async for attempt in _db_retry(max(120.0, self.settings.job_visibility_s * 4)):
             with attempt:
+                if refusable:
+                    faults.refusal("finish_refused")
                 finished = await self.finisher.finish(record, outcome, from_status=Status.RUNNING, agent=agent,
                                                       worker=self.instance_id)
-        running.finished = finished is not None
-        return True
+        return finished
 
     async def _execute(self, record: ExecutionRecord, stdin: bytes | None,
                        running: _Running) -> tuple[Outcome | None, AgentVersion | None, str | None]:
@@ -275,7 +297,10 @@ class Worker:
                 return None, agent, result.launch_failure
             if agent.kind == "wasm":
                 result = wasm.classify(result)
-            return outcome_of(result, agent.output_schema, fuel_budget=self._fuel(agent)), agent, None
+            # Parsing and checking up to 1 MiB of a tenant's output: on the validation threads.
+            outcome = await schemas.off_loop(outcome_of, result, agent.output_schema, fuel_budget=self._fuel(agent),
+                                             schema_budget_ms=self.settings.schema_budget_ms)
+            return outcome, agent, None
         except Exception as exc:
             log.exception("execution %s: platform failure", record.id)
             error = ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}")
@@ -350,9 +375,10 @@ class Worker:
             max_output_bytes=self.settings.max_output_bytes,
             max_log_bytes=self.settings.max_log_bytes,
             tmpfs_mb=self.settings.tmpfs_mb,
-            oci_runtime=self.settings.oci_runtime,
+            oci_runtime=agent.runtime or self.settings.oci_runtime,  # the version's, else the default
             pool_min=(agent.pool or {}).get("min", self.settings.pool_default_min),
             pool_max=(agent.pool or {}).get("max", self.settings.pool_default_max),
+            pool_owner=f"{agent.agent_id}:{agent.version}",
         )
 
     @property

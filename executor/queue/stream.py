@@ -7,6 +7,9 @@ PostgreSQL (PENDING → RUNNING) is what makes a task run once.
 A worker renews the jobs it holds (`renew`: XCLAIM to itself, which resets their
 idle time); a job nobody renewed for the visibility timeout belonged to a worker
 that died, and another worker takes it over (`reclaim`: XAUTOCLAIM).
+
+An entry leaves the stream only by `ack` (XACK and XDEL in one transaction), or by
+`drop` for an entry nobody will ever ack: see `entries` and docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from redis.exceptions import ResponseError
 
 STREAM = "executor:jobs"
 GROUP = "workers"
+_ALL = 2**31 - 1  # XPENDING's COUNT for "the whole pending list"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,22 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One job of the stream, as a consistent snapshot saw it."""
+
+    entry_id: str
+    execution_id: uuid.UUID | None  # None: a malformed entry, nothing to run
+    holder: str | None  # the consumer it was delivered to and that has not acked it yet
+    delivered: bool  # the group has given it out (its id is not past the last delivered one)
+
+    @property
+    def stranded(self) -> bool:
+        """Given out, yet held by no consumer: no read or reclaim will ever give it out again,
+        so nobody would ever ack it (its holder was deleted from the group, for one)."""
+        return self.delivered and self.holder is None
+
+
+@dataclass(frozen=True)
 class QueueStats:
     depth: int  # jobs accepted and not yet finished (waiting or held by a worker)
     oldest_age_s: float | None  # age of the oldest of them; None when there is none
@@ -37,6 +57,19 @@ class QueueStats:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _position(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _execution_id(fields: dict | None) -> uuid.UUID | None:
+    raw = fields.get(b"execution_id") if fields else None
+    try:
+        return uuid.UUID(_text(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 class JobQueue:
@@ -78,12 +111,11 @@ class JobQueue:
     async def _jobs(self, entries: list, *, reclaimed: bool) -> list[Job]:
         jobs = []
         for entry_id, fields in entries:
-            raw = fields.get(b"execution_id") if fields else None
-            entry = _text(entry_id)
-            if raw is None:  # an entry deleted while pending: nothing to run
+            entry, execution_id = _text(entry_id), _execution_id(fields)
+            if execution_id is None:  # deleted while pending, or malformed: nothing to run
                 await self.ack(entry)
                 continue
-            jobs.append(Job(entry, uuid.UUID(_text(raw)), reclaimed=reclaimed))
+            jobs.append(Job(entry, execution_id, reclaimed=reclaimed))
         return jobs
 
     async def renew(self, consumer: str, entry_ids: list[str]) -> None:
@@ -113,10 +145,51 @@ class JobQueue:
     async def depth(self) -> int:
         return int(await self._redis.xlen(self.stream))
 
-    async def forget_consumer(self, consumer: str) -> int:
-        """Drop a consumer with the jobs it was given but never acked (after a restart,
-        the worker re-enqueues from PostgreSQL whatever is still PENDING)."""
-        return int(await self._redis.xgroup_delconsumer(self.stream, self.group, consumer))
+    async def entries(self, *, delivered_only: bool = False) -> list[Entry]:
+        """The stream's entries with who holds each, read in one transaction. All of them is
+        O(length) (for a worker's start); `delivered_only`, those given out so far, which is
+        about what the workers run now plus anything stranded (for the periodic round)."""
+        await self.ensure_group()
+        # Given out before this read; an entry leaves the pending list only acked (and deleted)
+        # or with its deleted consumer, so "given out, still here, held by nobody" holds below.
+        upto = await self._last_delivered() if delivered_only else "+"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xinfo_groups(self.stream)
+            pipe.xpending_range(self.stream, self.group, min="-", max=upto, count=_ALL)
+            pipe.xrange(self.stream, "-", upto)
+            groups, pending, entries = await pipe.execute()
+        last = self._group_last(groups)
+        holders = {_text(p["message_id"]): _text(p["consumer"]) for p in pending}
+        return [Entry(_text(entry_id), _execution_id(fields), holders.get(_text(entry_id)),
+                      _position(_text(entry_id)) <= _position(last))
+                for entry_id, fields in entries]
+
+    async def _last_delivered(self) -> str:
+        return self._group_last(await self._redis.xinfo_groups(self.stream))
+
+    def _group_last(self, groups: list[dict]) -> str:
+        return next((_text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == self.group), "0-0")
+
+    async def drop(self, entry_ids: list[str]) -> None:
+        """Ack and delete entries nobody would ever ack otherwise (stranded ones, a dead
+        consumer's), in batches."""
+        for start in range(0, len(entry_ids), 500):
+            batch = entry_ids[start:start + 500]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.stream, self.group, *batch)
+                pipe.xdel(self.stream, *batch)
+                await pipe.execute()
+
+    async def idle_consumers(self, min_idle_s: float) -> list[str]:
+        """Consumers holding nothing that have not read, renewed or reclaimed for `min_idle_s`."""
+        consumers = await self._redis.xinfo_consumers(self.stream, self.group)
+        return [_text(c["name"]) for c in consumers
+                if int(c["pending"]) == 0 and int(c["idle"]) >= min_idle_s * 1000]
+
+    async def forget_consumer(self, consumer: str) -> None:
+        """Remove a consumer from the group. Only for one that holds nothing: the entries a
+        consumer holds when it is deleted stay in the stream, given out to nobody."""
+        await self._redis.xgroup_delconsumer(self.stream, self.group, consumer)
 
     async def ack(self, entry_id: str, *, publish: tuple[str, str] | None = None) -> None:
         """Done with a job: acknowledged and deleted, and `publish` (channel, message) sent in

@@ -14,7 +14,7 @@ from executor.settings import Limits
 _SELECT = (
     "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
     " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at, v.module_sha256, v.fuel,"
-    " v.pricing, v.status, v.status_changed_at"
+    " v.pricing, v.status, v.status_changed_at, v.runtime"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
 
@@ -35,11 +35,11 @@ async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, ve
         )
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, pool, description, fuel, pricing)"
-            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            " output_schema, limits, pool, description, fuel, pricing, runtime)"
+            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             agent_id, version["image"], version["image_digest"], version["command"], version["input_schema"],
             version["output_schema"], version["limits"], version["pool"], version["description"],
-            version.get("fuel"), version.get("pricing"),
+            version.get("fuel"), version.get("pricing"), version.get("runtime"),
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
     return _record(row)
@@ -53,11 +53,11 @@ async def insert_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: dict[st
         number = await conn.fetchval("SELECT max(version) + 1 FROM agent_versions WHERE agent_id = $1", agent_id)
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, pool, description, fuel, pricing)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            " output_schema, limits, pool, description, fuel, pricing, runtime)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             agent_id, number, version["image"], version["image_digest"], version["command"], version["input_schema"],
             version["output_schema"], version["limits"], version["pool"], version["description"],
-            version.get("fuel"), version.get("pricing"),
+            version.get("fuel"), version.get("pricing"), version.get("runtime"),
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, number)
     return _record(row)
@@ -98,7 +98,7 @@ async def version_stats(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[asyncpg.R
     """Per version: executions, how they ended, and percentiles of the task's wall time and of
     the end-to-end latency (accepted → final), over final executions."""
     return await db.fetch(
-        "SELECT v.version, v.status, count(e.id) AS executions,"
+        "SELECT v.version, v.status, v.runtime, count(e.id) AS executions,"
         " count(e.id) FILTER (WHERE e.status IN ('PENDING', 'RUNNING')) AS live,"
         " count(e.id) FILTER (WHERE e.status = 'COMPLETED') AS completed,"
         " count(e.id) FILTER (WHERE e.status = 'FAILED') AS failed,"
@@ -110,9 +110,13 @@ async def version_stats(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[asyncpg.R
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.created_at) * 1000)"
         "   AS latency_p50,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.created_at) * 1000)"
-        "   AS latency_p95"
+        "   AS latency_p95,"
+        # what its executions ran under, as [runtime, count] pairs (the record's oci_runtime)
+        " (SELECT coalesce(json_agg(json_build_array(r.oci_runtime, r.n)), '[]') FROM"
+        "   (SELECT oci_runtime, count(*) AS n FROM executions WHERE agent_id = v.agent_id"
+        "    AND agent_version = v.version AND oci_runtime IS NOT NULL GROUP BY oci_runtime) r) AS ran_under"
         " FROM agent_versions v LEFT JOIN executions e ON e.agent_id = v.agent_id AND e.agent_version = v.version"
-        " WHERE v.agent_id = $1 GROUP BY v.version, v.status ORDER BY v.version",
+        " WHERE v.agent_id = $1 GROUP BY v.agent_id, v.version, v.status, v.runtime ORDER BY v.version",
         agent_id,
     )
 

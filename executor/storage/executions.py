@@ -19,6 +19,7 @@ from executor.executions.records import (
     Status,
     Usage,
 )
+from executor.jsondoc import storable_text
 from executor.pricing import Cost
 from executor.settings import Limits
 
@@ -177,12 +178,19 @@ async def finish(
         " fuel_consumed = $18, oci_runtime = $19, cost = $20"
         f" WHERE id = $1 AND status = $15 AND ($21::text IS NULL OR worker = $21) RETURNING {_COLUMNS}, stdin",
         execution_id, outcome.status.value, outcome.output, outcome.raw_output, outcome.log,
-        error.type.value if error else None, error.detail if error else None,
-        error.violations if error else None, outcome.exit_code, outcome.started_at, outcome.finished_at,
+        error.type.value if error else None, storable_text(error.detail) if error else None,
+        _storable(error.violations) if error else None, outcome.exit_code, outcome.started_at, outcome.finished_at,
         usage.wall_ms, usage.cpu_ms, usage.peak_memory_bytes, from_status.value, outcome.pooled,
         usage.output_bytes, usage.fuel_consumed, outcome.oci_runtime, cost.to_dict() if cost else None, worker,
     )
     return (_record(row), row["stdin"]) if row else None
+
+
+def _storable(violations: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Violations quote what a task printed: written so that jsonb can hold them."""
+    if violations is None:
+        return None
+    return [{k: storable_text(v) if isinstance(v, str) else v for k, v in item.items()} for item in violations]
 
 
 async def request_cancel(db: asyncpg.Pool, execution_id: uuid.UUID) -> ExecutionRecord | None:

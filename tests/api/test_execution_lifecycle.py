@@ -19,9 +19,13 @@ set -- $(stat -f -c '%b %S' /tmp)
 tmp_kb=$(( $1 * $2 / 1024 ))
 cp /bin/busybox /tmp/bb && chmod +x /tmp/bb
 if /tmp/bb true 2>/dev/null; then tmp_exec=true; else tmp_exec=false; fi
-printf '{"interfaces":"%s","rootfs_writable":%s,"uid":%s,"gid":%s,"cap_eff":"%s","no_new_privs":%s,"seccomp":%s,"tmp_options":"%s","tmp_kb":%s,"tmp_exec":%s}' \
+writable=""
+while read -r _ mp _; do
+  if [ -d "$mp" ] && touch "$mp/.probe-$$" 2>/dev/null; then rm -f "$mp/.probe-$$"; writable="$writable${writable:+,}$mp"; fi
+done < /proc/mounts
+printf '{"interfaces":"%s","rootfs_writable":%s,"uid":%s,"gid":%s,"cap_eff":"%s","no_new_privs":%s,"seccomp":%s,"tmp_options":"%s","tmp_kb":%s,"tmp_exec":%s,"writable_mounts":"%s"}' \
   "$ifaces" "$rootfs_writable" "$(id -u)" "$(id -g)" "$(status CapEff)" "$(status NoNewPrivs)" "$(status Seccomp)" \
-  "$tmp_options" "$tmp_kb" "$tmp_exec"
+  "$tmp_options" "$tmp_kb" "$tmp_exec" "$writable"
 """
 
 
@@ -34,6 +38,8 @@ def assert_hardened(probe: dict, *, gvisor: bool = False) -> None:
     assert probe["cap_eff"] == "0000000000000000"
     assert "noexec" in probe["tmp_options"].split(",") and probe["tmp_exec"] is False
     assert 0 < probe["tmp_kb"] <= 16 * 1024
+    # A file could be made in no mount but the capped /tmp: no /dev/shm, no /dev/mqueue.
+    assert probe["writable_mounts"] == "/tmp", probe["writable_mounts"]
     if not gvisor:
         assert probe["no_new_privs"] == 1
         assert probe["seccomp"] == 2  # a filter is on

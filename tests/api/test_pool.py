@@ -6,9 +6,17 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 
+from runtimes.pool_sizing import EVICT_AFTER_S
 from tests.api.test_execution_lifecycle import HARDENING_PROBE, assert_hardened
-from tests.conftest import REPO, pooled_containers, serving, wait_for_pooled, wait_until_running
+from tests.conftest import (
+    REPO,
+    pooled_containers,
+    serving,
+    wait_for_pooled,
+    wait_until_running,
+)
 
 LEAVE_TRACES = r"""
 cat > /dev/null
@@ -89,11 +97,12 @@ async def test_pool_visible_in_metrics_and_executor_status(api, service, docker_
     assert float(metrics["executor_pool_refill_seconds_count"]) >= 1
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
     env.update(EXECUTOR_TOKEN=service.operator_token)
-    done = subprocess.run([sys.executable, "-m", "executor", "status", "--url", service.base_url], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "executor", "status", "--url",
+                                                    service.base_url], env=env, cwd=REPO, capture_output=True,
+                                   text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "hit rate" in done.stdout and service.instance_id in done.stdout
-    status, body, _ = await api.as_token(None).get("/metrics")
+    status, _, _ = await api.as_token(None).get("/metrics")
     assert status == 401
 
 
@@ -105,11 +114,11 @@ async def test_an_agent_busy_before_its_input_is_not_pooled(api, service, docker
     record = await api.run(agent_id)
     assert record["status"] == "TIMEOUT"
     await wait_for_pooled(docker_client, service.instance_id, command)
-    for _ in range(100):  # about 2 s of sustained CPU gets it closed
+    for _ in range(600):  # 4 busy samples and 2 s of CPU (4 s at half a core) get it closed; generous
         if not pooled_containers(docker_client, service.instance_id, command):
             break
         await asyncio.sleep(0.1)
-    status, current, _ = await api.get("/v1/status")
+    _, current, _ = await api.get("/v1/status")
     assert pooled_containers(docker_client, service.instance_id, command) == [], current
     assert current["pool"]["closed_shelves"] >= 1
     record = await api.run(agent_id)
@@ -132,3 +141,65 @@ async def test_a_busy_worker_pre_starts_nothing(postgres, redis_server, images, 
         status, final, _ = await api.get(f"/v1/executions/{record['id']}?wait=30")
         assert final["status"] == "COMPLETED" and final["output"] == {"n": 1}, final
         await wait_for_pooled(docker_client, svc.instance_id, command)
+
+
+async def _register_with_pool(api, command: list[str], pool: dict[str, int]) -> str:
+    body = {"name": f"test-{uuid.uuid4().hex[:12]}", "image": "executor/busybox:latest", "command": command,
+            "input_schema": {"type": "object"}, "output_schema": True, "pool": pool}
+    status, agent, _ = await api.post("/v1/agents", json=body)
+    assert status == 201 and agent["pool"] == pool, agent
+    return agent["id"]
+
+
+async def _wait_for_pool(api, instance_id: str, docker_client, command: list[str], count: int) -> None:
+    """Until `count` pre-started containers wait for `command` (generous: a loaded engine is slow)."""
+    for _ in range(600):
+        if len(pooled_containers(docker_client, instance_id, command)) >= count:
+            return
+        await asyncio.sleep(0.1)
+    _, current, _ = await api.get("/v1/status")
+    raise AssertionError(f"fewer than {count} pre-started containers for {command} after 60 s: "
+                         f"{len(pooled_containers(docker_client, instance_id, command))}; pool {current['pool']}")
+
+
+async def test_an_agent_whose_pool_is_off_never_gets_a_pre_started_container(
+        postgres, redis_server, images, docker_client) -> None:
+    """Two agents with the same image, command and limits share a shelf of identical containers;
+    the one registered with `pool: {min: 0, max: 0}` still always starts cold, and its setting
+    does not take the other's pre-started containers away."""
+    async with serving(postgres, redis_server, "pool_owners", redis_db="8") as (svc, api):
+        command = ["sh", "-c", f"cat  # shared shelf {uuid.uuid4().hex[:8]}"]
+        pooled_agent = await _register_with_pool(api, command, {"min": 1, "max": 4})
+        cold_agent = await _register_with_pool(api, command, {"min": 0, "max": 0})
+        first = await api.run(pooled_agent, {"n": 0})
+        assert first["status"] == "COMPLETED" and first["pooled"] is False, first  # creates the shelf
+        cold, warm = [], []
+        for n in range(3):
+            # A pre-started container of the very kind both agents run waits on the shelf...
+            await _wait_for_pool(api, svc.instance_id, docker_client, command, 1)
+            # ...and the pool-off agent's task still starts cold, leaving it there...
+            cold.append(await api.run(cold_agent, {"n": n}))
+            assert cold[-1]["pooled"] is False, f"the pool-off agent got a pre-started container: {cold[-1]}"
+            await _wait_for_pool(api, svc.instance_id, docker_client, command, 1)
+            # ...for the agent whose pool is on.
+            warm.append(await api.run(pooled_agent, {"n": n}))
+            assert warm[-1]["pooled"] is True, f"the pooled agent started cold: {warm[-1]}"
+        assert [(r["status"], r["output"]) for r in cold + warm] == [("COMPLETED", {"n": n}) for n in range(3)] * 2
+
+
+async def test_shelves_idle_a_while_give_way_at_the_cap_to_an_agent_with_demand(
+        postgres, redis_server, images, docker_client) -> None:
+    """At the operator's cap, the floors of agents nobody has asked for in a while must not keep
+    a newly busy agent's tasks cold until those agents are retired (idle_s, two minutes)."""
+    async with serving(postgres, redis_server, "pool_cap", redis_db="8",
+                       pool_max_containers="2", pool_default_max="2") as (svc, api):
+        commands = [["sh", "-c", f"cat  # at the cap {n} {uuid.uuid4().hex[:8]}"] for n in range(3)]
+        agents = [await api.register(command) for command in commands]
+        for agent, command in zip(agents[:2], commands[:2], strict=True):
+            assert (await api.run(agent))["status"] == "COMPLETED"
+            await _wait_for_pool(api, svc.instance_id, docker_client, command, 1)
+        await asyncio.sleep(EVICT_AFTER_S + 1)  # both quiet for a while; the cap is reached
+        assert (await api.run(agents[2]))["pooled"] is False  # its first task: no shelf yet
+        await _wait_for_pool(api, svc.instance_id, docker_client, commands[2], 1)
+        record = await api.run(agents[2], {"n": 2})
+        assert record["pooled"] is True and record["output"] == {"n": 2}, record

@@ -73,26 +73,37 @@ async def test_rejected_modules_name_what_is_wrong_and_store_nothing(api) -> Non
     assert status == 409
 
 
-async def test_fuel_timeout_trap_and_memory_map_to_their_error_types(api, images) -> None:
-    cases = [
-        (SPIN_WAT, {"fuel": 10**6}, None, ("FAILED", "fuel_exhausted")),
-        (SPIN_WAT, {"fuel": 10**12}, {"timeout_s": 1}, ("TIMEOUT", "timeout")),
-        (UNREACHABLE_WAT, {}, None, ("FAILED", "wasm_trap")),
-        (GROW_WAT, {}, {"memory_mb": 64}, ("FAILED", "memory_limit_exceeded")),
-        (EXIT_3_WAT, {}, None, ("FAILED", "nonzero_exit")),
-    ]
-    logs = {}
-    details = {}
-    for wat, fields, limits, (status_name, error_type) in cases:
-        agent_id = await register_wasm(api, **fields, **({"limits": limits} if limits else {}))
+# (module, registration fields, limits, the (status, error type) it must end with)
+WASM_ENDINGS = [
+    (SPIN_WAT, {"fuel": 10**6}, None, ("FAILED", "fuel_exhausted")),
+    (SPIN_WAT, {"fuel": 10**12}, {"timeout_s": 1}, ("TIMEOUT", "timeout")),
+    (UNREACHABLE_WAT, {}, None, ("FAILED", "wasm_trap")),
+    (GROW_WAT, {}, {"memory_mb": 64}, ("FAILED", "memory_limit_exceeded")),
+    (EXIT_3_WAT, {}, None, ("FAILED", "nonzero_exit")),
+]
+
+
+async def assert_wasm_endings(api, *, limits: dict | None = None, **fields) -> list[dict]:
+    """Every way a module ends maps to its error type; `limits` and `fields` are added to each
+    registration (e.g. a higher pids limit and `"runtime": "runsc"` for gVisor). The records."""
+    records = []
+    for wat, own_fields, own_limits, (status_name, error_type) in WASM_ENDINGS:
+        merged = {**(limits or {}), **(own_limits or {})}
+        agent_id = await register_wasm(api, **own_fields, **fields, **({"limits": merged} if merged else {}))
         status, agent = await upload(api, agent_id, wat)
         assert status == 200, agent
-        record = await api.run(agent_id, {})
-        assert (record["status"], record["error"]["type"]) == (status_name, error_type), record
-        details[error_type] = record["error"]["detail"]
-        logs[error_type] = (await api.get(f"/v1/executions/{record['id']}/logs"))[1]
-    assert "unreachable" in details["wasm_trap"]  # wasmtime's own trap line
-    assert b"wasm trap: wasm `unreachable` instruction executed" in logs["wasm_trap"]
+        record = await api.run(agent_id, {}, wait=40)
+        assert (record["status"], (record["error"] or {}).get("type")) == (status_name, error_type), record
+        records.append(record)
+    trapped = next(r for r in records if r["error"]["type"] == "wasm_trap")
+    assert "unreachable" in trapped["error"]["detail"]  # wasmtime's own trap line
+    log = (await api.get(f"/v1/executions/{trapped['id']}/logs"))[1]
+    assert b"wasm trap: wasm `unreachable` instruction executed" in log
+    return records
+
+
+async def test_fuel_timeout_trap_and_memory_map_to_their_error_types(api, images) -> None:
+    await assert_wasm_endings(api)
 
 
 async def test_a_wasm_registration_is_checked(api) -> None:

@@ -65,3 +65,17 @@ def test_schema_violation_lists_pointers() -> None:
     outcome = outcome_of(result(stdout=b'{"m": 1}'), SCHEMA)
     assert outcome.error.type is ErrorType.OUTPUT_INVALID
     assert outcome.error.violations == [{"pointer": "", "detail": "'n' is a required property"}]
+
+
+@pytest.mark.parametrize("stdout", [b'{"n": NaN}', b'{"n": 1e400}', b'{"n": "\\u0000"}', b'{"n": "\\ud800"}',
+                                    b'{"n": ' + b"1" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000,
+                                    b"[" * 65 + b"]" * 65])
+def test_output_that_could_not_be_stored_is_output_invalid(stdout: bytes) -> None:
+    outcome = outcome_of(result(stdout=stdout), {"items": {"$ref": "#"}})
+    assert outcome.status is Status.FAILED and outcome.error.type is ErrorType.OUTPUT_INVALID, outcome.error
+    assert outcome.raw_output == stdout and outcome.output is None
+
+
+def test_nested_output_within_the_depth_is_checked_against_a_recursive_schema() -> None:
+    outcome = outcome_of(result(stdout=b"[" * 64 + b"]" * 64), {"type": "array", "items": {"$ref": "#"}})
+    assert outcome.status is Status.COMPLETED, outcome.error

@@ -52,3 +52,35 @@ async def test_reading_makes_a_lost_group_again(redis_server) -> None:
     finally:
         await client.delete(queue.stream)
         await client.aclose()
+
+
+async def test_entries_say_who_holds_each_and_which_are_stranded(redis_server) -> None:
+    client, queue = await _queue(redis_server)
+    try:
+        waiting, held, stranded = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        for execution_id in (held, stranded, waiting):
+            await queue.enqueue(execution_id)
+        await client.xadd(queue.stream, {"execution_id": "not-a-uuid"})
+        jobs = await queue.read("worker-a", count=1, block_ms=100)
+        assert [j.execution_id for j in jobs] == [held]
+        (given_out,) = await queue.read("worker-b", count=1, block_ms=100)
+        # worker-b deleted from the group (what a recovery used to do): its entry stays, held by nobody
+        await client.xgroup_delconsumer(queue.stream, queue.group, "worker-b")
+        entries = await queue.entries()
+        seen = [(e.execution_id, e.holder, e.delivered, e.stranded) for e in entries]
+        assert seen == [(held, "worker-a", True, False), (stranded, None, True, True),
+                        (waiting, None, False, False), (None, None, False, False)], seen
+        assert [e.execution_id for e in await queue.entries(delivered_only=True)] == [held, stranded]
+        await queue.drop([e.entry_id for e in entries if e.stranded or e.execution_id is None])
+        assert [e.execution_id for e in await queue.entries()] == [held, waiting]
+        # A malformed entry given out is acked and skipped, not a crash of the read loop.
+        await client.xadd(queue.stream, {"execution_id": "not-a-uuid"})
+        assert [j.execution_id for j in await queue.read("worker-a", count=2, block_ms=100)] == [waiting]
+        assert (await queue.stats()).depth == 2
+        await queue.enqueue(uuid.uuid4())
+        (done,) = await queue.read("worker-c", count=1, block_ms=100)
+        await queue.ack(done.entry_id)  # worker-c holds nothing now
+        assert await queue.idle_consumers(0) == ["worker-c"]  # worker-a holds two: never a candidate
+    finally:
+        await client.delete(queue.stream)
+        await client.aclose()

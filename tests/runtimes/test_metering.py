@@ -194,3 +194,30 @@ async def test_a_metering_failure_never_fails_the_task(runtime_with: Callable[[M
     result = await run(runtime, make_spec(busybox, "cat; echo"))
     assert result.exit_code == 0 and result.stdout == b"{}\n"
     assert result.usage.method is None and result.usage.cpu_ns is None and result.usage.peak_memory_bytes is None
+
+
+@pytest.mark.parametrize("oci_runtime", ["runc", "runsc"])
+async def test_oom_kills_are_read_from_the_tasks_cgroup(runtime_with: Callable[[Meter], ContainerRuntime],
+                                                        busybox: str, oci_runtime: str) -> None:
+    """The kernel's kill at the limit is counted in the task's cgroup (runtimes/oom.py), under
+    runc and gVisor; a task that exits 137 by itself is not an OOM, and under runc one that
+    survives its OOM-killed child and exits 0 succeeds (the kill is still counted)."""
+    runtime = runtime_with(CgroupMeter())
+    limits = Limits(memory_mb=16, cpus=1.0, pids=256, timeout_s=30.0)
+    bomb = replace(make_spec(busybox, "tail /dev/zero", oci_runtime=oci_runtime), limits=limits)
+    result = await runtime.run(bomb, asyncio.Event())
+    assert result.termination is Termination.OOM and (result.usage.oom_kills or 0) >= 1, result
+    # The parent enforces the limit; the engine's own is a backstop above it.
+    assert (result.usage.peak_memory_bytes or 0) <= 16 * MiB, result
+    # Exit code 137 says nothing by itself (PID 1 cannot SIGKILL itself: it exits so).
+    lookalike = replace(make_spec(busybox, "exit 137", oci_runtime=oci_runtime), limits=limits)
+    result = await runtime.run(lookalike, asyncio.Event())
+    assert result.termination is Termination.EXITED and result.exit_code == 137, result
+    assert result.usage.oom_kills == 0, result
+    survivor = replace(make_spec(busybox, "tail /dev/zero; echo '{}'", oci_runtime=oci_runtime), limits=limits)
+    result = await runtime.run(survivor, asyncio.Event())
+    assert (result.usage.oom_kills or 0) >= 1, result
+    if oci_runtime == "runsc":  # the host kernel's kill takes gVisor's Sentry: the whole sandbox goes
+        assert result.termination is Termination.OOM and result.exit_code == 137, result
+    else:
+        assert result.termination is Termination.EXITED and result.exit_code == 0, result

@@ -9,8 +9,15 @@ from types import SimpleNamespace
 import pytest
 
 from runtimes.metering import (
-    CgroupMeter, StatsMeter, _StatsMetering, cgroup_name, choose_meter, parse_cpu_stat_usec, parse_stats,
+    CgroupMeter,
+    StatsMeter,
+    _StatsMetering,
+    cgroup_name,
+    choose_meter,
+    parse_cpu_stat_usec,
+    parse_stats,
 )
+from runtimes.oom import parse_oom_kills
 
 PARENT = "/executor/inst/slot"
 
@@ -186,3 +193,20 @@ def test_choice(tmp_path: Path) -> None:
     v2 = v2_tree(tmp_path / "v2")
     assert isinstance(choose_meter("auto", {"CgroupDriver": "cgroupfs", "CgroupVersion": "2"}, v2), CgroupMeter)
     assert isinstance(choose_meter("auto", cgroupfs, tmp_path / "nothing-here"), StatsMeter)
+
+
+def test_v2_oom_kills_come_from_the_parents_memory_events(tmp_path: Path) -> None:
+    root = v2_tree(tmp_path)
+    meter = CgroupMeter(root)
+    assert meter.enforce_memory(PARENT, 16 * 2**20) == 0  # v2 counts hierarchically: the engine's limit is the limit
+    assert meter.oom.kills(PARENT) is None  # no memory.events: unknown, never "no kill"
+    (root / PARENT.lstrip("/") / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\n")
+    assert meter.oom.kills(PARENT) == 1
+    assert parse_oom_kills("oom 3\noom_kill 0\noom_group_kill 0\n") == 0 and parse_oom_kills("") is None
+
+
+def test_v1_without_a_usable_memory_hierarchy_leaves_the_limit_to_the_engine(tmp_path: Path) -> None:
+    root = v1_tree(tmp_path)
+    (root / "memory").rename(root / "elsewhere")  # no memory hierarchy at all
+    meter = CgroupMeter(root)
+    assert meter.enforce_memory(PARENT, 16 * 2**20) == 0 and meter.oom.kills(PARENT) is None

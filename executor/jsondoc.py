@@ -1,0 +1,102 @@
+"""Reading a JSON document from someone we do not trust: a request body or an agent's stdout.
+
+Python's json module accepts more than JSON and more than PostgreSQL's jsonb can hold, and a
+document it accepts can still break what comes after it (a schema check, the storage, a receipt).
+`loads` accepts exactly the documents every later step can handle, and says why it refuses one:
+
+- RFC 8259 JSON only: `NaN`, `Infinity` and `-Infinity` are refused;
+- numbers that fit a double: `1e400` (read as infinity) is refused; an integer longer than
+  Python will read (4300 digits) is refused instead of raising a bare ValueError;
+- strings (values and keys) that jsonb can store: no U+0000, no unpaired surrogate (I-JSON,
+  RFC 7493);
+- at most MAX_DEPTH levels of arrays and objects, so no later recursive walk (jsonschema,
+  canonical JSON, PostgreSQL's parser) can run out of stack on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_DEPTH = 64  # as .NET's System.Text.Json; serde_json stops at 128, Go at 10,000
+
+
+class DocumentRefused(ValueError):
+    """The bytes are not a document we accept; `pointer` (RFC 6901) says where, when known.
+    The message shows the pointer escaped (it may hold the very character refused)."""
+
+    def __init__(self, reason: str, pointer: str | None = None) -> None:
+        super().__init__(reason if pointer is None else f"{reason} at {storable_text(pointer) or '/'}")
+        self.reason = reason
+        self.pointer = pointer
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DocumentRefused(f"{name} is not a JSON number")
+
+
+def loads(raw: bytes | str) -> Any:
+    """The document in `raw`, or DocumentRefused saying why not."""
+    try:
+        document = json.loads(raw, parse_constant=_refuse_constant)
+    except DocumentRefused:
+        raise
+    except RecursionError:
+        raise DocumentRefused(f"nested deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError as exc:
+        raise DocumentRefused(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise DocumentRefused(f"not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer past sys.get_int_max_str_digits()
+        raise DocumentRefused(f"a number that cannot be read: {exc}") from None
+    check(document)
+    return document
+
+
+def check(document: Any) -> None:
+    """DocumentRefused unless every number is finite, every string storable and the nesting
+    within MAX_DEPTH. Iterative, so a deep document cannot exhaust the stack here."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:
+        value, pointer, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, pointer)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise DocumentRefused("a number outside the range of a double", pointer)
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise DocumentRefused(f"nested deeper than {MAX_DEPTH} levels", pointer)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                here = f"{pointer}/{escape(str(key))}"
+                if isinstance(key, str):
+                    _check_text(key, here)
+                stack.append((item, here, depth + 1))
+
+
+def _check_text(text: str, pointer: str) -> None:
+    if "\x00" in text:
+        raise DocumentRefused("a string holding U+0000", pointer)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentRefused("a string holding an unpaired surrogate", pointer) from None
+
+
+def storable_text(text: str) -> str:
+    """`text` with U+0000 and unpaired surrogates written as escapes, so PostgreSQL can store it
+    (for messages that quote what a task printed)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def escape(token: str) -> str:
+    """One reference token of an RFC 6901 pointer."""
+    return token.replace("~", "~0").replace("/", "~1")
