@@ -4,7 +4,8 @@ Python's json module accepts more than JSON and more than PostgreSQL's jsonb can
 document it accepts can still break what comes after it (a schema check, the storage, a receipt).
 `loads` accepts exactly the documents every later step can handle, and says why it refuses one:
 
-- RFC 8259 JSON only: `NaN`, `Infinity` and `-Infinity` are refused;
+- RFC 8259 JSON only, in UTF-8 (no byte order mark): `NaN`, `Infinity` and `-Infinity` are
+  refused;
 - numbers that fit a double: `1e400` (read as infinity) is refused; an integer longer than
   Python will read (4300 digits) is refused instead of raising a bare ValueError;
 - strings (values and keys) that jsonb can store: no U+0000, no unpaired surrogate (I-JSON,
@@ -39,7 +40,9 @@ def _refuse_constant(name: str) -> Any:
 def loads(raw: bytes | str) -> Any:
     """The document in `raw`, or DocumentRefused saying why not."""
     try:
-        document = json.loads(raw, parse_constant=_refuse_constant)
+        # UTF-8 only (RFC 8259 §8.1): json.loads would also guess UTF-16 and UTF-32 from bytes.
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        document = json.loads(text, parse_constant=_refuse_constant)
     except DocumentRefused:
         raise
     except RecursionError:

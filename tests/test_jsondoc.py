@@ -19,6 +19,7 @@ def nested(depth: int) -> str:
     ('{"x": 1e400}', "/x"), ('[1, -1e999]', "/1"), ('{"x": "a\\u0000b"}', "/x"), ('{"a\\u0000": 1}', "/a\x00"),
     ('{"x": ["\\ud800"]}', "/x/0"), ('{"\\udfff": 1}', "/\udfff"), ('{"x": ' + "9" * 5000 + "}", None),
     (nested(MAX_DEPTH + 1), "/0" * MAX_DEPTH), (nested(100_000), None), ('{"a": ', None), (b"\xff\xfe{", None),
+    ('{"x": 1}'.encode("utf-16"), None), ('{"x": 1}'.encode("utf-32-le"), None), (b"\xef\xbb\xbf{}", None),
 ])
 def test_documents_no_later_step_could_handle_are_refused(text: str | bytes, pointer: str | None) -> None:
     with pytest.raises(DocumentRefused) as refused:
