@@ -207,8 +207,10 @@ async def test_oom_kills_are_read_from_the_tasks_cgroup(runtime_with: Callable[[
     bomb = replace(make_spec(busybox, "tail /dev/zero", oci_runtime=oci_runtime), limits=limits)
     result = await runtime.run(bomb, asyncio.Event())
     assert result.termination is Termination.OOM and (result.usage.oom_kills or 0) >= 1, result
-    # The parent enforces the limit; the engine's own is a backstop above it.
-    assert (result.usage.peak_memory_bytes or 0) <= 16 * MiB, result
+    # The parent enforces the limit; the engine's own is a backstop 4 MiB above it. The kernel
+    # force-charges what the dying victim still allocates, so the peak may pass the limit by a
+    # few pages (seen: one, under runsc), never by anything near the backstop.
+    assert (result.usage.peak_memory_bytes or 0) <= 16 * MiB + 256 * 1024, result
     # Exit code 137 says nothing by itself (PID 1 cannot SIGKILL itself: it exits so).
     lookalike = replace(make_spec(busybox, "exit 137", oci_runtime=oci_runtime), limits=limits)
     result = await runtime.run(lookalike, asyncio.Event())
