@@ -229,6 +229,7 @@ async def _serve(settings: Settings, database_url: str, redis_url: str, *, annou
     health, readiness, status and metrics over HTTP)."""
     from executor import tokens
     from executor.api.app import make_app
+    from executor.api.problems import problems_below_routing
     from executor.service import start_services
 
     services = await start_services(settings, database_url=database_url, redis_url=redis_url,
@@ -239,6 +240,7 @@ async def _serve(settings: Settings, database_url: str, redis_url: str, *, annou
         examples = await _prepare_examples(services) if announce and settings.register_examples else []
         runner = web.AppRunner(make_app(services, api=role != "worker"), access_log=log.getChild("access"))
         await runner.setup()
+        problems_below_routing(runner)
         await web.TCPSite(runner, settings.host, settings.port).start()
         base_url = f"http://{settings.host}:{settings.port}"
         log.info("executor %s (%s) listening on %s", settings.resolved_instance_id, role, base_url)

@@ -7,6 +7,8 @@ import math
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from executor import jsondoc
 from executor.errors import MalformedRequest, PayloadTooLarge, RequestInvalid
@@ -17,11 +19,14 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)  # after any Content-Encoding is undone: a compression bomb stops here
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except (RequestPayloadError, HttpProcessingError) as exc:  # a body that does not decode (Content-Encoding, chunking)
+        raise MalformedRequest(f"the request body cannot be read: {str(exc).strip() or type(exc).__name__}") from None
     return b"".join(chunks)
 
 

@@ -6,9 +6,14 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
 
 import asyncpg
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 
 from executor.errors import PROBLEM_TYPE_PREFIX, Problem, RequestInvalid, Throttled
 
@@ -68,3 +73,32 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(Problem("an internal error occurred; it has been logged"))
+
+
+class _ProblemRequestHandler(RequestHandler):
+    """aiohttp answers a request its HTTP parser refuses (a header holding a NUL byte, a body
+    in a Content-Encoding it cannot undo, broken chunking) before any route or middleware
+    sees it, in text/plain; this answers the same status as a problem."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; raises if a response began
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        slug = _HTTP_SLUGS.get(status, "internal_error" if status >= 500 else "http_error")
+        detail = phrase if status >= 500 else (message or phrase).splitlines()[0]
+        body = {"type": PROBLEM_TYPE_PREFIX + slug, "title": phrase, "status": status, "detail": detail}
+        response = web.Response(status=status, body=json.dumps(body).encode(), content_type=PROBLEM_JSON)
+        response.force_close()
+        return response
+
+
+class _ProblemServer(Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def problems_below_routing(runner: web.BaseRunner) -> None:
+    """After `runner.setup()`: the protocol layer's own errors are problems too."""
+    server: Any = runner.server
+    assert isinstance(server, Server), "runner.setup() makes the server"
+    server.__class__ = _ProblemServer

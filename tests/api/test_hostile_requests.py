@@ -7,11 +7,13 @@ the service's depth, bytes that are not UTF-8 where text is expected, a body of 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from tests.conftest import Api, ServiceProcess
@@ -142,3 +144,29 @@ async def test_a_field_of_the_wrong_type_is_422_never_a_crash(api: Api, role: An
     # Found by the fuzz test: an unhashable value looked up in a set of names.
     status, body, headers = await api.post("/v1/tokens", json={"role": role, "subject": "s"})
     assert_problem(status, body, headers, 422)
+
+
+@pytest.mark.parametrize("encoding, body, expected", [
+    ("gzip", b"not gzip at all", 400), ("deflate", b"\x00\x01\x02garbage", 400), ("br", b"\x00\x01garbage", 400),
+    ("zstd", b"{}", 400), ("gzip", gzip.compress(b"[" + b" " * (50 * 2**20) + b"]"), 413),
+])
+async def test_a_body_that_does_not_decode_is_a_problem(service: ServiceProcess, encoding: str, body: bytes,
+                                                        expected: int) -> None:
+    # A compression bomb stops at the body cap, counted after decoding; a body that does not
+    # decode is a 400 problem, whether aiohttp's parser or our reader finds it out.
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.post(service.base_url + "/v1/executions", data=body, headers={
+                "Authorization": f"Bearer {service.operator_token}", "Content-Type": "application/json",
+                "Content-Encoding": encoding}) as response:
+            problem = await response.json(content_type=None)
+            assert response.status == expected, problem
+            assert response.headers["Content-Type"].startswith("application/problem+json"), problem
+            assert problem["status"] == expected and problem["type"].startswith(PROBLEM), problem
+
+
+async def test_a_request_the_http_parser_refuses_is_a_problem_too(service: ServiceProcess) -> None:
+    status, headers, body = await _raw_http(
+        service, b"GET /v1/executions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer a\x00b\r\n"
+                 b"Connection: close\r\n\r\n")
+    assert status == 400 and headers["content-type"].startswith("application/problem+json"), (status, body)
+    assert json.loads(body)["type"] == PROBLEM + "malformed_request"
