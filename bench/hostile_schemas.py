@@ -126,6 +126,8 @@ async def over_http(base_url: str, token: str, agents: dict[str, str], n: int, c
         "catastrophic inputs": ({"agent_id": agents["input"], "input": {"s": "a" * 40 + "!"}}, clients),
         "catastrophic outputs": ({"agent_id": agents["output"], "input": {"s": "a" * 40 + "!"}}, 2),
         "budget-exhausting inputs": ({"agent_id": agents["deep"], "input": {"d": _nested(40)}}, clients),
+        # Parsing and checking 1.9 MB of small containers takes ~0.5 s: off the loop past 8 KiB.
+        "1.9 MB bodies of nested arrays": ({"agent_id": agents["input"], "input": {"pad": [[[0]]] * 240_000}}, 4),
     }
     rows = []
     async with aiohttp.ClientSession() as session:

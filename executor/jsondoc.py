@@ -59,33 +59,69 @@ def loads(raw: bytes | str) -> Any:
 
 def check(document: Any) -> None:
     """DocumentRefused unless every number is finite, every string storable and the nesting
-    within MAX_DEPTH. Iterative, so a deep document cannot exhaust the stack here."""
-    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    within MAX_DEPTH. Iterative, so a deep document cannot exhaust the stack here; lean, since
+    it visits every value of up to megabytes (a path is kept per container, a pointer made only
+    for the value refused)."""
+    if type(document) is dict or type(document) is list:
+        _walk(document)
+    else:
+        _check_value(document, None, None)
+
+
+_Path = tuple[Any, Any] | None  # (the parent's path, the key): a linked list, one per container
+
+
+def _walk(root: dict[str, Any] | list[Any]) -> None:
+    stack: list[tuple[Any, int, _Path]] = [(root, 1, None)]  # a container and its level (the root's: 1)
     while stack:
-        value, pointer, depth = stack.pop()
-        if isinstance(value, str):
-            _check_text(value, pointer)
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise DocumentRefused("a number outside the range of a double", pointer)
-        elif isinstance(value, (dict, list)):
-            if depth >= MAX_DEPTH:
-                raise DocumentRefused(f"nested deeper than {MAX_DEPTH} levels", pointer)
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                here = f"{pointer}/{escape(str(key))}"
-                if isinstance(key, str):
-                    _check_text(key, here)
-                stack.append((item, here, depth + 1))
+        node, level, path = stack.pop()
+        items = node.items() if type(node) is dict else enumerate(node)
+        for key, item in items:
+            if type(key) is str and not _storable(key):
+                _check_text(key, _pointer((path, key)))
+            kind = type(item)
+            if kind is dict or kind is list:
+                if level >= MAX_DEPTH:
+                    raise DocumentRefused(f"nested deeper than {MAX_DEPTH} levels", _pointer((path, key)))
+                if item:  # an empty one holds nothing to check
+                    stack.append((item, level + 1, (path, key)))
+            elif kind is str or kind is float:
+                _check_value(item, path, key)
+
+
+def _check_value(value: Any, path: _Path, key: Any) -> None:
+    if type(value) is str:
+        if not _storable(value):
+            _check_text(value, _pointer((path, key)) if key is not None else "")
+    elif type(value) is float and not math.isfinite(value):
+        raise DocumentRefused("a number outside the range of a double", _pointer((path, key)) if key is not None else "")
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _encodes(text))
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _pointer(path: _Path) -> str:
+    tokens = []
+    while path is not None:
+        path, key = path
+        tokens.append(escape(str(key)))
+    return "".join("/" + token for token in reversed(tokens))
 
 
 def _check_text(text: str, pointer: str) -> None:
     if "\x00" in text:
         raise DocumentRefused("a string holding U+0000", pointer)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise DocumentRefused("a string holding an unpaired surrogate", pointer) from None
+    if not _encodes(text):
+        raise DocumentRefused("a string holding an unpaired surrogate", pointer)
 
 
 def storable_text(text: str) -> str:

@@ -34,7 +34,6 @@ class SubmitRequest:
     limits: Any
     webhook_url: str | None
     on_behalf_of: str | None
-    fingerprint: bytes  # sha256 of the body's canonical form: what an idempotent replay must match
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,14 @@ def parse_request(body: Any) -> SubmitRequest:
     webhook_url = body.get("webhook_url")
     if webhook_url is not None and not isinstance(webhook_url, str):
         raise _invalid("/webhook_url", "a URL string")
+    return SubmitRequest(body["agent_id"], version, body["input"], body.get("limits"), webhook_url, on_behalf_of)
+
+
+def fingerprint(body: Any) -> bytes:
+    """sha256 of the body's canonical form: what an idempotent replay must match. Up to a
+    megabyte to serialize: called off the event loop, and only with an Idempotency-Key."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return SubmitRequest(body["agent_id"], version, body["input"], body.get("limits"), webhook_url, on_behalf_of,
-                         hashlib.sha256(canonical).digest())
+    return hashlib.sha256(canonical).digest()
 
 
 def parties_of(principal: Principal, request: SubmitRequest) -> Parties:

@@ -49,7 +49,7 @@ from executor.pagination import encode_cursor, page_filters
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
 from executor.ratelimit import RateLimiter
-from executor.schemas import violations_off_loop
+from executor.schemas import off_loop, violations
 from executor.settings import Limits, Settings
 from executor.storage import executions as execution_sql
 from executor.storage import idempotency as idempotency_sql
@@ -95,6 +95,14 @@ def encode_input(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _encoded_and_checked(schema: Any, value: Any, budget_ms: float,
+                         max_bytes: int) -> tuple[bytes, list[dict[str, str]]]:
+    """The stdin bytes of an input and its schema's violations (not checked past `max_bytes`:
+    the input is refused for its size)."""
+    stdin = encode_input(value)
+    return stdin, violations(schema, value, budget_ms=budget_ms) if len(stdin) <= max_bytes else []
+
+
 class Executions:
     def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings,
                  finisher: Finisher, limiter: RateLimiter) -> None:
@@ -113,8 +121,10 @@ class Executions:
         request = admission.parse_request(body)
         parties = admission.parties_of(principal, request)
         key = admission.check_idempotency_key(idempotency_key)
+        fingerprint = b""
         if key is not None:
-            replay = await self._replay(parties.caller, key, request.fingerprint)
+            fingerprint = await off_loop(admission.fingerprint, body)
+            replay = await self._replay(parties.caller, key, fingerprint)
             if replay is not None:
                 return replay
         try:
@@ -134,17 +144,18 @@ class Executions:
         if agent.image_digest is None:
             raise Conflict(f"agent {agent.agent_id} version {agent.version} has no module yet: "
                            "PUT /v1/agents/{id}/module first")
-        stdin = encode_input(request.input)
+        # Up to a megabyte of a tenant's input to serialize and check: one trip off the loop.
+        stdin, found = await off_loop(_encoded_and_checked, agent.input_schema, request.input,
+                                      self.settings.schema_budget_ms, self.settings.max_input_bytes)
         if len(stdin) > self.settings.max_input_bytes:
             raise PayloadTooLarge(f"input is larger than {self.settings.max_input_bytes} bytes")
-        found = await violations_off_loop(agent.input_schema, request.input, budget_ms=self.settings.schema_budget_ms)
         if found:
             raise InputInvalid(f"{len(found)} violation(s) of the agent's input schema", errors=found)
         limits = resolve_limits(request.limits, agent.limits, self.settings.max_limits)
         webhook_url = check_url(request.webhook_url, self.settings) if request.webhook_url else None
 
         async with self.db.acquire() as conn, conn.transaction():
-            if key is not None and not await idempotency_sql.claim(conn, parties.caller, key, request.fingerprint,
+            if key is not None and not await idempotency_sql.claim(conn, parties.caller, key, fingerprint,
                                                                    self.settings.idempotency_ttl_s):
                 record = None  # a racing request with this key committed first: answer with its execution
             else:
@@ -153,18 +164,18 @@ class Executions:
                     await idempotency_sql.bind(conn, parties.caller, key, record.id)
         if record is None:
             assert key is not None
-            replay = await self._replay(parties.caller, key, request.fingerprint)
+            replay = await self._replay(parties.caller, key, fingerprint)
             if replay is None:  # only if the key expired in between
                 raise Conflict("the Idempotency-Key is in use by a request that has not finished; retry")
             return replay
-        found = Watch(self.events.waiter(record.id), self.events.generation) if watch else None
+        watching = Watch(self.events.waiter(record.id), self.events.generation) if watch else None
         try:
             await self._enqueue(record, agent)
         except BaseException:
-            if found is not None:
-                self.events.discard(record.id, found.future)
+            if watching is not None:
+                self.events.discard(record.id, watching.future)
             raise
-        return Submission(record, replayed=False, headers=rate_headers, watch=found)
+        return Submission(record, replayed=False, headers=rate_headers, watch=watching)
 
     def _drain_estimate_s(self, depth: int) -> float:
         """A Retry-After for a full queue: the excess over what the workers run at once, at ~1 s
