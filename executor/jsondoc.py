@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 MAX_DEPTH = 64  # as .NET's System.Text.Json; serde_json stops at 128, Go at 10,000
@@ -110,11 +111,16 @@ def _encodes(text: str) -> bool:
 
 
 def _pointer(path: _Path) -> str:
-    tokens = []
+    keys = []
     while path is not None:
         path, key = path
-        tokens.append(escape(str(key)))
-    return "".join("/" + token for token in reversed(tokens))
+        keys.append(key)
+    return pointer(reversed(keys))
+
+
+def pointer(keys: Iterable[Any]) -> str:
+    """RFC 6901: '' for the document, '/a/0/b~1c' for a nested member."""
+    return "".join("/" + escape(str(key)) for key in keys)
 
 
 def _check_text(text: str, pointer: str) -> None:

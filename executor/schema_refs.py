@@ -23,6 +23,8 @@ from referencing._core import Resolver
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from executor import jsondoc
+
 SAME_VALUE_ONE = ("not", "if", "then", "else")
 SAME_VALUE_LIST = ("allOf", "anyOf", "oneOf")
 SAME_VALUE_MAP = ("dependentSchemas",)
@@ -34,8 +36,8 @@ REFERENCES = ("$ref", "$dynamicRef")
 
 
 def escape(part: Any) -> str:
-    """One RFC 6901 reference token."""
-    return "/" + str(part).replace("~", "~0").replace("/", "~1")
+    """One RFC 6901 reference token, with its leading slash."""
+    return "/" + jsondoc.escape(str(part))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from executor import schema_refs, schema_regex
+from executor import jsondoc, schema_refs, schema_regex
 from executor.errors import SchemaInvalid
 from executor.schema_keywords import OutOfTime, Validator, deadline
 
@@ -77,7 +77,7 @@ def check_schema(schema: Any, *, field: str, budget_ms: float = REGISTRATION_BUD
                             errors=[{"pointer": at, "detail": "nested too deeply"}]) from None
     if error is not None:
         raise SchemaInvalid(f"{field}: {error.message}",
-                            errors=[{"pointer": at + _pointer(error.path), "detail": _short(error.message)}])
+                            errors=[{"pointer": at + jsondoc.pointer(error.path), "detail": _short(error.message)}])
     registry, base = _registry(schema)
     graph = schema_refs.walk(schema, registry.resolver(base_uri=base))
     for pointer, ref in graph.unresolvable:
@@ -107,7 +107,7 @@ def violations(schema: Any, instance: Any, *, budget_ms: float = DEFAULT_BUDGET_
     try:
         with deadline(budget_ms / 1000):
             for error in _validator(schema).iter_errors(instance):
-                found.append({"pointer": _pointer(error.absolute_path), "detail": _short(error.message)})
+                found.append({"pointer": jsondoc.pointer(error.absolute_path), "detail": _short(error.message)})
                 if len(found) >= _MAX_VIOLATIONS:
                     break
     except OutOfTime:
@@ -143,7 +143,3 @@ async def off_loop(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 def _short(text: str) -> str:
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "… (cut)"
 
-
-def _pointer(path: Any) -> str:
-    """RFC 6901: '' for the document, '/a/0/b~1c' for a nested member."""
-    return "".join(schema_refs.escape(part) for part in path)
