@@ -19,22 +19,17 @@ import argparse
 import asyncio
 import json
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.latency import percentile, register_agent, start_service  # noqa: E402
-from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
-from runtimes.images import build_images  # noqa: E402
+from bench.latency import backends, percentile, register_agent, serving  # noqa: E402
 
 PATHS = ("operator", "user", "service + key", "replay")
 
@@ -84,37 +79,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=400, help="requests per path")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="executor-bench-admission-"))
-    workdir.chmod(0o755)
-    postgres = EmbeddedPostgres(workdir / "pg", port=free_port())
-    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
-    client = docker.from_env()
-    image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
-    process = None
-    try:
-        postgres.start()
-        redis_url = redis_server.start()
-        token = "exe_bench_" + secrets.token_urlsafe(16)
-        process, base_url = start_service(
-            postgres.create_database("bench_admission"), redis_url, workdir / "service", token, pool=False,
-            extra={"EXECUTOR_WORKER_CONCURRENCY": "1", "EXECUTOR_USER_RATE_PER_S": "100000",
-                   "EXECUTOR_USER_BURST": "100000", "EXECUTOR_SERVICE_RATE_PER_S": "100000",
-                   "EXECUTOR_SERVICE_BURST": "100000", "EXECUTOR_MAX_LIVE_PER_USER": "100000"})
-        agent_id = register_agent(base_url, token, image)
+    unlimited = {"EXECUTOR_WORKER_CONCURRENCY": "1", "EXECUTOR_USER_RATE_PER_S": "100000",
+                 "EXECUTOR_USER_BURST": "100000", "EXECUTOR_SERVICE_RATE_PER_S": "100000",
+                 "EXECUTOR_SERVICE_BURST": "100000", "EXECUTOR_MAX_LIVE_PER_USER": "100000"}
+    with backends("executor-bench-admission-") as bench, serving(
+            bench.postgres.create_database("bench_admission"), bench.redis_url, bench.workdir / "service",
+            bench.token, pool=False, extra=unlimited) as base_url:
+        token = bench.token
+        agent_id = register_agent(base_url, token, bench.image)
         tokens = {"operator": token}
         for role, subject in (("user", "bench-user"), ("service", "bench-shop")):
             tokens[role] = call(base_url, token, "POST", "/v1/tokens", {"role": role, "subject": subject})["token"]
         tokens["service + key"] = tokens.pop("service")
         call(base_url, tokens["service + key"], "PUT", "/v1/entitlements", {"user": "bench-user", "agent_id": agent_id})
         samples = asyncio.run(measure(base_url, tokens, agent_id, "bench-user", args.n))
-    finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait(120)
-        client.close()
-        redis_server.stop()
-        postgres.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     reference = statistics.median(samples["operator"]) * 1000
     print(f"\nexecutor admission benchmark: {len(samples['operator'])} accepted submissions per path "

@@ -18,27 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import docker
 from jsonschema import Draft202012Validator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.latency import percentile, start_service  # noqa: E402
-from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
+from bench.latency import backends, percentile, serving  # noqa: E402
 from executor.schemas import violations, violations_off_loop  # noqa: E402
-from runtimes.images import build_images  # noqa: E402
 
 CATASTROPHIC = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
 EXPONENTIAL = {"$ref": "#/$defs/n", "$defs": {"n": {"anyOf": [
@@ -178,34 +174,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent hostile clients")
     args = parser.parse_args()
     in_process()
-    workdir = Path(tempfile.mkdtemp(prefix="executor-bench-hostile-"))
-    workdir.chmod(0o755)
-    postgres = EmbeddedPostgres(workdir / "pg", port=free_port())
-    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
-    client = docker.from_env()
-    image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
-    process = None
-    try:
-        postgres.start()
-        redis_url = redis_server.start()
-        token = "exe_bench_" + secrets.token_urlsafe(16)
-        process, base_url = start_service(postgres.create_database("bench_hostile"), redis_url,
-                                          workdir / "service", token, pool=True)
+    with backends("executor-bench-hostile-") as bench, serving(
+            bench.postgres.create_database("bench_hostile"), bench.redis_url, bench.workdir / "service",
+            bench.token, pool=True) as base_url:
+        register = functools.partial(_register, base_url, bench.token, bench.image)
         agents = {
-            "input": _register(base_url, token, image, CATASTROPHIC, True),
-            "output": _register(base_url, token, image, {"type": "object"}, CATASTROPHIC),
-            "deep": _register(base_url, token, image, {"type": "object", "properties": {"d": {"$ref": "#/$defs/n"}},
-                                                       "$defs": EXPONENTIAL["$defs"]}, True),
+            "input": register(CATASTROPHIC, True),
+            "output": register({"type": "object"}, CATASTROPHIC),
+            "deep": register({"type": "object", "properties": {"d": {"$ref": "#/$defs/n"}},
+                              "$defs": EXPONENTIAL["$defs"]}, True),
         }
-        asyncio.run(over_http(base_url, token, agents, args.n, args.clients))
-    finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait(120)
-        client.close()
-        redis_server.stop()
-        postgres.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        asyncio.run(over_http(base_url, bench.token, agents, args.n, args.clients))
 
 
 if __name__ == "__main__":

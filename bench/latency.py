@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -32,7 +33,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -160,6 +163,49 @@ def start_service(database_url: str, redis_url: str, state_dir: Path, token: str
         except OSError:
             time.sleep(0.1)
     raise RuntimeError((state_dir / "service.log").read_text()[-2000:])
+
+
+@dataclass(frozen=True)
+class Backends:
+    workdir: Path
+    postgres: EmbeddedPostgres
+    redis_url: str
+    image: str  # the busybox image's tag
+    token: str  # the operator token the services are started with
+
+
+@contextlib.contextmanager
+def backends(prefix: str) -> Iterator[Backends]:
+    """Private PostgreSQL and Redis servers under a temp dir, the busybox image and an operator
+    token; stopped and removed after (stop the services started on them first)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o755)
+    postgres = EmbeddedPostgres(workdir / "pg", port=free_port())
+    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
+    client = docker.from_env()
+    try:
+        image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
+        postgres.start()
+        redis_url = redis_server.start()
+        yield Backends(workdir, postgres, redis_url, image, "exe_bench_" + secrets.token_urlsafe(16))
+    finally:
+        client.close()
+        redis_server.stop()
+        postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(database_url: str, redis_url: str, state_dir: Path, token: str, pool: bool,
+            extra: dict[str, str] | None = None) -> Iterator[str]:
+    """`start_service`, stopped after; yields its base URL."""
+    process, base_url = start_service(database_url, redis_url, state_dir, token, pool, extra)
+    try:
+        yield base_url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(120)
 
 
 def register_agent(base_url: str, token: str, image: str) -> str:
