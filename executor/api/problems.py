@@ -83,7 +83,10 @@ class _ProblemRequestHandler(RequestHandler):
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it; raises if a response began
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:  # a status the standard library does not name
+            phrase = "Error"
         slug = _HTTP_SLUGS.get(status, "internal_error" if status >= 500 else "http_error")
         detail = phrase if status >= 500 else (message or phrase).splitlines()[0]
         body = {"type": PROBLEM_TYPE_PREFIX + slug, "title": phrase, "status": status, "detail": detail}
