@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.latency import backends, percentile, register_agent, serving  # noqa: E402
+from bench.latency import backends, percentile, register_agent, serving
 
 PATHS = ("operator", "user", "service + key", "replay")
 

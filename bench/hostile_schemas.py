@@ -33,8 +33,8 @@ import aiohttp
 from jsonschema import Draft202012Validator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.latency import backends, percentile, serving  # noqa: E402
-from executor.schemas import violations, violations_off_loop  # noqa: E402
+from bench.latency import backends, percentile, serving
+from executor.schemas import violations, violations_off_loop
 
 CATASTROPHIC = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
 EXPONENTIAL = {"$ref": "#/$defs/n", "$defs": {"n": {"anyOf": [

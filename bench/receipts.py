@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,10 +35,10 @@ import asyncpg  # noqa: E402
 
 from executor.embedded import EmbeddedPostgres, free_port  # noqa: E402
 from executor.executions.finish import Finisher  # noqa: E402
-from executor.executions.records import Outcome, Status, Usage  # noqa: E402
 from executor.receipts import log, merkle  # noqa: E402
 from executor.receipts.issuer import ReceiptIssuer  # noqa: E402
 from executor.receipts.keys import Signer  # noqa: E402
+from executor.records.executions import Outcome, Status, Usage  # noqa: E402
 from executor.settings import Limits  # noqa: E402
 from executor.storage import agents as agent_sql  # noqa: E402
 from executor.storage import executions as execution_sql  # noqa: E402
@@ -55,7 +55,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def outcome() -> Outcome:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return Outcome(Status.COMPLETED, output={"words": 3, "lines": 0, "chars": 16},
                    raw_output=b'{"words":3,"lines":0,"chars":16}',
                    log=b"", exit_code=0, started_at=now, finished_at=now, oci_runtime="runc", pooled=True,

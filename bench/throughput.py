@@ -84,8 +84,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.latency import INPUT, LIMITS, raw_docker_py, register_agent  # noqa: E402
-from bench.throughput_results import (FINAL, Audit, Costs, Drive, Result, merge, print_costs,  # noqa: E402
-                                      print_rounds, table_row)
+from bench.throughput_results import (  # noqa: E402
+    FINAL,
+    Audit,
+    Costs,
+    Drive,
+    Result,
+    merge,
+    print_costs,
+    print_rounds,
+    table_row,
+)
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from runtimes.base import INSTANCE_LABEL  # noqa: E402
 from runtimes.engine import DockerEngine  # noqa: E402

@@ -35,12 +35,12 @@ import wasmtime
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from latency import percentile, start_service  # noqa: E402
+from latency import percentile, start_service
 
-from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
-from runtimes import wasm  # noqa: E402
-from runtimes.base import TASK_USER  # noqa: E402
-from runtimes.images import IMAGES_DIR, build_images  # noqa: E402
+from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from runtimes import wasm
+from runtimes.base import TASK_USER
+from runtimes.images import IMAGES_DIR, build_images
 
 EXAMPLE = IMAGES_DIR / "shout-wasm"
 INPUT = {"text": "hello wide world"}

@@ -1,3 +1,5 @@
-from executor.cli import main
 import sys
+
+from executor.cli import main
+
 sys.exit(main())

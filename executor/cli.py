@@ -10,7 +10,8 @@ import logging
 import shlex
 import signal
 import sys
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -18,8 +19,8 @@ from executor.errors import ConfigurationError, ExecutorError
 from executor.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from executor.agents.records import AgentVersion
     from executor.examples import Example
+    from executor.records.agents import AgentVersion
     from executor.service import Services
 
 log = logging.getLogger("executor")

@@ -15,7 +15,7 @@ from typing import Any
 import wasmtime
 
 from executor.agents import service as agents
-from executor.agents.records import AgentVersion
+from executor.records.agents import AgentVersion
 from executor.service import Services
 from executor.storage import agents as agent_sql
 

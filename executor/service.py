@@ -18,7 +18,6 @@ from tenacity import (
 )
 
 from executor import faults
-from executor.agents.records import AgentVersion
 from executor.errors import DependencyUnavailable
 from executor.executions.finish import Finisher
 from executor.executions.service import Executions
@@ -30,6 +29,7 @@ from executor.receipts import log as transparency_log
 from executor.receipts.issuer import ReceiptIssuer
 from executor.receipts.keys import Signer, parse_seed
 from executor.receipts.service import Receipts
+from executor.records.agents import AgentVersion
 from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
 from executor.webhooks.dispatcher import WebhookDispatcher
@@ -140,7 +140,7 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     dispatcher = WebhookDispatcher(db, settings)
     finisher.on_webhook = dispatcher.notify
     executions = Executions(db, queue, events, settings, finisher, RateLimiter(client))
-    services = Services(settings, db, client, queue, events, executions, signer, Receipts(db, signer, executions),
+    services = Services(settings, db, client, queue, events, executions, signer, Receipts(db, signer),
                         finisher, dispatcher)
     await dispatcher.start()
     services._head_task = asyncio.create_task(

@@ -7,48 +7,17 @@ single indexed equality.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import secrets
-from dataclasses import dataclass
 
 import asyncpg
 
+from executor.records.principals import IssuedToken, Principal, Role
+
+__all__ = ["IssuedToken", "Principal", "Role", "authenticate", "issue"]
 from executor.storage import tokens as token_sql
 
 TOKEN_PREFIX = "exe_"
-
-
-class Role(str, enum.Enum):
-    USER = "user"
-    SERVICE = "service"
-    OPERATOR = "operator"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the role of their token and the subject it names."""
-
-    role: Role
-    subject: str
-
-    @property
-    def party(self) -> str:
-        """"role:subject": how records name who owns, granted or submitted something."""
-        return f"{self.role.value}:{self.subject}"
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    token: str  # the secret; returned once, never stored
-    id: str
-    role: Role
-    subject: str
-
-    @property
-    def party(self) -> str:
-        """"role:subject": how records name who owns, granted or submitted something."""
-        return f"{self.role.value}:{self.subject}"
 
 
 def hash_token(token: str) -> bytes:

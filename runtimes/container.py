@@ -15,16 +15,26 @@ import dataclasses
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 import docker.types
 import requests.exceptions
 
 from executor.observability.metrics import METRICS
-from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, POOL_LABEL, TASK_USER, TaskResult, TaskSpec, TaskUsage, Termination
+from runtimes.base import (
+    EXECUTION_LABEL,
+    INSTANCE_LABEL,
+    POOL_LABEL,
+    TASK_USER,
+    TaskResult,
+    TaskSpec,
+    TaskUsage,
+    Termination,
+)
 from runtimes.engine import DockerEngine
 from runtimes.metering import Meter, Metering
 from runtimes.streams import CappedDemuxer
@@ -208,7 +218,7 @@ class ContainerRuntime:
             await self._kill(live.id)
             # It had started: whatever of it ran is cut off (a platform error, not to be re-run as new).
             result = _platform_error(f"engine failure during the run: {exc}", pooled=live.pooled,
-                                     started_at=datetime.now(timezone.utc))
+                                     started_at=datetime.now(UTC))
         finally:
             live.close()
             if metering is not None:
@@ -244,7 +254,7 @@ class ContainerRuntime:
         """Feed the input, collect the output under the caps and the wall clock, which starts now."""
         loop = asyncio.get_running_loop()
         demux = CappedDemuxer(spec.max_output_bytes, spec.max_log_bytes)
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         t0 = time.monotonic()
         deadline = t0 + spec.limits.timeout_s
         writer = asyncio.create_task(_write_stdin(loop, live.raw, spec.stdin))
@@ -267,7 +277,7 @@ class ContainerRuntime:
         if termination is not None:
             exit_code = await self._wait(live.id, _KILL_GRACE_S)
         wall_ms = int((time.monotonic() - t0) * 1000)
-        finished_at = datetime.now(timezone.utc)
+        finished_at = datetime.now(UTC)
         usage = await self._finish_metering(metering, live.id)
         detail = ""
         # Only a task that ended by itself: one we killed (timeout, cancel, caps) keeps that reason.
@@ -305,7 +315,7 @@ class ContainerRuntime:
         """The exit code, or None when the container did not exit within timeout_s."""
         try:
             result = await asyncio.wait_for(self.engine.wait(container_id), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         return result.get("StatusCode")
 

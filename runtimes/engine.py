@@ -10,8 +10,9 @@ import contextvars
 import functools
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors

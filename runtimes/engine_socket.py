@@ -66,7 +66,7 @@ class EngineSocket:
             ) as response:
                 payload = await response.read()
                 status, reason = response.status, response.reason or ""
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise requests.exceptions.ReadTimeout(f"the engine did not answer {method} {path} in time") from exc
         except aiohttp.ClientConnectionError as exc:
             raise requests.exceptions.ConnectionError(f"engine socket {self.path}: {exc}") from exc

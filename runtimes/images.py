@@ -24,11 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 import time
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import docker
 import docker.errors

@@ -14,9 +14,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import docker
@@ -107,7 +108,7 @@ class ServiceProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"executor serve did not become ready: {self.log_path.read_text()[-3000:]}")
 
-    def sibling(self, name: str, *, command: str = "serve", **settings: str) -> "ServiceProcess":
+    def sibling(self, name: str, *, command: str = "serve", **settings: str) -> ServiceProcess:
         """Another process on the same database and Redis: a second worker of the same deployment,
         with its own instance id, port and state directory (its own signing key)."""
         port = free_port()
@@ -163,7 +164,7 @@ def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: 
 
 @contextlib.asynccontextmanager
 async def serving(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: str,
-                  **settings: str) -> AsyncIterator[tuple[ServiceProcess, "Api"]]:
+                  **settings: str) -> AsyncIterator[tuple[ServiceProcess, Api]]:
     """A service of a test's own (see make_service), started, with an operator client; stopped after."""
     svc = make_service(postgres, redis_server, name, **settings)
     async with started(svc) as api:
@@ -171,7 +172,7 @@ async def serving(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name:
 
 
 @contextlib.asynccontextmanager
-async def started(svc: ServiceProcess) -> AsyncIterator["Api"]:
+async def started(svc: ServiceProcess) -> AsyncIterator[Api]:
     """`svc` started, with an operator client; stopped after (a stop or restart the test made
     itself is fine). For a service the test sets up further before its start."""
     svc.start()
@@ -262,10 +263,10 @@ class Api:
         self.token = token
         self.subject = subject  # of the token, when a test made it
 
-    def as_token(self, token: str | None, subject: str | None = None) -> "Api":
+    def as_token(self, token: str | None, subject: str | None = None) -> Api:
         return Api(self.session, self.base_url, token, subject)
 
-    async def new_token(self, role: str, subject: str | None = None) -> "Api":
+    async def new_token(self, role: str, subject: str | None = None) -> Api:
         """A client holding a fresh token of `role` (this client must be an operator's)."""
         subject = subject or f"{role[0]}-{uuid.uuid4().hex[:8]}"
         status, issued, _ = await self.post("/v1/tokens", json={"role": role, "subject": subject})

@@ -14,7 +14,6 @@ import time
 from executor.embedded import free_port
 from tests.conftest import REPO, private_tmpdir
 
-
 EXPECTED = {  # each example agent's output for its example input
     "wordcount": {"words": 3, "lines": 0, "chars": 16},
     "wordcount-wasm": {"words": 3, "lines": 0, "chars": 16},

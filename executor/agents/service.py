@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 
-from executor.agents.records import AgentVersion
 from executor.errors import (
     Conflict,
     ImageNotFound,
@@ -22,6 +21,7 @@ from executor.errors import (
 )
 from executor.limits import resolve_limits
 from executor.pricing import parse_pricing
+from executor.records.agents import AgentVersion
 from executor.schemas import check_schema, off_loop
 from executor.settings import Settings
 from executor.storage import agents as agent_sql

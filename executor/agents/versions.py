@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 
 from executor.agents import service as agents
-from executor.agents.records import AgentVersion
 from executor.errors import Conflict, Forbidden, NotFound, VersionWithdrawn
+from executor.records.agents import AgentVersion
+from executor.records.principals import Principal, Role
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
-from executor.tokens import Principal, Role
 
 _MOVES = {"deprecated": ("published",), "withdrawn": ("published", "deprecated")}
 

@@ -8,11 +8,16 @@ from executor import tokens
 from executor.agents import service as agents
 from executor.agents import versions
 from executor.api.auth import principal
-from executor.api.bodies import is_decimal, json_response, query_number, read_capped, read_json
+from executor.api.bodies import (
+    is_decimal,
+    json_response,
+    query_number,
+    read_capped,
+    read_json,
+)
 from executor.errors import NotFound, RequestInvalid
-from executor.executions.service import owner_of
+from executor.records.principals import Role
 from executor.storage import agents as agent_sql
-from executor.tokens import Role
 
 routes = web.RouteTableDef()
 
@@ -21,7 +26,7 @@ routes = web.RouteTableDef()
 async def register_agent(request: web.Request) -> web.Response:
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
     services = request.app["services"]
-    agent = await agents.register(services.db, services.settings, services.resolve_image, owner_of(caller),
+    agent = await agents.register(services.db, services.settings, services.resolve_image, caller.party,
                                   await read_json(request), engine_runtimes=services.engine_runtimes)
     return json_response(agent.to_dict(), status=201, headers={"Location": f"/v1/agents/{agent.agent_id}"})
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from executor import tokens
 from executor.api.problems import Handler
 from executor.errors import Forbidden, Unauthenticated
-from executor.tokens import Principal, Role
+from executor.records.principals import Principal, Role
 
 # The keys, the log and verification hold only public keys and hashes: anyone holding a
 # receipt must be able to check it without an account (docs/receipts.md).

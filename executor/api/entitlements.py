@@ -9,7 +9,7 @@ from aiohttp import web
 from executor.api.auth import principal
 from executor.api.bodies import json_response, query_number, read_json
 from executor.entitlements import service as entitlements
-from executor.tokens import Role
+from executor.records.principals import Role
 
 routes = web.RouteTableDef()
 

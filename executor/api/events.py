@@ -31,10 +31,10 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import is_decimal
-from executor.executions.records import ExecutionRecord
 from executor.executions.service import Executions
 from executor.queue.events import Events
-from executor.tokens import Principal
+from executor.records.executions import ExecutionRecord
+from executor.records.principals import Principal
 
 routes = web.RouteTableDef()
 

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response, query_number, read_json
-from executor.executions.records import ExecutionRecord
 from executor.executions.service import Executions
+from executor.records.executions import ExecutionRecord
 
 routes = web.RouteTableDef()
 _CANCEL_WAIT_S = 10.0

@@ -12,8 +12,8 @@ from aiohttp import web
 from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
 from executor.errors import Conflict, NotFound, RequestInvalid
+from executor.records.principals import Role
 from executor.storage import agents as agent_sql
-from executor.tokens import Role
 from runtimes.images import ImageBuildError, build_images, image_names
 
 routes = web.RouteTableDef()

@@ -11,7 +11,7 @@ from executor.api.auth import principal
 from executor.api.bodies import json_response
 from executor.observability.metrics import METRICS, header, sample
 from executor.queue.stream import JobQueue
-from executor.tokens import Role
+from executor.records.principals import Role
 
 routes = web.RouteTableDef()
 CONTENT_TYPE = "text/plain; version=0.0.4"  # Prometheus text exposition format
@@ -62,7 +62,7 @@ async def _queue_lines(queue: JobQueue) -> list[str]:
     (a scrape must not fail for it: /readyz says which dependency is down)."""
     try:
         current = await asyncio.wait_for(queue.stats(), 2.0)
-    except (asyncio.TimeoutError, RedisError, OSError):
+    except (TimeoutError, RedisError, OSError):
         return []
     lines = [*header("executor_queue_depth", "gauge", "Jobs accepted and not yet finished."),
              sample("executor_queue_depth", {}, current.depth),

@@ -10,7 +10,7 @@ from executor.api.bodies import json_response, query_int, read_json
 from executor.errors import RequestInvalid
 from executor.receipts import log
 from executor.receipts.service import Receipts
-from executor.tokens import Role
+from executor.records.principals import Role
 
 routes = web.RouteTableDef()
 

@@ -11,10 +11,10 @@ from aiohttp import web
 from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
 from executor.errors import RequestInvalid
-from executor.executions.service import owner_of
+from executor.records.principals import Role
 from executor.storage import webhooks as webhook_sql
 from executor.storage.webhooks import Endpoint
-from executor.tokens import Role
+from executor.webhooks import signing
 from executor.webhooks.targets import check_url
 
 routes = web.RouteTableDef()
@@ -36,12 +36,12 @@ def _secret_response(endpoint: Endpoint) -> web.Response:
 
 
 def _owner(request: web.Request) -> str:
-    return owner_of(principal(request, Role.SERVICE, Role.OPERATOR))
+    return principal(request, Role.SERVICE, Role.OPERATOR).party
 
 
 @routes.get("/v1/webhooks/endpoint")
 async def get_endpoint(request: web.Request) -> web.Response:
-    endpoint = await webhook_sql.ensure_endpoint(request.app["services"].db, _owner(request))
+    endpoint = await webhook_sql.ensure_endpoint(request.app["services"].db, _owner(request), signing.new_secret())
     return _secret_response(endpoint)
 
 
@@ -60,12 +60,12 @@ async def put_endpoint(request: web.Request) -> web.Response:
         raise RequestInvalid("url is required (null removes it)", errors=[{"pointer": "/url", "detail": "required"}])
     services = request.app["services"]
     url = None if body["url"] is None else check_url(body["url"], services.settings, pointer="/url")
-    return _secret_response(await webhook_sql.set_endpoint_url(services.db, owner, url))
+    return _secret_response(await webhook_sql.set_endpoint_url(services.db, owner, url, signing.new_secret()))
 
 
 @routes.post("/v1/webhooks/endpoint/rotate")
 async def rotate(request: web.Request) -> web.Response:
-    endpoint = await webhook_sql.rotate_secret(request.app["services"].db, _owner(request))
+    endpoint = await webhook_sql.rotate_secret(request.app["services"].db, _owner(request), signing.new_secret())
     return _secret_response(endpoint)
 
 

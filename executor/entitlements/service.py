@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 
 from executor.agents import service as agents
-from executor.entitlements.records import Entitlement, EntitlementState
 from executor.errors import (
     EntitlementExpired,
     EntitlementMissing,
@@ -27,8 +26,9 @@ from executor.errors import (
     RequestInvalid,
 )
 from executor.pagination import encode_cursor, page_filters
+from executor.records.entitlements import Entitlement, EntitlementState
+from executor.records.principals import Principal, Role
 from executor.storage import entitlements as entitlement_sql
-from executor.tokens import Principal, Role
 
 _GRANT_FIELDS = {"user", "agent_id", "expires_at", "uses"}
 MAX_PAGE = 100

@@ -19,8 +19,8 @@ from typing import Any
 
 from executor.errors import Forbidden, RequestInvalid
 from executor.ratelimit import Bucket, Rate
+from executor.records.principals import Principal, Role
 from executor.settings import Settings
-from executor.tokens import Principal, Role
 
 _SUBMIT_FIELDS = {"agent_id", "version", "input", "limits", "webhook_url", "on_behalf_of"}
 MAX_IDEMPOTENCY_KEY = 255

@@ -15,17 +15,17 @@ from datetime import UTC, datetime
 import asyncpg
 
 from executor import faults
-from executor.agents.records import AgentVersion
-from executor.executions.records import ErrorType, ExecutionRecord, Outcome, Status
+from executor.observability.metrics import METRICS
 from executor.pricing import MeteredUsage, cost_of
 from executor.receipts import dsse
 from executor.receipts.issuer import ReceiptIssuer
+from executor.records.agents import AgentVersion
+from executor.records.executions import ErrorType, ExecutionRecord, Outcome, Status
 from executor.storage import agents as agent_sql
 from executor.storage import entitlements as entitlement_sql
 from executor.storage import executions as execution_sql
 from executor.storage import webhooks as webhook_sql
 from executor.storage.receipts import StoredReceipt
-from executor.observability.metrics import METRICS
 from executor.webhooks import signing
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Finisher:
         service's configured endpoint; nothing when neither exists."""
         if final.webhook_url:
             signer = final.submitted_by or final.owner
-            await webhook_sql.ensure_endpoint(conn, signer)
+            await webhook_sql.ensure_endpoint(conn, signer, signing.new_secret())
             url = final.webhook_url
         elif final.service is not None:
             endpoint = await webhook_sql.get_endpoint(conn, final.service)
@@ -82,7 +82,8 @@ class Finisher:
         else:
             return False
         await webhook_sql.enqueue(conn, execution_id=final.id, event_type=event_type(final), url=url,
-                                  endpoint_owner=signer, payload=webhook_payload(final, receipt))
+                                  endpoint_owner=signer, payload=webhook_payload(final, receipt),
+                                  new_secret=signing.new_secret())
         return True
 
 

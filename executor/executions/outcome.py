@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from executor import jsondoc
-from executor.executions.records import ErrorType, ExecutionError, Outcome, Status, Usage
+from executor.records.executions import (
+    ErrorType,
+    ExecutionError,
+    Outcome,
+    Status,
+    Usage,
+)
 from executor.schemas import DEFAULT_BUDGET_MS, violations
 from runtimes.base import TaskResult, Termination
 

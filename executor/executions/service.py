@@ -8,10 +8,8 @@ a user sees their own. Anything else is reported as not found.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +18,12 @@ from redis.exceptions import RedisError
 
 from executor import ratelimit
 from executor.agents import versions
-from executor.agents.records import AgentVersion
 from executor.entitlements import service as entitlements
 from executor.errors import (
     Conflict,
     Forbidden,
     IdempotencyKeyReused,
     InputInvalid,
-    NotFound,
     PayloadTooLarge,
     Problem,
     QueueFull,
@@ -37,23 +33,25 @@ from executor.errors import (
 )
 from executor.executions import admission
 from executor.executions.finish import Finisher
-from executor.executions.records import (
-    ErrorType,
-    ExecutionError,
-    ExecutionRecord,
-    Outcome,
-    Status,
-)
 from executor.limits import resolve_limits
 from executor.pagination import encode_cursor, page_filters
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
 from executor.ratelimit import RateLimiter
+from executor.records.agents import AgentVersion
+from executor.records.executions import (
+    ErrorType,
+    ExecutionError,
+    ExecutionRecord,
+    Outcome,
+    Status,
+    encode_input,
+)
+from executor.records.principals import Principal, Role
 from executor.schemas import off_loop, violations
 from executor.settings import Limits, Settings
 from executor.storage import executions as execution_sql
 from executor.storage import idempotency as idempotency_sql
-from executor.tokens import Principal, Role
 from executor.webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
@@ -84,15 +82,6 @@ class Watch:
 
     future: asyncio.Future[None]
     generation: int
-
-
-def owner_of(principal: Principal) -> str:
-    return principal.party
-
-
-def encode_input(value: Any) -> bytes:
-    """The exact bytes a task reads on stdin."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _encoded_and_checked(schema: Any, value: Any, budget_ms: float,
@@ -223,18 +212,7 @@ class Executions:
             raise QueueUnavailable("the job queue did not accept the execution; retry later") from exc
 
     async def get(self, principal: Principal, execution_id: str) -> ExecutionRecord:
-        try:
-            parsed = uuid.UUID(execution_id)
-        except ValueError:
-            raise NotFound(f"no execution {execution_id!r}") from None
-        record = await execution_sql.get(self.db, parsed)
-        if record is None or not self._visible(principal, record):
-            raise NotFound(f"no execution {execution_id!r}")
-        return record
-
-    def _visible(self, principal: Principal, record: ExecutionRecord) -> bool:
-        caller = owner_of(principal)
-        return principal.role is Role.OPERATOR or caller in (record.owner, record.service)
+        return await execution_sql.get_visible(self.db, principal, execution_id)
 
     async def list(
         self, principal: Principal, *, status: str | None, agent_id: str | None, cursor: str | None, limit: int,
@@ -248,9 +226,9 @@ class Executions:
         limit = max(1, min(limit, MAX_PAGE))
         owner, service = None, None
         if principal.role is Role.SERVICE:
-            service = owner_of(principal)
+            service = principal.party
         elif principal.role is Role.USER:
-            owner = owner_of(principal)
+            owner = principal.party
         if user is not None:
             if principal.role is Role.USER and user != principal.subject:
                 raise Forbidden("a user sees only their own executions")

@@ -19,23 +19,34 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from executor import faults, schemas
-from executor.agents.records import AgentVersion
 from executor.errors import ExecutorError
 from executor.executions.finish import Finisher
 from executor.executions.leases import Leases
 from executor.executions.outcome import outcome_of
-from executor.executions.records import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status
-from executor.executions.service import encode_input
 from executor.observability.logs import bind_execution
 from executor.queue.events import Events
 from executor.queue.stream import Job, JobQueue
+from executor.records.agents import AgentVersion
+from executor.records.executions import (
+    ErrorType,
+    ExecutionError,
+    ExecutionRecord,
+    Outcome,
+    Status,
+    encode_input,
+)
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
 from executor.storage import executions as execution_sql

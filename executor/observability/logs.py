@@ -22,7 +22,7 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _execution_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("execution_id", default=None)
@@ -97,7 +97,7 @@ class RedactFilter(logging.Filter):
 
 
 def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JsonFormatter(logging.Formatter):

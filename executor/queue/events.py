@@ -17,7 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 

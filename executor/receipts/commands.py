@@ -19,7 +19,12 @@ import nacl.signing
 from executor.errors import ConfigurationError, ExecutorError
 from executor.receipts.jwk import JwkError, parse_key_set
 from executor.receipts.keys import drop_from_ring, read_ring, rotate_ring
-from executor.receipts.verify import Report, check_consistency, check_head, verify_bundle
+from executor.receipts.verify import (
+    Report,
+    check_consistency,
+    check_head,
+    verify_bundle,
+)
 from executor.settings import Settings
 
 

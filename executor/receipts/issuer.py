@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from executor.agents.records import AgentVersion
-from executor.executions.records import ExecutionRecord
 from executor.receipts import dsse, log
 from executor.receipts.canonical import canonical_json
 from executor.receipts.keys import Signer
 from executor.receipts.statement import receipt_statement
+from executor.records.agents import AgentVersion
+from executor.records.executions import ExecutionRecord
 from executor.storage import receipts as receipt_sql
 
 

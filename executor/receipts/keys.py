@@ -16,7 +16,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -47,7 +47,7 @@ class SigningKey:
     @classmethod
     def generate(cls) -> SigningKey:
         key = nacl.signing.SigningKey.generate()
-        return cls(key_id(key.verify_key), key, datetime.now(timezone.utc))
+        return cls(key_id(key.verify_key), key, datetime.now(UTC))
 
 
 def parse_seed(raw: str, *, source: str) -> bytes:
@@ -128,7 +128,7 @@ class Signer:
         self._mtime_ns = -1
         self._checked_at = 0.0
         if seed is not None:
-            self._keys = [SigningKey.from_seed(seed, datetime.now(timezone.utc))]
+            self._keys = [SigningKey.from_seed(seed, datetime.now(UTC))]
         else:
             assert ring_path is not None
             self._keys = ensure_ring(ring_path)

@@ -18,7 +18,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -76,7 +76,7 @@ async def sign_head(db: Connection, signer: Signer) -> SignedHead:
     await signer.refresh(db)
     key = signer.current
     root_hash = merkle.root(state.frontier)
-    payload = canonical_json(head_statement(state.log_id, state.size, root_hash, key.kid, datetime.now(timezone.utc)))
+    payload = canonical_json(head_statement(state.log_id, state.size, root_hash, key.kid, datetime.now(UTC)))
     signature = dsse.sign(dsse.TREE_HEAD_PAYLOAD_TYPE, payload, key.key, key.kid)
     stored = await log_sql.store_head(db, log_sql.StoredHead(state.size, root_hash, payload, key.kid, signature.sig))
     return _signed(stored)

@@ -6,35 +6,40 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import nacl.signing
 
-from executor.errors import AttestationInvalid, Conflict, NotFound, ReceiptUnavailable, RequestInvalid
-from executor.executions.service import Executions, owner_of
+from executor.errors import (
+    AttestationInvalid,
+    Conflict,
+    NotFound,
+    ReceiptUnavailable,
+    RequestInvalid,
+)
 from executor.receipts import dsse, log
 from executor.receipts.jwk import JwkError, from_jwk, key_set
 from executor.receipts.keys import Signer
 from executor.receipts.verify import Report, verify_bundle
+from executor.records.principals import Principal
+from executor.storage import executions as execution_sql
 from executor.storage import receipts as receipt_sql
-from executor.tokens import Principal
 
 _ATTESTATION_FIELDS = {"keyid", "sig", "public_key"}
 _VERIFY_FIELDS = {"receipt", "input_base64", "output_base64", "head"}
 
 
 class Receipts:
-    def __init__(self, db: asyncpg.Pool, signer: Signer, executions: Executions) -> None:
+    def __init__(self, db: asyncpg.Pool, signer: Signer) -> None:
         self.db = db
         self.signer = signer
-        self.executions = executions
 
     async def bundle(self, principal: Principal, execution_id: str, *, tree_size: int | None = None) -> dict[str, Any]:
         """The receipt of a final execution the caller may see, with its inclusion proof against a
         signed head: the newest one, or the one of `tree_size` when asked."""
-        record = await self.executions.get(principal, execution_id)
+        record = await execution_sql.get_visible(self.db, principal, execution_id)
         return await self._bundle(record.id, tree_size)
 
     async def _bundle(self, execution_id: uuid.UUID, tree_size: int | None) -> dict[str, Any]:
@@ -79,7 +84,7 @@ class Receipts:
         if not dsse.signature_holds(envelope, envelope.signatures[0], key):
             raise AttestationInvalid("the signature does not hold over the receipt's DSSE PAE bytes "
                                      f"(payloadType {dsse.RECEIPT_PAYLOAD_TYPE})")
-        attestation = receipt_sql.StoredAttestation(keyid, sig, jwk, owner_of(principal), datetime.now(timezone.utc))
+        attestation = receipt_sql.StoredAttestation(keyid, sig, jwk, principal.party, datetime.now(UTC))
         if not await receipt_sql.insert_attestation(self.db, parsed, attestation):
             existing = {w.keyid: w for w in await receipt_sql.attestations(self.db, parsed)}[keyid]
             if existing.sig != sig:

@@ -8,11 +8,11 @@ RFC 3339 strings in UTC with microseconds, digests are lower-case hex SHA-256.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from executor.agents.records import AgentVersion
-from executor.executions.records import ExecutionRecord
+from executor.records.agents import AgentVersion
+from executor.records.executions import ExecutionRecord
 
 RECEIPT_VERSION = 1
 
@@ -49,11 +49,11 @@ USAGE_FIELDS = ("wall_ms", "cpu_ms", "peak_memory_bytes", "fuel_consumed")
 
 def rfc3339(value: datetime) -> str:
     """UTC, microseconds, `Z`: one spelling for one instant."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_rfc3339(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -10,9 +10,10 @@ exactly what did not hold; the CLI, the API and the log auditor all use this mod
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import nacl.signing
 

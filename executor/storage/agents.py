@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from executor.agents.records import AgentVersion
 from executor.pricing import Pricing
+from executor.records.agents import AgentVersion
 from executor.settings import Limits
 
 _SELECT = (

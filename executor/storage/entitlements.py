@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from executor.entitlements.records import Entitlement
+from executor.records.entitlements import Entitlement
 
 Connection = asyncpg.Pool | asyncpg.Connection
 

@@ -11,16 +11,19 @@ from typing import Any
 
 import asyncpg
 
-from executor.executions.records import (
+from executor.errors import NotFound
+from executor.jsondoc import storable_text
+from executor.pricing import Cost
+from executor.records.executions import (
     ErrorType,
     ExecutionError,
     ExecutionRecord,
     Outcome,
     Status,
     Usage,
+    parse_execution_id,
 )
-from executor.jsondoc import storable_text
-from executor.pricing import Cost
+from executor.records.principals import Principal
 from executor.settings import Limits
 
 Connection = asyncpg.Pool | asyncpg.Connection
@@ -103,6 +106,16 @@ async def count_live(conn: asyncpg.Connection, owner: str) -> int:
 async def get(db: asyncpg.Pool, execution_id: uuid.UUID) -> ExecutionRecord | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM executions WHERE id = $1", execution_id)
     return _record(row) if row else None
+
+
+async def get_visible(db: asyncpg.Pool, principal: Principal, execution_id: str) -> ExecutionRecord:
+    """The execution a URL names, if `principal` may see it: NotFound otherwise, the same
+    answer for one that does not exist and one that is someone else's."""
+    parsed = parse_execution_id(execution_id)
+    record = await get(db, parsed) if parsed is not None else None
+    if record is None or not record.visible_to(principal):
+        raise NotFound(f"no execution {execution_id!r}")
+    return record
 
 
 async def get_log(db: asyncpg.Pool, execution_id: uuid.UUID) -> tuple[bytes | None, bytes | None]:

@@ -15,8 +15,6 @@ from typing import Any, TypeAlias
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
-from executor.webhooks.signing import new_secret
-
 Connection: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 _ENDPOINT = "owner, url, secret, created_at, updated_at"
 
@@ -104,11 +102,11 @@ async def get_endpoint(conn: Connection, owner: str) -> Endpoint | None:
     return _endpoint(row) if row else None
 
 
-async def ensure_endpoint(conn: Connection, owner: str) -> Endpoint:
-    """The owner's endpoint, created with a new secret and no URL when it has none yet."""
+async def ensure_endpoint(conn: Connection, owner: str, new_secret: str) -> Endpoint:
+    """The owner's endpoint, created with `new_secret` and no URL when it has none yet."""
     row = await conn.fetchrow(
         f"INSERT INTO webhook_endpoints (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING"
-        f" RETURNING {_ENDPOINT}", owner, new_secret())
+        f" RETURNING {_ENDPOINT}", owner, new_secret)
     if row is not None:
         return _endpoint(row)
     endpoint = await get_endpoint(conn, owner)
@@ -116,32 +114,32 @@ async def ensure_endpoint(conn: Connection, owner: str) -> Endpoint:
     return endpoint
 
 
-async def set_endpoint_url(conn: Connection, owner: str, url: str | None) -> Endpoint:
+async def set_endpoint_url(conn: Connection, owner: str, url: str | None, new_secret: str) -> Endpoint:
     """Set (or, with None, clear) the owner's default URL; `url` must have passed targets.check_url."""
     row = await conn.fetchrow(
         f"INSERT INTO webhook_endpoints (owner, url, secret) VALUES ($1, $2, $3)"
         f" ON CONFLICT (owner) DO UPDATE SET url = EXCLUDED.url, updated_at = now() RETURNING {_ENDPOINT}",
-        owner, url, new_secret())
+        owner, url, new_secret)
     return _endpoint(row)
 
 
-async def rotate_secret(conn: Connection, owner: str) -> Endpoint:
-    """A new secret: every attempt from now on, including retries of older deliveries, is signed with it."""
+async def rotate_secret(conn: Connection, owner: str, new_secret: str) -> Endpoint:
+    """`new_secret`: every attempt from now on, including retries of older deliveries, is signed with it."""
     row = await conn.fetchrow(
         f"INSERT INTO webhook_endpoints (owner, secret) VALUES ($1, $2)"
         f" ON CONFLICT (owner) DO UPDATE SET secret = EXCLUDED.secret, updated_at = now() RETURNING {_ENDPOINT}",
-        owner, new_secret())
+        owner, new_secret)
     return _endpoint(row)
 
 
 async def enqueue(conn: Connection, *, execution_id: uuid.UUID, event_type: str, url: str,
-                  endpoint_owner: str, payload: bytes) -> uuid.UUID | None:
+                  endpoint_owner: str, payload: bytes, new_secret: str) -> uuid.UUID | None:
     """Add a delivery (due now); None when this execution already has one to this URL.
 
     Meant to run in the transaction that writes the final state, so it commits with it. The
-    owner's endpoint row is created if missing: the delivery needs a secret to be signed with."""
+    owner's endpoint row is created (with `new_secret`) if missing: the delivery needs a secret to be signed with."""
     await conn.execute("INSERT INTO webhook_endpoints (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING",
-                       endpoint_owner, new_secret())
+                       endpoint_owner, new_secret)
     return await conn.fetchval(
         "INSERT INTO webhook_deliveries (id, execution_id, event_type, url, endpoint_owner, payload)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (execution_id, url) DO NOTHING RETURNING id",

@@ -159,7 +159,7 @@ class WebhookDispatcher:
                 location = response.headers.get("Location")
         except TimeoutError:
             return None, f"timed out after {self.settings.webhook_timeout_s:g} s"
-        except Exception as exc:  # noqa: BLE001 - whatever failed, it is this attempt's error, recorded
+        except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"[:1000]
         if 200 <= status < 300:
             return status, None

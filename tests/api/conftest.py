@@ -4,8 +4,9 @@ limits, webhooks to localhost allowed, fast retries) and a webhook receiver."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest

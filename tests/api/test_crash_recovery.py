@@ -17,7 +17,14 @@ import redis.asyncio as redis
 from executor.queue.stream import GROUP, STREAM
 from runtimes.base import INSTANCE_LABEL, POOL_LABEL
 from tests.api.conftest import final_record, wait_for
-from tests.conftest import Api, listed_containers, make_service, serving, started, wait_until_running
+from tests.conftest import (
+    Api,
+    listed_containers,
+    make_service,
+    serving,
+    started,
+    wait_until_running,
+)
 
 
 async def test_sigkill_mid_run_then_restart(postgres, redis_server, images, docker_client: docker.DockerClient) -> None:

@@ -5,7 +5,7 @@ verifies it, the receipt verifies, and the agent's stats move."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from executor.client import ApiError, ExecutorClient, verify_webhook
 from tests.api.conftest import Receiver
@@ -25,7 +25,7 @@ async def test_the_marketplace_flow_through_the_client(market_service: ServicePr
             pricing={"currency": "EUR", "decimals": 2, "per_call": 10})
         endpoint = await service.set_webhook_endpoint(receiver.url)
         grant = await service.grant(alice, agent["id"], uses=2,
-                                    expires_at=datetime.now(timezone.utc) + timedelta(days=30))
+                                    expires_at=datetime.now(UTC) + timedelta(days=30))
         assert grant["state"] == "live" and grant["uses_remaining"] == 2
 
         try:

@@ -13,7 +13,14 @@ import docker
 
 from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL
 from tests.api.conftest import final_record, wait_for
-from tests.conftest import Api, listed_containers, make_service, serving, started, wait_until_running
+from tests.conftest import (
+    Api,
+    listed_containers,
+    make_service,
+    serving,
+    started,
+    wait_until_running,
+)
 
 PROBLEM = "urn:executor:problem:"
 

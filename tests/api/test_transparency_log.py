@@ -19,7 +19,14 @@ from executor.receipts.jwk import parse_key_set
 from executor.receipts.verify import verify_bundle
 from executor.storage.database import _init_connection
 from tests.api.test_receipts import public_keys, receipt_of
-from tests.conftest import REPO, Api, ServiceProcess, make_service, private_tmpdir, serving
+from tests.conftest import (
+    REPO,
+    Api,
+    ServiceProcess,
+    make_service,
+    private_tmpdir,
+    serving,
+)
 from tests.receipts.outside import verify_independently
 
 

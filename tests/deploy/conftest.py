@@ -211,7 +211,7 @@ def stack(docker_services: Any, docker_compose_command: str, docker_compose_file
         running.base_url = f"http://127.0.0.1:{docker_services.port_for('api', 8080)}"
         try:
             docker_services.wait_until_responsive(check=lambda: _api_ready(running.base_url), timeout=120, pause=0.5)
-        except Exception:  # noqa: BLE001 (what pytest-docker raises on its timeout)
+        except Exception:
             raise AssertionError(f"the api never became ready:\n{running.logs()}") from None
         yield running
     finally:

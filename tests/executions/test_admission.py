@@ -12,8 +12,8 @@ from executor.executions.admission import (
     parties_of,
     rate_buckets,
 )
+from executor.records.principals import Principal, Role
 from executor.settings import Settings
-from executor.tokens import Principal, Role
 
 USER, SERVICE, OPERATOR = (Principal(Role.USER, "alice"), Principal(Role.SERVICE, "shop"),
                            Principal(Role.OPERATOR, "ops"))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from executor.executions.outcome import outcome_of
-from executor.executions.records import ErrorType, Status, Usage
+from executor.records.executions import ErrorType, Status, Usage
 from runtimes.base import TaskResult, TaskUsage, Termination
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 SCHEMA = {"type": "object", "required": ["n"]}
 
 

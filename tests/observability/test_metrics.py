@@ -7,7 +7,13 @@ import threading
 
 import pytest
 
-from executor.observability.metrics import DURATION_BUCKETS, METRICS, Counter, Histogram, Metrics
+from executor.observability.metrics import (
+    DURATION_BUCKETS,
+    METRICS,
+    Counter,
+    Histogram,
+    Metrics,
+)
 from tests.observability.promtext import parse
 
 

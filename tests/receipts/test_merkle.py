@@ -193,7 +193,7 @@ def edited_proofs(proof: list[bytes], extra: bytes) -> list[list[bytes]]:
 
 
 def test_hash_primitives_are_rfc_9162s() -> None:
-    assert EMPTY_ROOT == CT_ROOTS[0]
+    assert CT_ROOTS[0] == EMPTY_ROOT
     assert leaf_hash(b"") == CT_ROOTS[1]
     assert node_hash(leaf_hash(b""), leaf_hash(b"\x00")) == CT_ROOTS[2]
     assert leaf_hash(b"a") != node_hash(b"", b"a")  # domain separation: 0x00 vs 0x01
@@ -239,7 +239,7 @@ def test_append_builds_the_reference_tree(size: int) -> None:
 
 
 def test_append_reports_every_complete_subtree_once() -> None:
-    assert NODES == ref_nodes(LEAVES)  # build() also asserted no node came twice
+    assert ref_nodes(LEAVES) == NODES  # build() also asserted no node came twice
 
 
 def test_append_refuses_a_frontier_of_the_wrong_size() -> None:

@@ -5,7 +5,7 @@ receipt dated after its head), and witnesses' signatures."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nacl.signing
@@ -17,7 +17,7 @@ from executor.receipts.log import head_statement
 from executor.receipts.statement import rfc3339
 from executor.receipts.verify import verify_bundle
 
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 class Log:

@@ -8,7 +8,14 @@ from pathlib import Path
 import docker
 import pytest
 
-from runtimes.images import IMAGES_DIR, CONTENT_HASH_LABEL, ImageBuildError, build_images, content_hash, image_names
+from runtimes.images import (
+    CONTENT_HASH_LABEL,
+    IMAGES_DIR,
+    ImageBuildError,
+    build_images,
+    content_hash,
+    image_names,
+)
 
 
 def test_every_image_comes_after_its_base() -> None:

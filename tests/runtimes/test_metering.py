@@ -12,8 +12,9 @@ import asyncio
 import glob
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import docker
 import pytest

@@ -137,7 +137,8 @@ async def enqueue(db: asyncpg.Pool, url: str) -> tuple[uuid.UUID, uuid.UUID, byt
     payload = signing.message("execution.completed", {"id": str(execution_id), "status": "COMPLETED"},
                               datetime.now(UTC))
     delivery_id = await webhook_sql.enqueue(db, execution_id=execution_id, event_type="execution.completed",
-                                            url=url, endpoint_owner=OWNER, payload=payload)
+                                            url=url, endpoint_owner=OWNER, payload=payload,
+                                            new_secret=signing.new_secret())
     assert delivery_id is not None
     return execution_id, delivery_id, payload
 
@@ -186,7 +187,8 @@ async def test_a_delivery_arrives_signed_and_is_recorded(db: asyncpg.Pool, recei
 async def test_a_final_state_enqueues_once(db: asyncpg.Pool, receiver: Receiver) -> None:
     execution_id, _, payload = await enqueue(db, receiver.url())
     again = await webhook_sql.enqueue(db, execution_id=execution_id, event_type="execution.completed",
-                                      url=receiver.url(), endpoint_owner=OWNER, payload=payload)
+                                      url=receiver.url(), endpoint_owner=OWNER, payload=payload,
+                                      new_secret=signing.new_secret())
     assert again is None
     assert len(await webhook_sql.deliveries_of(db, execution_id)) == 1
 
@@ -194,14 +196,14 @@ async def test_a_final_state_enqueues_once(db: asyncpg.Pool, receiver: Receiver)
 async def test_endpoints_keep_a_url_and_a_rotating_secret(db: asyncpg.Pool) -> None:
     owner = f"service:{uuid.uuid4().hex[:8]}"
     assert await webhook_sql.get_endpoint(db, owner) is None
-    first = await webhook_sql.ensure_endpoint(db, owner)
+    first = await webhook_sql.ensure_endpoint(db, owner, signing.new_secret())
     assert first.url is None and first.secret.startswith("whsec_") and first.secret not in repr(first)
-    assert await webhook_sql.ensure_endpoint(db, owner) == first
-    with_url = await webhook_sql.set_endpoint_url(db, owner, "https://hooks.example.com/")
+    assert await webhook_sql.ensure_endpoint(db, owner, signing.new_secret()) == first
+    with_url = await webhook_sql.set_endpoint_url(db, owner, "https://hooks.example.com/", signing.new_secret())
     assert (with_url.url, with_url.secret) == ("https://hooks.example.com/", first.secret)
-    rotated = await webhook_sql.rotate_secret(db, owner)
+    rotated = await webhook_sql.rotate_secret(db, owner, signing.new_secret())
     assert rotated.secret != first.secret and rotated.url == with_url.url
-    assert (await webhook_sql.set_endpoint_url(db, owner, None)).url is None
+    assert (await webhook_sql.set_endpoint_url(db, owner, None, signing.new_secret())).url is None
 
 
 async def test_server_errors_are_retried_until_one_succeeds(db: asyncpg.Pool, receiver: Receiver,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from executor.pricing import Cost
+from executor.records.principals import Principal, Role
 from executor.settings import Limits
 
 
@@ -100,6 +102,10 @@ class ExecutionRecord:
     webhook_url: str | None = None
     attempts: int = 0  # how many times it was started (a worker died mid-run: started again)
 
+    def visible_to(self, principal: Principal) -> bool:
+        """An operator sees every execution, a service its own and its users', anyone else their own."""
+        return principal.role is Role.OPERATOR or principal.party in (self.owner, self.service)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": str(self.id),
@@ -147,3 +153,16 @@ class Outcome:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def encode_input(value: Any) -> bytes:
+    """The exact bytes a task reads on stdin."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_execution_id(text: str) -> uuid.UUID | None:
+    """An execution id from a URL; None for anything that is not a UUID (no such execution)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
