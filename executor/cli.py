@@ -1,4 +1,5 @@
-"""The `executor` command: up, serve, api, worker, migrate, tokens create, images build, keys, receipts verify, log audit."""
+"""The `executor` command: up, serve, api, worker, migrate, tokens create, images build, keys, receipts verify,
+log audit."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _add_receipt_commands(commands: argparse._SubParsersAction) -> None:
+def _add_receipt_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
     keys.add_parser("rotate", help="a new signing key for this host; older keys stay published")
     keys.add_parser("list", help="published keys, retired ones included")
@@ -168,13 +169,14 @@ async def _migrate(database_url: str) -> int:
 
 
 async def _create_token(database_url: str, role: str, subject: str) -> int:
-    from executor import tokens
+    from executor.records.principals import Role
     from executor.storage.database import create_pool, migrate
+    from executor.tokens import Tokens
 
     pool = await create_pool(database_url)
     try:
         await migrate(pool)
-        issued = await tokens.issue(pool, tokens.Role(role), subject)
+        issued = await Tokens(pool).issue(Role(role), subject)
     finally:
         await pool.close()
     print(json.dumps({"token": issued.token, "id": issued.id, "role": role, "subject": subject}))
@@ -228,7 +230,6 @@ def _build_images(names: list[str], debian_mirror: str) -> int:
 async def _serve(settings: Settings, database_url: str, redis_url: str, *, announce: bool, role: str = "all") -> None:
     """`role`: "all" (API and worker), "api" (HTTP API only) or "worker" (the worker, with only
     health, readiness, status and metrics over HTTP)."""
-    from executor import tokens
     from executor.api.app import make_app
     from executor.api.problems import problems_below_routing
     from executor.service import start_services
@@ -237,7 +238,7 @@ async def _serve(settings: Settings, database_url: str, redis_url: str, *, annou
                                     run_worker=role != "api", serve_api=role != "worker")
     runner: web.AppRunner | None = None
     try:
-        new_operator_token = await tokens.ensure_bootstrap_operator(services.db, settings.bootstrap_token)
+        new_operator_token = await services.tokens.ensure_bootstrap_operator(settings.bootstrap_token)
         examples = await _prepare_examples(services) if announce and settings.register_examples else []
         runner = web.AppRunner(make_app(services, api=role != "worker"), access_log=log.getChild("access"))
         await runner.setup()
@@ -269,7 +270,7 @@ async def _prepare_examples(services: Services) -> list[tuple[AgentVersion, Exam
             client.close()
 
     await asyncio.to_thread(build)
-    return await register_examples(services, load_examples(IMAGES_DIR))
+    return await register_examples(services.agents, load_examples(IMAGES_DIR))
 
 
 def _print_banner(base_url: str, new_token: str | None, examples: list[tuple[AgentVersion, Example]]) -> None:

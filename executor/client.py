@@ -221,7 +221,8 @@ class ExecutorClient:
         return await self._json("POST", "/v1/tokens", body={"role": role, "subject": subject})
 
     async def _json(self, method: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
-                    headers: Mapping[str, str] | None = None) -> Any:
+                    headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The answer's JSON object: every answer of the API is one (a record, a page, a key set)."""
         sent = {"Accept": "application/json", **(headers or {})}
         if self._token is not None:
             sent["Authorization"] = f"Bearer {self._token}"
@@ -237,8 +238,9 @@ class ExecutorClient:
         if status >= 400:
             problem = data if isinstance(data, dict) else {"title": reason, "status": status, "detail": text}
             raise ApiError(status, problem, retry_after=retry_after)
-        if data is None:
-            raise ApiError(status, {"title": "Not JSON", "status": status, "detail": f"expected JSON, got {text[:200]!r}"})
+        if not isinstance(data, dict):
+            detail = f"expected a JSON object, got {text[:200]!r}"
+            raise ApiError(status, {"title": "Not a JSON object", "status": status, "detail": detail})
         return data
 
 

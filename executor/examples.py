@@ -14,10 +14,8 @@ from typing import Any
 
 import wasmtime
 
-from executor.agents import service as agents
+from executor.agents.service import Agents
 from executor.records.agents import AgentVersion
-from executor.service import Services
-from executor.storage import agents as agent_sql
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def load_examples(images_dir: Path) -> list[Example]:
 def module_bytes(source: Path) -> bytes:
     """The binary module of a WASM example, from its text or its C source."""
     if source.suffix == ".wat":
-        return wasmtime.wat2wasm(source.read_text())
+        return bytes(wasmtime.wat2wasm(source.read_text()))
     if shutil.which("clang") is None:
         raise FileNotFoundError("clang not found (install Debian's clang lld wasi-libc libclang-rt-14-dev-wasm32)")
     with tempfile.TemporaryDirectory(prefix="executor-example-") as build:
@@ -69,15 +67,13 @@ def module_bytes(source: Path) -> bytes:
         return output.read_bytes()
 
 
-async def register_examples(services: Services, examples: list[Example]) -> list[tuple[AgentVersion, Example]]:
+async def register_examples(agents: Agents, examples: list[Example]) -> list[tuple[AgentVersion, Example]]:
     """Register each example agent unless an agent of that name exists (WASM ones with their module)."""
     registered = []
     for example in examples:
-        agent = await agent_sql.get_by_name(services.db, example.registration["name"])
+        agent = await agents.by_name(example.registration["name"])
         if agent is None:
-            agent = await agents.register(
-                services.db, services.settings, services.resolve_image, "operator:bootstrap", example.registration
-            )
+            agent = await agents.register("operator:bootstrap", example.registration)
             log.info("registered example agent %s (%s)", agent.name, agent.agent_id)
         if example.module_source is not None and agent.module_sha256 is None:
             try:
@@ -85,7 +81,6 @@ async def register_examples(services: Services, examples: list[Example]) -> list
             except (FileNotFoundError, subprocess.CalledProcessError) as exc:
                 log.warning("example %s left without its module: %s", agent.name, exc)
                 continue
-            agent = await agents.upload_module(services.db, services.settings, services.bake_wasm_module,
-                                               str(agent.agent_id), data)
+            agent = await agents.upload_module(str(agent.agent_id), data)
         registered.append((agent, example))
     return registered

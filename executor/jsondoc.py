@@ -95,7 +95,8 @@ def _check_value(value: Any, path: _Path, key: Any) -> None:
         if not _storable(value):
             _check_text(value, _pointer((path, key)) if key is not None else "")
     elif type(value) is float and not math.isfinite(value):
-        raise DocumentRefused("a number outside the range of a double", _pointer((path, key)) if key is not None else "")
+        where = _pointer((path, key)) if key is not None else ""
+        raise DocumentRefused("a number outside the range of a double", where)
 
 
 def _storable(text: str) -> bool:

@@ -10,7 +10,9 @@ from executor.settings import Limits
 
 # The engine refuses memory limits under 6 MB; below one pid nothing starts.
 _MINIMUMS = {"memory_mb": 6, "cpus": 0.01, "pids": 1, "timeout_s": 0.1}
-_TYPES = {"memory_mb": int, "cpus": (int, float), "pids": int, "timeout_s": (int, float)}
+_TYPES: dict[str, tuple[type[int | float], ...]] = {
+    "memory_mb": (int,), "cpus": (int, float), "pids": (int,), "timeout_s": (int, float),
+}
 
 
 def resolve_limits(requested: Any, base: Limits, maximum: Limits, *, field: str = "limits") -> Limits:
@@ -37,4 +39,11 @@ def resolve_limits(requested: Any, base: Limits, maximum: Limits, *, field: str 
         raise RequestInvalid(f"invalid {field}", errors=bad)
     if too_high:
         raise LimitExceeded("; ".join(e["detail"] for e in too_high), errors=too_high)
-    return replace(base, **{k: (float(v) if k in ("cpus", "timeout_s") else v) for k, v in requested.items()})
+    # Each value was checked above: the whole-number limits are ints, the others numbers (made floats).
+    return replace(
+        base,
+        memory_mb=requested.get("memory_mb", base.memory_mb),
+        cpus=float(requested.get("cpus", base.cpus)),
+        pids=requested.get("pids", base.pids),
+        timeout_s=float(requested.get("timeout_s", base.timeout_s)),
+    )

@@ -25,7 +25,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return datetime.fromisoformat(created), uuid.UUID(ident)
 
 
-def page_filters(agent_id: str | None, cursor: str | None) -> tuple[uuid.UUID | None, tuple[datetime, uuid.UUID] | None]:
+def page_filters(agent_id: str | None,
+                 cursor: str | None) -> tuple[uuid.UUID | None, tuple[datetime, uuid.UUID] | None]:
     """The `agent_id` and `cursor` query parameters of a list route, parsed (422 if bad)."""
     try:
         return (uuid.UUID(agent_id) if agent_id else None), (decode_cursor(cursor) if cursor else None)

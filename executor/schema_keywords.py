@@ -233,7 +233,7 @@ def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> It
         seen.add(key)
 
 
-_OWN = {
+_OWN: dict[str, Callable[..., Any]] = {
     "pattern": _pattern,
     "patternProperties": _pattern_properties,
     "additionalProperties": _additional_properties,
@@ -243,7 +243,7 @@ _OWN = {
     "oneOf": _one_of,
 }
 
-Validator: Any = validators.extend(
+Validator: Any = validators.extend(  # type: ignore[no-untyped-call]  # types-jsonschema leaves extend() unannotated
     Draft202012Validator,
-    {name: _timed(_OWN.get(name, keyword)) for name, keyword in Draft202012Validator.VALIDATORS.items()},
+    {name: _timed(_OWN.get(name) or keyword) for name, keyword in Draft202012Validator.VALIDATORS.items()},
 )

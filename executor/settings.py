@@ -83,6 +83,9 @@ class Settings:
     oci_runtimes: str | None = None  # e.g. "runc,runsc"
     register_examples: bool = True
     debian_mirror: str = "http://deb.debian.org/debian"  # for debootstrap of the Debian base image
+    # The folder of image build contexts (runtimes/images.py). Unset: those installed with the
+    # package, else the checkout's images/.
+    images_dir: Path | None = None
 
     # Pre-started containers (runtimes/pool.py): on by default for every agent.
     pool_enabled: bool = True
@@ -234,6 +237,8 @@ def _check(settings: Settings) -> None:
         faults.parse(settings.fault_points)
     except ValueError as exc:
         raise ConfigurationError(f"EXECUTOR_FAULT_POINTS: {exc}") from exc
+    if settings.images_dir is not None and not settings.images_dir.is_dir():
+        raise ConfigurationError(f"EXECUTOR_IMAGES_DIR: {settings.images_dir} is not a directory")
     if settings.worker_memory_mb < 0:
         raise ConfigurationError("EXECUTOR_WORKER_MEMORY_MB must be >= 0 (0: no budget)")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:

@@ -10,8 +10,6 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from executor.settings import Limits
-
 EXECUTION_LABEL = "org.executor.execution"
 INSTANCE_LABEL = "org.executor.instance"
 POOL_LABEL = "org.executor.pool"  # a pre-started container; its value is the pool key's hash
@@ -20,12 +18,23 @@ TASK_USER = "65534:65534"
 
 
 @dataclass(frozen=True)
+class TaskLimits:
+    """One task's resource limits, as the runtime enforces them (the container's cgroup, and the
+    wall clock from the claim)."""
+
+    memory_mb: int
+    cpus: float
+    pids: int  # at least 1: 0 would mean no limit
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     execution_id: str
     image: str  # pinned image id (sha256:…), never a mutable tag
     command: list[str] | None
     stdin: bytes
-    limits: Limits
+    limits: TaskLimits
     max_output_bytes: int
     max_log_bytes: int
     tmpfs_mb: int

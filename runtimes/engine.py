@@ -47,7 +47,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, OSError))
 
 
-class _OneSocketPool(UnixHTTPAdapter):
+class _OneSocketPool(UnixHTTPAdapter):  # type: ignore[misc]  # docker-py has no types: its base class is Any
     """docker-py keys its connection pools by the whole URL (`…/containers/<id>/start`), at most
     25 of them: nearly every call on a new container opens a new connection to the engine and a
     new pool. The engine's socket is one place: one pool, its connections kept alive."""
@@ -170,7 +170,7 @@ class DockerEngine:
             if exc.status_code in (400, 404):
                 return None
             raise
-        return info["Id"]
+        return str(info["Id"])
 
     async def list_images(self, repository_prefix: str) -> list[dict[str, Any]]:
         """Local images with a tag under `repository_prefix` (e.g. "executor/")."""

@@ -121,7 +121,10 @@ class EngineSocket:
                     length = next((int(field.split(":", 1)[1]) for field in fields
                                    if field.lower().startswith("content-length:")), 0)
                     body = b""
-                    while len(body) < min(length, _HEAD_MAX) and (chunk := await loop.sock_recv(sock, length - len(body))):
+                    while len(body) < min(length, _HEAD_MAX):
+                        chunk = await loop.sock_recv(sock, length - len(body))
+                        if not chunk:
+                            break
                         body += chunk
                     raise _api_error(int(status), reason, f"http://docker{path}", body)
         except docker.errors.APIError:

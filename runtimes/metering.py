@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import docker.errors
+
 from runtimes.base import TaskUsage
 from runtimes.oom import OomWatch
 
 if TYPE_CHECKING:
-    from runtimes.container import LiveContainer
     from runtimes.engine import DockerEngine
+    from runtimes.live import LiveContainer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,9 @@ class Metering(Protocol):
 class Meter:
     """What the container runtime asks of a meter: a cgroup parent for a new container (None:
     the engine's default), a Metering at the claim, release after the container's removal,
-    and a sweep of an instance's leftovers when none of its containers is starting."""
+    and a sweep of an instance's leftovers when none of its containers is starting; and what
+    the pool asks of it: an unclaimed container's CPU time so far. This base class meters
+    nothing and reads that CPU time from the engine's stats API."""
 
     method: str | None = None
 
@@ -79,6 +83,16 @@ class Meter:
 
     def sweep(self, instance_id: str) -> int:  # how many dirs went
         return 0
+
+    async def idle_cpu_ns(self, engine: DockerEngine, live: LiveContainer) -> int | None:
+        """A container's CPU time so far, None when unreadable now: one sample of the engine's
+        stats API (an engine call, slow on Engine 20.10, and competing with the tasks for the
+        engine under load)."""
+        try:
+            sample = await asyncio.wait_for(engine.call(engine.api.stats, live.id, stream=False, one_shot=True), 2.0)
+        except (TimeoutError, docker.errors.DockerException):
+            return None
+        return stats_cpu_ns(sample)
 
 
 def _read(path: Path | None) -> str:
@@ -187,6 +201,12 @@ class CgroupMeter(Meter):
         usec = parse_cpu_stat_usec(_read(self._file("cpu", parent, "cpu.stat")))
         return usec * 1000 if usec is not None else None
 
+    async def idle_cpu_ns(self, engine: DockerEngine, live: LiveContainer) -> int | None:
+        """From the container's own parent cgroup (a file read) when it has one."""
+        if live.cgroup_parent is None:
+            return await super().idle_cpu_ns(engine, live)
+        return self.cpu_ns(live.cgroup_parent)
+
     def peak_file(self, parent: str) -> Path | None:
         """The parent's memory watermark (v1: since its last reset; v2, kernel >= 5.19: since creation)."""
         return self._file("memory", parent, "memory.peak" if self.v2 else "memory.max_usage_in_bytes")
@@ -254,16 +274,25 @@ def _rmdir(path: Path) -> bool:
     return True
 
 
+def stats_cpu_ns(sample: Any) -> int | None:
+    """The total CPU ns of a stats sample; None when it has none."""
+    try:
+        return int(sample["cpu_stats"]["cpu_usage"]["total_usage"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def parse_stats(sample: dict[str, Any]) -> tuple[int, int, int | None] | None:
     """(total CPU ns, memory usage, v1 watermark or None) of a stats sample; None for an
     empty one (not started yet, or exited: its cgroup is gone)."""
     memory = sample.get("memory_stats") or {}
+    cpu = stats_cpu_ns(sample)
     try:
-        cpu, usage = int(sample["cpu_stats"]["cpu_usage"]["total_usage"]), int(memory["usage"])
+        usage = int(memory["usage"])
         max_usage = int(memory["max_usage"]) if "max_usage" in memory else None  # cgroup v1 only
     except (KeyError, TypeError, ValueError):
         return None
-    return (cpu, usage, max_usage) if cpu > 0 else None
+    return (cpu, usage, max_usage) if cpu is not None and cpu > 0 else None
 
 
 @dataclass

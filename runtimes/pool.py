@@ -26,23 +26,26 @@ An agent that does not wait for its input would run its code before any task
 claimed it, on nobody's account: every idle container's CPU time is sampled
 each second, and a container that keeps burning CPU while unclaimed (past a
 warm-up budget of CPU time) gets its shelf closed (cold starts only) for a while.
+
+The pool is given what it needs, never the runtime: a launcher that starts, reads and removes
+containers (runtimes/launcher.py), and the count of tasks running (runtimes/live.py). The
+runtime is given the pool as its Claimer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-
-import docker.errors
+from typing import Protocol
 
 from runtimes.base import POOL_LABEL, TaskSpec
-from runtimes.container import ContainerRuntime, LaunchError, LiveContainer
-from runtimes.metering import CgroupMeter
+from runtimes.live import LaunchError, LiveContainer, RunningTasks
 from runtimes.pool_sizing import Demand, eviction_order, retire_idle, target
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,19 @@ _QUIET_SAMPLE_S = 5.0  # a container that has proven quiet is sampled less often
 # clock that started with the process (wasmtime's -W timeout) can count on it.
 MAX_IDLE_AGE_S = 60.0
 _BUSY_PAUSE_S = 600.0
+
+
+class Launcher(Protocol):
+    """What the pool is given to start, read and remove containers (runtimes/launcher.py)."""
+
+    async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer: ...
+    async def idle_cpu_ns(self, live: LiveContainer) -> int | None: ...  # its CPU time so far, None: unreadable
+    async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None: ...
+    def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None: ...
+
+
+class ShelfClosed(Exception):
+    """The pool closed a shelf for what its containers did before any input (wait_until_ready)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,8 @@ class _Shelf:
     # takes the next one that starts, rather than starting one more (see claim).
     waiters: deque[asyncio.Future[LiveContainer | None]] = field(default_factory=deque)
     paused_until: float = 0.0
+    paused_why: str = ""  # why it was last closed
+    retrying: bool = False  # closed after a failed start (it is tried again), not for its containers
 
     def arrive(self, spec: TaskSpec, now: float) -> None:
         demand = self.demands.get(spec.pool_owner)
@@ -142,15 +160,17 @@ class PoolStats:
 
 
 class ContainerPool:
-    def __init__(self, runtime: ContainerRuntime, config: PoolConfig) -> None:
-        self.runtime = runtime
+    def __init__(self, launcher: Launcher, config: PoolConfig, *, running: RunningTasks | None = None) -> None:
+        self.launcher = launcher
         self.config = config
+        self.running = running if running is not None else RunningTasks()
         self.stats = PoolStats()
         self._shelves: dict[PoolKey, _Shelf] = {}
         self._wake = asyncio.Event()
         self._refills = asyncio.Semaphore(config.refill_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # set, and replaced, whenever a shelf gains a container or closes
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._refill_loop(), name="pool-refill")
@@ -180,6 +200,35 @@ class ContainerPool:
             "refill_seconds_total": round(self.stats.refill_seconds_total, 6),
             "container_start_seconds": round(self.stats.start_s, 6),
         }
+
+    async def wait_until_ready(self, spec: TaskSpec, count: int = 1) -> None:
+        """Until `count` pre-started containers for `spec` wait on its shelf: woken by the pool
+        itself whenever a shelf gains a container or closes (for tests and operators' tools, which
+        would otherwise poll). Raises ShelfClosed, saying why, when the shelf is closed for what its
+        containers did; a shelf closed after a failed start is waited for: it is tried again."""
+        key = PoolKey.of(spec)
+        while True:
+            shelf = self._shelves.get(key)
+            if shelf is not None and len(shelf.idle) >= count:
+                return
+            if shelf is not None and not shelf.retrying and shelf.paused_until > time.monotonic():
+                raise ShelfClosed(self.describe(spec))
+            await self._changed.wait()
+
+    def describe(self, spec: TaskSpec) -> str:
+        """The shelf of `spec` in a line: what waits on it, what starts, and why it was last closed."""
+        shelf = self._shelves.get(PoolKey.of(spec))
+        if shelf is None:
+            return f"no shelf for {spec.image[:19]} {spec.command}"
+        closed = shelf.paused_until - time.monotonic()
+        why = f"; closed for {closed:.0f} s more: {shelf.paused_why}" if closed > 0 else (
+            f"; last closed: {shelf.paused_why}" if shelf.paused_why else "")
+        return (f"shelf {shelf.key.label} of {spec.image[:19]} {spec.command}: {len(shelf.idle)} ready,"
+                f" {shelf.starting} starting, target {self._target(shelf)}{why}")
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def claim(self, spec: TaskSpec) -> LiveContainer | None:
         """A healthy pre-started container for this task, or None (then start one cold)."""
@@ -217,7 +266,7 @@ class ContainerPool:
         start, which is throughput when the engine is the bottleneck. A lone task starts cold
         instead (alongside the refill, which keeps the shelf deep): the engine has room, and
         that is the faster answer. It never waits longer than a cold start would take."""
-        if self.runtime.running <= 1 or shelf.starting <= len(shelf.waiters):
+        if self.running.count <= 1 or shelf.starting <= len(shelf.waiters):
             return None
         future: asyncio.Future[LiveContainer | None] = asyncio.get_running_loop().create_future()
         shelf.waiters.append(future)
@@ -246,9 +295,9 @@ class ContainerPool:
         self.stats.discarded += 1
         live.close()
         if wait:
-            await self.runtime.remove(live.id, live.cgroup_parent)
+            await self.launcher.remove(live.id, live.cgroup_parent)
         else:
-            self.runtime.remove_later(live.id, live.cgroup_parent)
+            self.launcher.remove_later(live.id, live.cgroup_parent)
 
     def _target(self, shelf: _Shelf) -> int:
         return target(shelf.demands.values(), self.stats.start_s)
@@ -264,14 +313,12 @@ class ContainerPool:
         if self.config.slots is None:
             return math.inf
         starting = sum(s.starting for s in self._shelves.values())
-        return self.config.slots - self.runtime.running - starting
+        return self.config.slots - self.running.count - starting
 
     async def _refill_loop(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=_TICK_S)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self._tick()
@@ -323,6 +370,7 @@ class ContainerPool:
                 waiter.set_result(live)
                 return
         shelf.idle.append(_Idle(live))
+        self._notify()
 
     async def _sample_cpu(self) -> None:
         """Close the shelf of an agent whose unclaimed containers do anything but wait:
@@ -342,7 +390,7 @@ class ContainerPool:
                 interval = _QUIET_SAMPLE_S if proven else _TICK_S * 0.9
                 if now - idle.sampled_at >= interval:
                     due.append((shelf, idle))
-        samples = await asyncio.gather(*(self._cpu_ns(idle.live) for _, idle in due))
+        samples = await asyncio.gather(*(self.launcher.idle_cpu_ns(idle.live) for _, idle in due))
         for (shelf, idle), cpu_ns in zip(due, samples, strict=True):
             if cpu_ns is None or idle not in shelf.idle:
                 continue  # unreadable now, or claimed meanwhile
@@ -353,34 +401,24 @@ class ContainerPool:
             idle.cpu_ns, idle.sampled_at = cpu_ns, sampled_at
             idle.samples += 1
             if idle.strikes >= _BUSY_STRIKES and cpu_ns >= _WARM_UP_CPU_NS:
-                await self._close_shelf(shelf, "keeps using CPU before any input")
-
-    async def _cpu_ns(self, live: LiveContainer) -> int | None:
-        """The container's CPU time so far: from its own cgroup when the meter placed it in one
-        (a file read), else from the engine's stats API (an engine call, slow on Engine 20.10,
-        and competing with the tasks for the engine under load)."""
-        meter = self.runtime.meter
-        if isinstance(meter, CgroupMeter) and live.cgroup_parent is not None:
-            return meter.cpu_ns(live.cgroup_parent)
-        engine = self.runtime.engine
-        try:
-            stats = await asyncio.wait_for(engine.call(engine.api.stats, live.id, stream=False, one_shot=True), 2.0)
-            return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
-        except (TimeoutError, docker.errors.DockerException, KeyError, TypeError, ValueError):
-            return None
+                unclaimed_s = sampled_at - idle.ready_at
+                await self._close_shelf(shelf, f"keeps using CPU before any input ({cpu_ns / 1e9:.1f} s of CPU"
+                                               f" in its {unclaimed_s:.1f} s unclaimed)")
 
     async def _close_shelf(self, shelf: _Shelf, why: str) -> None:
         log.warning("pool: %s %s %s; cold starts only for %.0f s",
                     shelf.key.image[:19], list(shelf.key.command or []), why, _BUSY_PAUSE_S)
         shelf.paused_until = time.monotonic() + _BUSY_PAUSE_S
+        shelf.paused_why, shelf.retrying = why, False
         while shelf.idle:
             await self._discard(shelf.idle.popleft().live)
+        self._notify()
 
     async def _fill(self, shelf: _Shelf) -> None:
         try:
             async with self._refills:
                 t0 = time.monotonic()
-                live = await self.runtime.launch(shelf.template, {POOL_LABEL: shelf.key.label})
+                live = await self.launcher.launch(shelf.template, {POOL_LABEL: shelf.key.label})
                 elapsed = time.monotonic() - t0
             self.stats.refills += 1
             self.stats.refill_seconds_total += elapsed
@@ -392,6 +430,8 @@ class ContainerPool:
         except LaunchError as exc:
             log.error("pool: could not pre-start a container for %s: %s", shelf.key.image[:19], exc)
             shelf.paused_until = time.monotonic() + _FAILURE_PAUSE_S
+            shelf.paused_why, shelf.retrying = f"could not pre-start a container: {exc}", True
+            self._notify()
             while shelf.waiters:  # they start cold now
                 waiter = shelf.waiters.popleft()
                 if not waiter.done():

@@ -72,8 +72,9 @@ def engine(*, native: bool = False, preset: str | None = None) -> wasmtime.Engin
     if not native:
         triple, baseline = cpu_baseline()
         config.target = triple  # an explicit target: no inference of the host's CPU features
-        if preset or baseline:
-            config.cranelift_flag_enable(preset or baseline)
+        flag = preset or baseline
+        if flag:
+            config.cranelift_flag_enable(flag)
     return wasmtime.Engine(config)
 
 
@@ -82,7 +83,10 @@ def precompile(wasm: bytes, compiler: wasmtime.Engine | None = None) -> bytes:
     bytearray keeps wasmtime-py from ever parsing it as WAT text."""
     if not wasm.startswith(b"\0asm"):
         raise ValueError("not a WebAssembly binary module")
-    return wasmtime.Module(compiler or engine(), bytearray(wasm)).serialize()
+    # A bytearray on purpose, which wasmtime-py's annotation (str | bytes) does not list: bytes or a
+    # str not starting with a NUL would be parsed as WAT text.
+    module = wasmtime.Module(compiler or engine(), bytearray(wasm))  # type: ignore[arg-type]
+    return bytes(module.serialize())
 
 
 # In the artifact's engine section, each Cranelift ISA flag is (length, name, 2 = bool, value).
@@ -151,7 +155,7 @@ async def bake_image(engine: DockerEngine, base: str, cwasm: bytes, *, tag: str,
     def build() -> str:
         image, _ = engine.client.images.build(fileobj=context, custom_context=True, rm=True, pull=False,
                                               tag=tag, labels={**labels, TARGET_LABEL: target_name()})
-        return image.id
+        return str(image.id)
 
     try:
         return await engine.call(build)

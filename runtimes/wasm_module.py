@@ -25,7 +25,16 @@ START_SECTION = 8
 
 # Every function of wasi_snapshot_preview1: a guest gets no preopened directory,
 # no socket and an empty environment, so these reach nothing outside it.
-WASI_PREVIEW1 = frozenset(["args_get", "args_sizes_get", "environ_get", "environ_sizes_get", "clock_res_get", "clock_time_get", "fd_advise", "fd_allocate", "fd_close", "fd_datasync", "fd_fdstat_get", "fd_fdstat_set_flags", "fd_fdstat_set_rights", "fd_filestat_get", "fd_filestat_set_size", "fd_filestat_set_times", "fd_pread", "fd_prestat_get", "fd_prestat_dir_name", "fd_pwrite", "fd_read", "fd_readdir", "fd_renumber", "fd_seek", "fd_sync", "fd_tell", "fd_write", "path_create_directory", "path_filestat_get", "path_filestat_set_times", "path_link", "path_open", "path_readlink", "path_remove_directory", "path_rename", "path_symlink", "path_unlink_file", "poll_oneoff", "proc_exit", "proc_raise", "sched_yield", "random_get", "sock_accept", "sock_recv", "sock_send", "sock_shutdown"])
+WASI_PREVIEW1 = frozenset([
+    "args_get", "args_sizes_get", "environ_get", "environ_sizes_get", "clock_res_get", "clock_time_get",
+    "fd_advise", "fd_allocate", "fd_close", "fd_datasync", "fd_fdstat_get", "fd_fdstat_set_flags",
+    "fd_fdstat_set_rights", "fd_filestat_get", "fd_filestat_set_size", "fd_filestat_set_times", "fd_pread",
+    "fd_prestat_get", "fd_prestat_dir_name", "fd_pwrite", "fd_read", "fd_readdir", "fd_renumber", "fd_seek",
+    "fd_sync", "fd_tell", "fd_write", "path_create_directory", "path_filestat_get", "path_filestat_set_times",
+    "path_link", "path_open", "path_readlink", "path_remove_directory", "path_rename", "path_symlink",
+    "path_unlink_file", "poll_oneoff", "proc_exit", "proc_raise", "sched_yield", "random_get", "sock_accept",
+    "sock_recv", "sock_send", "sock_shutdown",
+])
 
 
 class ModuleRejected(Exception):
@@ -55,8 +64,10 @@ def check_module(data: bytes, *, max_bytes: int, max_memory_bytes: int,
     _walk_sections(data)
     compiler = compiler or engine()
     try:
+        # A bytearray, never parsed as WAT text (bytes not starting with a NUL would be): wasmtime-py's
+        # annotation (str | bytes) does not list it.
         wasmtime.Module.validate(compiler, bytearray(data))
-        module = wasmtime.Module(compiler, bytearray(data))  # a bytearray: never parsed as WAT
+        module = wasmtime.Module(compiler, bytearray(data))  # type: ignore[arg-type]
     except wasmtime.WasmtimeError as exc:
         raise ModuleRejected(f"invalid module: {str(exc).splitlines()[0]}", "module") from None
 

@@ -1,6 +1,10 @@
 """Real services, started once per session: PostgreSQL, Redis, the Docker engine,
 the images, and the executor service itself as a subprocess (so tests can
-kill it). Nothing here is mocked."""
+kill it). Nothing here is mocked.
+
+A test that needs any of them is end-to-end: `pytest_collection_modifyitems` marks it `e2e`,
+so `pytest -m "not e2e"` runs the pure-logic tests alone, with no engine, PostgreSQL or Redis.
+Nothing here connects to anything before a fixture asks."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,31 @@ from runtimes.images import build_images
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The fixtures that start or reach a real service. Every other fixture that needs one depends on
+# one of these (service → postgres, market_service → images → docker_client, stack → docker_services
+# …), and a test's `fixturenames` is its whole closure: so a test holding none of these needs no service.
+# A test that reaches a service without a fixture (it starts its own) carries `@pytest.mark.e2e` itself.
+REAL_SERVICE_FIXTURES = frozenset({"docker_client", "postgres", "redis_server", "images", "docker_services"})
+
+# The instance ids of the executor processes this session started (ServiceProcess.start): their
+# containers, and only theirs, must be gone at the end. Another run on the same engine (a benchmark, a
+# colleague's tests) has containers of its own that are none of this session's business.
+STARTED_INSTANCES: set[str] = set()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+def new_instance_id(name: str) -> str:
+    """A fresh `org.executor.instance` value for a test's own runtime or service, checked at the end."""
+    instance_id = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    STARTED_INSTANCES.add(instance_id)
+    return instance_id
+
 
 def private_tmpdir(prefix: str) -> Path:
     """A temp dir the unprivileged PostgreSQL user can traverse (pytest's own are 0700 root)."""
@@ -40,10 +69,18 @@ def private_tmpdir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
+    """The engine. Everything that makes containers depends on it, so it is torn down last: then,
+    after every service of this session has stopped, no container of theirs (task or pre-started)
+    may be left."""
     client = docker.from_env()
     client.ping()  # no engine is a failure, never a skip
     yield client
-    client.close()
+    try:
+        leftovers = [c for c in listed_containers(client, label=INSTANCE_LABEL)
+                     if c["Labels"].get(INSTANCE_LABEL) in STARTED_INSTANCES]
+        assert not leftovers, f"containers left behind: {[c['Labels'] for c in leftovers]}"
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -84,14 +121,14 @@ class ServiceProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     command: str = "serve"  # or "api" (HTTP only) or "worker" (the worker, with health and metrics)
-    _log_file: Any = field(default=None, repr=False)
 
     def start(self, timeout: float = 60.0, *, wait: bool = True) -> None:
-        self._log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "executor", self.command], env=self.env, cwd=REPO,
-            stdout=self._log_file, stderr=subprocess.STDOUT,
-        )
+        STARTED_INSTANCES.add(self.instance_id)
+        with open(self.log_path, "ab") as log_file:  # the child writes to its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "executor", self.command], env=self.env, cwd=REPO,
+                stdout=log_file, stderr=subprocess.STDOUT,
+            )
         if not wait:
             return
         deadline = time.monotonic() + timeout
@@ -115,7 +152,7 @@ class ServiceProcess:
         state_dir = private_tmpdir(f"executor-test-{name}-")
         env = {k: v for k, v in self.env.items() if k != "EXECUTOR_FAULT_POINTS"}
         env.update(EXECUTOR_PORT=str(port), EXECUTOR_STATE_DIR=str(state_dir),
-                   EXECUTOR_INSTANCE_ID=f"test-{name}-{uuid.uuid4().hex[:8]}")
+                   EXECUTOR_INSTANCE_ID=new_instance_id(name))
         env.update({f"EXECUTOR_{k.upper()}": v for k, v in settings.items()})
         return ServiceProcess(env, f"http://127.0.0.1:{port}", self.operator_token, env["EXECUTOR_INSTANCE_ID"],
                               state_dir / "service.log", command=command)
@@ -130,14 +167,12 @@ class ServiceProcess:
                 self.process.terminate()
         self.process.wait(timeout)
         self.process = None
-        self._log_file.close()
 
     def wait_for_exit(self, timeout: float = 60.0) -> int:
         """The exit status of a process that dies by itself (a fault point)."""
         assert self.process is not None
         code = self.process.wait(timeout)
         self.process = None
-        self._log_file.close()
         return code
 
 
@@ -148,7 +183,7 @@ def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: 
     state_dir = private_tmpdir(f"executor-test-{name}-")
     port = free_port()
     token = "exe_test_" + secrets.token_urlsafe(16)
-    instance_id = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    instance_id = new_instance_id(name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTOR_")}
     env.update(
         EXECUTOR_DATABASE_URL=database_url,
@@ -190,15 +225,6 @@ def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dic
     svc.start()
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_container_left_behind(docker_client: docker.DockerClient) -> Iterator[None]:
-    """Set up first, so checked last: after the whole suite and every service's stop,
-    no container of ours (task or pre-started) may be left."""
-    yield
-    leftovers = listed_containers(docker_client, label=INSTANCE_LABEL)
-    assert not leftovers, f"containers left behind: {[c['Labels'] for c in leftovers]}"
 
 
 def listed_containers(client: docker.DockerClient, *, running_only: bool = False,

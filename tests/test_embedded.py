@@ -55,6 +55,7 @@ async def redis_pid(url: str) -> int:
         await client.aclose()
 
 
+@pytest.mark.e2e  # starts its own PostgreSQL and Redis
 async def test_loopback_servers_serve_and_stop_cleanly(base: Path) -> None:
     postgres = EmbeddedPostgres(base / "postgres", port=free_port(), durable=False)
     redis_server = EmbeddedRedis(base / "redis", port=free_port(), durable=False)
@@ -94,6 +95,7 @@ async def test_loopback_servers_serve_and_stop_cleanly(base: Path) -> None:
     postgres.stop()
 
 
+@pytest.mark.e2e  # starts its own PostgreSQL and Redis
 async def test_unix_socket_servers_keep_data_across_restarts(base: Path) -> None:
     postgres, redis_server = EmbeddedPostgres(base / "postgres"), EmbeddedRedis(base / "redis")
     try:
@@ -128,6 +130,7 @@ async def test_unix_socket_servers_keep_data_across_restarts(base: Path) -> None
         postgres.stop()
 
 
+@pytest.mark.e2e  # starts its own PostgreSQL and Redis
 async def test_start_after_the_previous_owner_was_killed(base: Path) -> None:
     # PostgreSQL killed outright: its postmaster.pid is stale and here names a live process that is not postgres.
     crashed = EmbeddedPostgres(base / "postgres", port=free_port(), durable=False)

@@ -40,7 +40,7 @@ def test_reads_typed_values() -> None:
     {"EXECUTOR_REGISTER_EXAMPLES": "maybe"},
 ])
 def test_bad_values_are_refused_clearly(env: dict[str, str]) -> None:
-    with pytest.raises(ConfigurationError, match="EXECUTOR_|pids"):
+    with pytest.raises(ConfigurationError, match=r"EXECUTOR_|pids"):
         load_settings(env)
 
 

@@ -1,12 +1,10 @@
-"""HTTP routes for agents, their versions, and tokens (the marketplace service's and operators' side)."""
+"""HTTP routes for agents and their versions (the marketplace service's and operators' side)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from executor import tokens
-from executor.agents import service as agents
-from executor.agents import versions
+from executor.agents.versions import check_may_manage
 from executor.api.auth import principal
 from executor.api.bodies import (
     is_decimal,
@@ -15,9 +13,9 @@ from executor.api.bodies import (
     read_capped,
     read_json,
 )
-from executor.errors import NotFound, RequestInvalid
+from executor.api.keys import AGENTS, SETTINGS
+from executor.errors import NotFound
 from executor.records.principals import Role
-from executor.storage import agents as agent_sql
 
 routes = web.RouteTableDef()
 
@@ -25,9 +23,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/agents")
 async def register_agent(request: web.Request) -> web.Response:
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
-    services = request.app["services"]
-    agent = await agents.register(services.db, services.settings, services.resolve_image, caller.party,
-                                  await read_json(request), engine_runtimes=services.engine_runtimes)
+    agent = await request.app[AGENTS].register(caller.party, await read_json(request))
     return json_response(agent.to_dict(), status=201, headers={"Location": f"/v1/agents/{agent.agent_id}"})
 
 
@@ -35,14 +31,14 @@ async def register_agent(request: web.Request) -> web.Response:
 async def list_agents(request: web.Request) -> web.Response:
     principal(request)
     limit = int(query_number(request, "limit", 50, maximum=100)) or 1
-    found, cursor = await agents.list_page(request.app["services"].db, limit=limit, cursor=request.query.get("cursor"))
+    found, cursor = await request.app[AGENTS].list_page(limit=limit, cursor=request.query.get("cursor"))
     return json_response({"items": [a.to_dict() for a in found], "next_cursor": cursor})
 
 
 @routes.get("/v1/agents/{id}")
 async def get_agent(request: web.Request) -> web.Response:
     principal(request)
-    agent = await agents.get(request.app["services"].db, request.match_info["id"])
+    agent = await request.app[AGENTS].get(request.match_info["id"])
     return json_response(agent.to_dict())
 
 
@@ -52,12 +48,11 @@ async def upload_module(request: web.Request) -> web.Response:
     """The raw .wasm of a WASM agent's version (the newest unless named): checked, compiled
     once, baked into its image."""
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
-    services = request.app["services"]
+    agents = request.app[AGENTS]
     version = _version(request) if "version" in request.match_info else None
-    versions.check_may_manage(caller, await agents.get(services.db, request.match_info["id"], version))
-    data = await read_capped(request, services.settings.max_module_bytes)
-    agent = await agents.upload_module(services.db, services.settings, services.bake_wasm_module,
-                                       request.match_info["id"], data, version)
+    check_may_manage(caller, await agents.get(request.match_info["id"], version))
+    data = await read_capped(request, request.app[SETTINGS].max_module_bytes)
+    agent = await agents.upload_module(request.match_info["id"], data, version)
     return json_response(agent.to_dict(), status=200)
 
 
@@ -65,10 +60,7 @@ async def upload_module(request: web.Request) -> web.Response:
 async def publish_version(request: web.Request) -> web.Response:
     """A new immutable version with the agent's kind; the fields of a registration but name and kind."""
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
-    services = request.app["services"]
-    agent = await versions.publish(services.db, services.settings, services.resolve_image, caller,
-                                   request.match_info["id"], await read_json(request),
-                                   engine_runtimes=services.engine_runtimes)
+    agent = await request.app[AGENTS].publish(caller, request.match_info["id"], await read_json(request))
     return json_response(agent.to_dict(), status=201,
                          headers={"Location": f"/v1/agents/{agent.agent_id}/versions/{agent.version}"})
 
@@ -76,15 +68,14 @@ async def publish_version(request: web.Request) -> web.Response:
 @routes.get("/v1/agents/{id}/versions")
 async def list_versions(request: web.Request) -> web.Response:
     principal(request)
-    db = request.app["services"].db
-    agent = await agents.get(db, request.match_info["id"])
-    return json_response({"items": [v.to_dict() for v in await agent_sql.list_versions(db, agent.agent_id)]})
+    found = await request.app[AGENTS].versions(request.match_info["id"])
+    return json_response({"items": [v.to_dict() for v in found]})
 
 
 @routes.get("/v1/agents/{id}/versions/{version}")
 async def get_version(request: web.Request) -> web.Response:
     principal(request)
-    agent = await agents.get(request.app["services"].db, request.match_info["id"], _version(request))
+    agent = await request.app[AGENTS].get(request.match_info["id"], _version(request))
     return json_response(agent.to_dict())
 
 
@@ -100,7 +91,7 @@ async def withdraw_version(request: web.Request) -> web.Response:
 
 async def _move(request: web.Request, status: str) -> web.Response:
     caller = principal(request, Role.OPERATOR, Role.SERVICE)
-    agent = await versions.move(request.app["services"].db, caller, request.match_info["id"], _version(request), status)
+    agent = await request.app[AGENTS].move(caller, request.match_info["id"], _version(request), status)
     return json_response(agent.to_dict())
 
 
@@ -108,7 +99,7 @@ async def _move(request: web.Request, status: str) -> web.Response:
 async def agent_stats(request: web.Request) -> web.Response:
     """Per version: executions, how they ended, success rate, p50/p95 durations."""
     principal(request, Role.OPERATOR, Role.SERVICE)
-    return json_response(await versions.stats(request.app["services"].db, request.match_info["id"]))
+    return json_response(await request.app[AGENTS].stats(request.match_info["id"]))
 
 
 def _version(request: web.Request) -> int:
@@ -116,19 +107,3 @@ def _version(request: web.Request) -> int:
     if not is_decimal(raw) or not 0 < int(raw) < 2**31:
         raise NotFound(f"no version {raw!r}")
     return int(raw)
-
-
-@routes.post("/v1/tokens")
-async def create_token(request: web.Request) -> web.Response:
-    principal(request, Role.OPERATOR)
-    body = await read_json(request)
-    role = body.get("role") if isinstance(body, dict) else None
-    subject = body.get("subject") if isinstance(body, dict) else None
-    if not isinstance(role, str) or role not in {r.value for r in Role}:
-        raise RequestInvalid("role must be user, service or operator", errors=[{"pointer": "/role", "detail": "unknown role"}])
-    if not isinstance(subject, str) or not 0 < len(subject) <= 200:
-        raise RequestInvalid("subject must be a non-empty string", errors=[{"pointer": "/subject", "detail": "required"}])
-    issued = await tokens.issue(request.app["services"].db, Role(role), subject)
-    return json_response(
-        {"token": issued.token, "id": issued.id, "role": issued.role.value, "subject": issued.subject}, status=201
-    )

@@ -1,11 +1,12 @@
-"""The aiohttp application: middlewares, routes, health."""
+"""The aiohttp application: middlewares, routes, health, and the services its handlers reach (keys.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
+from executor.agents.service import Agents
 from executor.api import (
     agents,
     entitlements,
@@ -14,14 +15,46 @@ from executor.api import (
     images,
     observe,
     receipts,
+    tokens,
     webhooks,
 )
 from executor.api.auth import auth_middleware
 from executor.api.bodies import json_response
+from executor.api.keys import (
+    AGENTS,
+    ENTITLEMENTS,
+    EXECUTIONS,
+    IMAGES,
+    INSTANCE,
+    RECEIPTS,
+    SETTINGS,
+    TOKENS,
+    WEBHOOK_ENDPOINTS,
+    Instance,
+)
 from executor.api.problems import problem_middleware
+from executor.entitlements.service import Entitlements
+from executor.executions.service import Executions
+from executor.images.service import Images
+from executor.receipts.service import Receipts
+from executor.settings import Settings
+from executor.tokens import Tokens
+from executor.webhooks.endpoints import WebhookEndpoints
 
-if TYPE_CHECKING:
-    from executor.service import Services
+
+class Backend(Instance, Protocol):
+    """What the API serves: the settings and every domain service, built once by the wiring
+    (executor/service.py). A protocol, so that the API does not import the layer above it."""
+
+    settings: Settings
+    tokens: Tokens
+    agents: Agents
+    entitlements: Entitlements
+    executions: Executions
+    images: Images
+    receipts: Receipts
+    webhook_endpoints: WebhookEndpoints
+
 
 health = web.RouteTableDef()
 
@@ -34,27 +67,37 @@ async def healthz(request: web.Request) -> web.Response:
 @health.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Ready when every dependency answers; says which one does not."""
-    checks = await request.app["services"].check_dependencies()
+    checks = await request.app[INSTANCE].check_dependencies()
     ready = all(ok for ok in checks.values())
     return json_response(
-        {"status": "ready" if ready else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}},
+        {"status": "ready" if ready else "unavailable",
+         "checks": {k: "ok" if v else "down" for k, v in checks.items()}},
         status=200 if ready else 503,
     )
 
 
 # Every route table of the API, besides health and observe (which a worker serves too).
-API_ROUTES = (executions.routes, events.routes, agents.routes, images.routes, receipts.routes,
+API_ROUTES = (executions.routes, events.routes, agents.routes, tokens.routes, images.routes, receipts.routes,
               entitlements.routes, webhooks.routes)
 
 
-def make_app(services: Services, *, api: bool = True) -> web.Application:
+def make_app(backend: Backend, *, api: bool = True) -> web.Application:
     """The whole API; with api=False only health, readiness, status and metrics (a worker's)."""
+    settings = backend.settings
     app = web.Application(
         # The largest body any route takes; each route enforces its own cap (bodies.read_capped).
-        client_max_size=max(services.settings.max_body_bytes, services.settings.max_module_bytes) + 1,
+        client_max_size=max(settings.max_body_bytes, settings.max_module_bytes) + 1,
         middlewares=[problem_middleware, auth_middleware],
     )
-    app["services"] = services
+    app[SETTINGS] = settings
+    app[INSTANCE] = backend
+    app[TOKENS] = backend.tokens
+    app[AGENTS] = backend.agents
+    app[ENTITLEMENTS] = backend.entitlements
+    app[EXECUTIONS] = backend.executions
+    app[IMAGES] = backend.images
+    app[RECEIPTS] = backend.receipts
+    app[WEBHOOK_ENDPOINTS] = backend.webhook_endpoints
     app.add_routes(health)
     app.add_routes(observe.routes)
     if not api:

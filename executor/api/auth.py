@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from executor import tokens
+from executor.api.keys import TOKENS
 from executor.api.problems import Handler
 from executor.errors import Forbidden, Unauthenticated
 from executor.records.principals import Principal, Role
@@ -28,7 +28,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # surrogates) is a wrong token, not a reason to fail while hashing it.
         if not (token.isascii() and token.isprintable()):
             raise Unauthenticated("the token is not valid")
-        principal = await tokens.authenticate(request.app["services"].db, token)
+        principal = await request.app[TOKENS].authenticate(token)
         if principal is None:
             raise Unauthenticated("the token is not valid")
         request[PRINCIPAL_KEY] = principal
@@ -39,5 +39,6 @@ def principal(request: web.Request, *allowed: Role) -> Principal:
     """The caller, checked against the roles allowed here (all roles when none are given)."""
     caller: Principal = request[PRINCIPAL_KEY]
     if allowed and caller.role not in allowed:
-        raise Forbidden(f"this needs the role {' or '.join(r.value for r in allowed)}; the token has {caller.role.value}")
+        raise Forbidden(f"this needs the role {' or '.join(r.value for r in allowed)}; "
+                        f"the token has {caller.role.value}")
     return caller

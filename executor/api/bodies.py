@@ -13,6 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from executor import jsondoc
+from executor.api.keys import SETTINGS
 from executor.errors import MalformedRequest, PayloadTooLarge, RequestInvalid
 
 _INLINE_BYTES = 8 * 1024  # at most ~3 ms of parsing and checking, whatever the shape
@@ -30,7 +31,7 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
             if size > limit:
                 raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
             chunks.append(chunk)
-    except (RequestPayloadError, HttpProcessingError) as exc:  # a body that does not decode (Content-Encoding, chunking)
+    except (RequestPayloadError, HttpProcessingError) as exc:  # a body that does not decode (encoding, chunking)
         raise MalformedRequest(f"the request body cannot be read: {str(exc).strip() or type(exc).__name__}") from None
     return b"".join(chunks)
 
@@ -38,7 +39,7 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
 async def read_json(request: web.Request) -> Any:
     """The parsed body, within EXECUTOR_MAX_BODY_BYTES: JSON that every later step can handle
     (executor/jsondoc.py), else 400 (not JSON) or 422 (JSON we do not store, with its pointer)."""
-    raw = await read_capped(request, request.app["services"].settings.max_body_bytes)
+    raw = await read_capped(request, request.app[SETTINGS].max_body_bytes)
     if not raw:
         raise MalformedRequest("the request body is empty; send a JSON document")
     try:
@@ -67,9 +68,11 @@ def query_number(request: web.Request, name: str, default: float, *, maximum: fl
     try:
         value = float(raw) if raw.isascii() else math.nan
     except ValueError:
-        raise RequestInvalid(f"{name} must be a number", errors=[{"pointer": f"?{name}", "detail": "a number"}]) from None
+        raise RequestInvalid(f"{name} must be a number",
+                             errors=[{"pointer": f"?{name}", "detail": "a number"}]) from None
     if not 0 <= value <= maximum:
-        raise RequestInvalid(f"{name} must be between 0 and {maximum:g}", errors=[{"pointer": f"?{name}", "detail": "out of range"}])
+        raise RequestInvalid(f"{name} must be between 0 and {maximum:g}",
+                             errors=[{"pointer": f"?{name}", "detail": "out of range"}])
     return value
 
 

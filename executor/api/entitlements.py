@@ -8,7 +8,8 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response, query_number, read_json
-from executor.entitlements import service as entitlements
+from executor.api.keys import ENTITLEMENTS
+from executor.entitlements.service import MAX_PAGE
 from executor.records.principals import Role
 
 routes = web.RouteTableDef()
@@ -18,16 +19,16 @@ routes = web.RouteTableDef()
 async def grant(request: web.Request) -> web.Response:
     """Grant a user an agent, or set the terms of their live entitlement anew (201 / 200)."""
     caller = principal(request, Role.SERVICE, Role.OPERATOR)
-    entitlement, created = await entitlements.grant(request.app["services"].db, caller, await read_json(request))
+    entitlement, created = await request.app[ENTITLEMENTS].grant(caller, await read_json(request))
     return json_response(entitlement.to_dict(datetime.now(UTC)), status=201 if created else 200,
                          headers={"Location": f"/v1/entitlements/{entitlement.id}"})
 
 
 @routes.get("/v1/entitlements")
 async def list_entitlements(request: web.Request) -> web.Response:
-    limit = int(query_number(request, "limit", 50, maximum=entitlements.MAX_PAGE))
-    found, cursor = await entitlements.list_page(
-        request.app["services"].db, principal(request), user=request.query.get("user"),
+    limit = int(query_number(request, "limit", 50, maximum=MAX_PAGE))
+    found, cursor = await request.app[ENTITLEMENTS].list_page(
+        principal(request), user=request.query.get("user"),
         agent_id=request.query.get("agent_id"), cursor=request.query.get("cursor"), limit=limit)
     now = datetime.now(UTC)
     return json_response({"items": [e.to_dict(now) for e in found], "next_cursor": cursor})
@@ -36,5 +37,5 @@ async def list_entitlements(request: web.Request) -> web.Response:
 @routes.delete("/v1/entitlements/{id}")
 async def revoke(request: web.Request) -> web.Response:
     caller = principal(request, Role.SERVICE, Role.OPERATOR)
-    revoked = await entitlements.revoke(request.app["services"].db, caller, request.match_info["id"])
+    revoked = await request.app[ENTITLEMENTS].revoke(caller, request.match_info["id"])
     return json_response(revoked.to_dict(datetime.now(UTC)))

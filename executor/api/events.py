@@ -13,8 +13,8 @@
     data: {...the execution record...}
 
 A comment line (`: keepalive`) goes out every 15 s of silence. Changes are signalled
-over Redis pub/sub (executor/queue/events.py), which can drop a message: the record is
-also re-read at least every second, and whatever changed is sent. Events are derived
+over Redis pub/sub, which can drop a message: the record is also re-read at least every
+second (Executions.changes), and whatever changed is sent. Events are derived
 from the state, not stored: a reconnecting client (`Last-Event-ID`) gets the current
 state again, numbered after the id it saw. A client closes on `final` (an EventSource
 would otherwise reconnect and be sent the final event again).
@@ -22,7 +22,6 @@ would otherwise reconnect and be sent the final event again).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -31,48 +30,12 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import is_decimal
-from executor.executions.service import Executions
-from executor.queue.events import Events
-from executor.records.executions import ExecutionRecord
-from executor.records.principals import Principal
+from executor.api.keys import EXECUTIONS
+from executor.executions.service import state_of
 
 routes = web.RouteTableDef()
 
 HEARTBEAT_S = 15.0
-POLL_S = 1.0  # the longest a change waits for a lost signal
-_STATE_FIELDS = ("id", "status", "error", "started_at", "finished_at")
-
-
-def state_of(record: ExecutionRecord) -> dict[str, Any]:
-    body = record.to_dict()
-    return {key: body[key] for key in _STATE_FIELDS}
-
-
-class StateChanges:
-    """One execution's next state change: a pub/sub signal, or a re-read at least every POLL_S.
-    Reads go through Executions.get, so visibility is what GET /v1/executions/{id} checks."""
-
-    def __init__(self, executions: Executions, events: Events, caller: Principal, record: ExecutionRecord) -> None:
-        self._executions = executions
-        self._events = events
-        self._caller = caller
-        self.last = record
-        self._signal = events.change_waiter(record.id)
-
-    async def next(self, timeout_s: float = POLL_S) -> ExecutionRecord | None:
-        """The record when its state differs from the last one returned, or None after timeout_s."""
-        await asyncio.wait([self._signal], timeout=timeout_s)
-        if self._signal.done():
-            self._events.discard(self.last.id, self._signal)
-            self._signal = self._events.change_waiter(self.last.id)
-        current = await self._executions.get(self._caller, str(self.last.id))
-        if state_of(current) == state_of(self.last):
-            return None
-        self.last = current
-        return current
-
-    def close(self) -> None:
-        self._events.discard(self.last.id, self._signal)
 
 
 class _Writer:
@@ -108,10 +71,10 @@ def _gone(request: web.Request) -> bool:
 
 @routes.get("/v1/executions/{id}/events")
 async def execution_events(request: web.Request) -> web.StreamResponse:
-    services = request.app["services"]
+    executions = request.app[EXECUTIONS]
     caller = principal(request)
-    record = await services.executions.get(caller, request.match_info["id"])  # 404 before any stream
-    changes = StateChanges(services.executions, services.events, caller, record)
+    record = await executions.get(caller, request.match_info["id"])  # 404 before any stream
+    changes = executions.changes(caller, record)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
     })

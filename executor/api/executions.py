@@ -6,6 +6,7 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response, query_number, read_json
+from executor.api.keys import EXECUTIONS
 from executor.executions.service import Executions
 from executor.records.executions import ExecutionRecord
 
@@ -14,7 +15,7 @@ _CANCEL_WAIT_S = 10.0
 
 
 def _executions(request: web.Request) -> Executions:
-    return request.app["services"].executions
+    return request.app[EXECUTIONS]
 
 
 def _location(record: ExecutionRecord) -> dict[str, str]:

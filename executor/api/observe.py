@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response
+from executor.api.keys import EXECUTIONS, INSTANCE
+from executor.executions.service import Executions
 from executor.observability.metrics import METRICS, header, sample
-from executor.queue.stream import JobQueue
 from executor.records.principals import Role
 
 routes = web.RouteTableDef()
@@ -35,15 +33,14 @@ _POOL_METRICS = (
 @routes.get("/v1/status")
 async def status(request: web.Request) -> web.Response:
     principal(request, Role.OPERATOR)
-    return json_response(request.app["services"].status())
+    return json_response(request.app[INSTANCE].status())
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; Prometheus sends the operator token as its bearer token."""
     principal(request, Role.OPERATOR)
-    services = request.app["services"]
-    current = services.status()
+    current = request.app[INSTANCE].status()
     lines = header("executor_worker_running_tasks", "gauge", "Tasks this worker runs now.")
     lines.append(sample("executor_worker_running_tasks", {"instance": str(current["instance"])},
                         current["worker"]["running"]))
@@ -51,18 +48,17 @@ async def metrics(request: web.Request) -> web.Response:
     for name, kind, help_text, key in _POOL_METRICS:
         if pool is not None:
             lines += [*header(name, kind, help_text), sample(name, {}, pool[key])]
-    lines += await _queue_lines(services.queue)
+    lines += await _queue_lines(request.app[EXECUTIONS])
     lines += METRICS.render()
     return web.Response(text="\n".join(lines) + "\n", content_type=CONTENT_TYPE, charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
-async def _queue_lines(queue: JobQueue) -> list[str]:
+async def _queue_lines(executions: Executions) -> list[str]:
     """The job stream's depth and the age of its oldest job; nothing when Redis does not answer
     (a scrape must not fail for it: /readyz says which dependency is down)."""
-    try:
-        current = await asyncio.wait_for(queue.stats(), 2.0)
-    except (TimeoutError, RedisError, OSError):
+    current = await executions.queue_stats()
+    if current is None:
         return []
     lines = [*header("executor_queue_depth", "gauge", "Jobs accepted and not yet finished."),
              sample("executor_queue_depth", {}, current.depth),

@@ -44,7 +44,8 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def _from_http(exc: web.HTTPException) -> web.Response:
     slug = _HTTP_SLUGS.get(exc.status, "http_error")
-    body = {"type": PROBLEM_TYPE_PREFIX + slug, "title": exc.reason, "status": exc.status, "detail": exc.text or exc.reason}
+    body = {"type": PROBLEM_TYPE_PREFIX + slug, "title": exc.reason, "status": exc.status,
+            "detail": exc.text or exc.reason}
     if exc.status == 413:
         body["detail"] = "the request body is larger than the configured maximum"
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}

@@ -7,8 +7,7 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response, query_int, read_json
-from executor.errors import RequestInvalid
-from executor.receipts import log
+from executor.api.keys import RECEIPTS
 from executor.receipts.service import Receipts
 from executor.records.principals import Role
 
@@ -16,7 +15,7 @@ routes = web.RouteTableDef()
 
 
 def _receipts(request: web.Request) -> Receipts:
-    return request.app["services"].receipts
+    return request.app[RECEIPTS]
 
 
 @routes.get("/v1/executions/{id}/receipt")
@@ -40,28 +39,21 @@ async def keys(request: web.Request) -> web.Response:
 
 @routes.get("/v1/log/head")
 async def head(request: web.Request) -> web.Response:
-    services = request.app["services"]
-    signed = await log.sign_head(services.db, services.signer)
+    signed = await _receipts(request).head()
     return json_response(signed.to_json())
 
 
 @routes.get("/v1/log/proof/inclusion")
 async def inclusion(request: web.Request) -> web.Response:
     index, size = query_int(request, "index"), query_int(request, "size", minimum=1)
-    try:
-        hashes = await log.inclusion_proof(request.app["services"].db, index, size)
-    except log.ProofUnavailable as exc:
-        raise RequestInvalid(str(exc)) from None
+    hashes = await _receipts(request).inclusion_proof(index, size)
     return json_response({"log_index": index, "tree_size": size, "hashes": [h.hex() for h in hashes]})
 
 
 @routes.get("/v1/log/proof/consistency")
 async def consistency(request: web.Request) -> web.Response:
     old, new = query_int(request, "from", minimum=1), query_int(request, "to", minimum=1)
-    try:
-        hashes = await log.consistency_proof(request.app["services"].db, old, new)
-    except log.ProofUnavailable as exc:
-        raise RequestInvalid(str(exc)) from None
+    hashes = await _receipts(request).consistency_proof(old, new)
     return json_response({"from": old, "to": new, "hashes": [h.hex() for h in hashes]})
 
 

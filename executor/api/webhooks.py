@@ -10,12 +10,9 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
-from executor.errors import RequestInvalid
+from executor.api.keys import EXECUTIONS, WEBHOOK_ENDPOINTS
 from executor.records.principals import Role
-from executor.storage import webhooks as webhook_sql
-from executor.storage.webhooks import Endpoint
-from executor.webhooks import signing
-from executor.webhooks.targets import check_url
+from executor.webhooks.endpoints import Endpoint
 
 routes = web.RouteTableDef()
 
@@ -41,38 +38,23 @@ def _owner(request: web.Request) -> str:
 
 @routes.get("/v1/webhooks/endpoint")
 async def get_endpoint(request: web.Request) -> web.Response:
-    endpoint = await webhook_sql.ensure_endpoint(request.app["services"].db, _owner(request), signing.new_secret())
-    return _secret_response(endpoint)
+    return _secret_response(await request.app[WEBHOOK_ENDPOINTS].get(_owner(request)))
 
 
 @routes.put("/v1/webhooks/endpoint")
 async def put_endpoint(request: web.Request) -> web.Response:
     owner = _owner(request)
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise RequestInvalid("the body must be an object {\"url\": string or null}",
-                             errors=[{"pointer": "", "detail": "an object"}])
-    unknown = sorted(set(body) - {"url"})
-    if unknown:
-        raise RequestInvalid(f"unknown fields: {', '.join(unknown)}",
-                             errors=[{"pointer": f"/{name}", "detail": "unknown field"} for name in unknown])
-    if "url" not in body:
-        raise RequestInvalid("url is required (null removes it)", errors=[{"pointer": "/url", "detail": "required"}])
-    services = request.app["services"]
-    url = None if body["url"] is None else check_url(body["url"], services.settings, pointer="/url")
-    return _secret_response(await webhook_sql.set_endpoint_url(services.db, owner, url, signing.new_secret()))
+    return _secret_response(await request.app[WEBHOOK_ENDPOINTS].update(owner, await read_json(request)))
 
 
 @routes.post("/v1/webhooks/endpoint/rotate")
 async def rotate(request: web.Request) -> web.Response:
-    endpoint = await webhook_sql.rotate_secret(request.app["services"].db, _owner(request), signing.new_secret())
-    return _secret_response(endpoint)
+    return _secret_response(await request.app[WEBHOOK_ENDPOINTS].rotate(_owner(request)))
 
 
 @routes.get("/v1/executions/{id}/webhooks")
 async def deliveries(request: web.Request) -> web.Response:
-    services = request.app["services"]
     # Raises 404 when the caller may not see the execution, as for every other execution route.
-    record = await services.executions.get(principal(request), request.match_info["id"])
-    found = await webhook_sql.deliveries_of(services.db, record.id)
+    record = await request.app[EXECUTIONS].get(principal(request), request.match_info["id"])
+    found = await request.app[WEBHOOK_ENDPOINTS].deliveries(record.id)
     return json_response({"items": [delivery.to_dict() for delivery in found]})

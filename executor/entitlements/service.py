@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from executor.agents import service as agents
+from executor.agents.service import Agents
 from executor.errors import (
     EntitlementExpired,
     EntitlementMissing,
@@ -58,63 +58,65 @@ def parse_time(raw: Any, pointer: str) -> datetime | None:
     return value
 
 
-async def grant(db: asyncpg.Pool, caller: Principal, body: Any) -> tuple[Entitlement, bool]:
-    """PUT /v1/entitlements: create or replace the terms of (user, agent); (it, created)."""
-    if not isinstance(body, dict):
-        raise _invalid("", "the body must be a JSON object")
-    unknown = sorted(set(body) - _GRANT_FIELDS)
-    if unknown:
-        raise _invalid(f"/{unknown[0]}", "unknown field")
-    user = body.get("user")
-    if not isinstance(user, str) or not 0 < len(user) <= 200:
-        raise _invalid("/user", "the user's subject, a non-empty string")
-    agent_id = body.get("agent_id")
-    if not isinstance(agent_id, str):
-        raise _invalid("/agent_id", "the agent's id, a string")
-    agent = await agents.get(db, agent_id)
-    uses = body.get("uses")
-    if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= 2**31 - 1):
-        raise _invalid("/uses", "a non-negative integer, or null for unlimited")
-    expires_at = parse_time(body.get("expires_at"), "/expires_at")
-    return await entitlement_sql.grant(db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
-                                       expires_at=expires_at, uses=uses)
+class Entitlements:
+    """Grants, listings and revocations of entitlements, and the use an execution takes."""
 
+    def __init__(self, db: asyncpg.Pool, agents: Agents) -> None:
+        self.db = db
+        self.agents = agents
 
-async def list_page(db: asyncpg.Pool, caller: Principal, *, user: str | None, agent_id: str | None,
-                    cursor: str | None, limit: int) -> tuple[list[Entitlement], str | None]:
-    """Services and operators see every entitlement; a user sees their own."""
-    if caller.role is Role.USER:
-        if user not in (None, caller.subject):
-            raise Forbidden("a user sees only their own entitlements")
-        user = caller.subject
-    agent, before = page_filters(agent_id, cursor)
-    limit = max(1, min(limit, MAX_PAGE))
-    found = await entitlement_sql.list_page(db, user=user, agent_id=agent, before=before, limit=limit)
-    return found, encode_cursor(found[-1].created_at, found[-1].id) if len(found) == limit else None
+    async def grant(self, caller: Principal, body: Any) -> tuple[Entitlement, bool]:
+        """PUT /v1/entitlements: create or replace the terms of (user, agent); (it, created)."""
+        if not isinstance(body, dict):
+            raise _invalid("", "the body must be a JSON object")
+        unknown = sorted(set(body) - _GRANT_FIELDS)
+        if unknown:
+            raise _invalid(f"/{unknown[0]}", "unknown field")
+        user = body.get("user")
+        if not isinstance(user, str) or not 0 < len(user) <= 200:
+            raise _invalid("/user", "the user's subject, a non-empty string")
+        agent_id = body.get("agent_id")
+        if not isinstance(agent_id, str):
+            raise _invalid("/agent_id", "the agent's id, a string")
+        agent = await self.agents.get(agent_id)
+        uses = body.get("uses")
+        if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= 2**31 - 1):
+            raise _invalid("/uses", "a non-negative integer, or null for unlimited")
+        expires_at = parse_time(body.get("expires_at"), "/expires_at")
+        return await entitlement_sql.grant(self.db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
+                                           expires_at=expires_at, uses=uses)
 
+    async def list_page(self, caller: Principal, *, user: str | None, agent_id: str | None,
+                        cursor: str | None, limit: int) -> tuple[list[Entitlement], str | None]:
+        """Services and operators see every entitlement; a user sees their own."""
+        if caller.role is Role.USER:
+            if user not in (None, caller.subject):
+                raise Forbidden("a user sees only their own entitlements")
+            user = caller.subject
+        agent, before = page_filters(agent_id, cursor)
+        limit = max(1, min(limit, MAX_PAGE))
+        found = await entitlement_sql.list_page(self.db, user=user, agent_id=agent, before=before, limit=limit)
+        return found, encode_cursor(found[-1].created_at, found[-1].id) if len(found) == limit else None
 
-async def revoke(db: asyncpg.Pool, caller: Principal, entitlement_id: str) -> Entitlement:
-    try:
-        parsed = uuid.UUID(entitlement_id)
-    except ValueError:
-        raise NotFound(f"no entitlement {entitlement_id!r}") from None
-    revoked = await entitlement_sql.revoke(db, parsed, caller.party)
-    if revoked is None:
-        raise NotFound(f"no entitlement {entitlement_id!r}")
-    return revoked
+    async def revoke(self, caller: Principal, entitlement_id: str) -> Entitlement:
+        try:
+            parsed = uuid.UUID(entitlement_id)
+        except ValueError:
+            raise NotFound(f"no entitlement {entitlement_id!r}") from None
+        revoked = await entitlement_sql.revoke(self.db, parsed, caller.party)
+        if revoked is None:
+            raise NotFound(f"no entitlement {entitlement_id!r}")
+        return revoked
 
-
-async def take_use(conn: asyncpg.Connection, *, user: str, agent_id: uuid.UUID) -> tuple[uuid.UUID, str]:
-    """Take one use of the user's live entitlement, inside the accepting transaction: (its id,
-    who granted it), or the 403 that says why there is none: missing, expired, revoked, used up."""
-    taken = await entitlement_sql.take_use(conn, user=user, agent_id=agent_id)
-    if taken is not None:
-        return taken
-    latest = await entitlement_sql.latest_of(conn, user=user, agent_id=agent_id)
-    if latest is None:
-        raise EntitlementMissing(f"user {user!r} holds no entitlement to agent {agent_id}")
-    state = latest.state(datetime.now(UTC))
-    refusal = _REFUSALS.get(state, EntitlementUsedUp)  # LIVE here: its last use went to a racing request
-    raise refusal(f"entitlement {latest.id} of user {user!r} to agent {agent_id}: {refusal.title.lower()}")
-
-
+    async def take_use(self, conn: asyncpg.Connection, *, user: str, agent_id: uuid.UUID) -> tuple[uuid.UUID, str]:
+        """Take one use of the user's live entitlement, inside the accepting transaction: (its id,
+        who granted it), or the 403 that says why there is none: missing, expired, revoked, used up."""
+        taken = await entitlement_sql.take_use(conn, user=user, agent_id=agent_id)
+        if taken is not None:
+            return taken
+        latest = await entitlement_sql.latest_of(conn, user=user, agent_id=agent_id)
+        if latest is None:
+            raise EntitlementMissing(f"user {user!r} holds no entitlement to agent {agent_id}")
+        state = latest.state(datetime.now(UTC))
+        refusal = _REFUSALS.get(state, EntitlementUsedUp)  # LIVE here: its last use went to a racing request
+        raise refusal(f"entitlement {latest.id} of user {user!r} to agent {agent_id}: {refusal.title.lower()}")

@@ -46,31 +46,37 @@ def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | Non
     within `schema_budget_ms`. The raw stdout is always kept (up to its cap): the receipt hashes
     those exact bytes. CPU-bound on the task's output: the worker runs it off the event loop."""
     usage = usage_of(result, fuel_budget=fuel_budget)
-    common = dict(
-        raw_output=result.stdout if usage.output_bytes is not None else None,  # None: it never ran
-        log=result.stderr,
-        exit_code=result.exit_code,
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        usage=usage,
-        pooled=result.pooled,
-        oci_runtime=result.oci_runtime,
-    )
+
+    def ended(status: Status, *, error: ExecutionError | None = None, output: Any = None) -> Outcome:
+        return Outcome(
+            status,
+            output=output,
+            error=error,
+            raw_output=result.stdout if usage.output_bytes is not None else None,  # None: it never ran
+            log=result.stderr,
+            exit_code=result.exit_code,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            usage=usage,
+            pooled=result.pooled,
+            oci_runtime=result.oci_runtime,
+        )
+
     if result.termination in _BY_TERMINATION:
         status, error_type = _BY_TERMINATION[result.termination]
         detail = result.detail or error_type.value
-        return Outcome(status, error=ExecutionError(error_type, detail), **common)
+        return ended(status, error=ExecutionError(error_type, detail))
     if result.exit_code != 0:
         detail = f"exited with code {result.exit_code}; see the log"
-        return Outcome(Status.FAILED, error=ExecutionError(ErrorType.NONZERO_EXIT, detail), **common)
+        return ended(Status.FAILED, error=ExecutionError(ErrorType.NONZERO_EXIT, detail))
     try:
         # Only what every later step can hold: the storage, the schema check, the receipt.
         output = jsondoc.loads(result.stdout)
     except jsondoc.DocumentRefused as exc:
         detail = f"stdout is not one JSON document that can be stored: {exc}"
-        return Outcome(Status.FAILED, error=ExecutionError(ErrorType.OUTPUT_INVALID, detail), **common)
+        return ended(Status.FAILED, error=ExecutionError(ErrorType.OUTPUT_INVALID, detail))
     found = violations(output_schema, output, budget_ms=schema_budget_ms)
     if found:
         error = ExecutionError(ErrorType.OUTPUT_INVALID, "output does not match the agent's output schema", found)
-        return Outcome(Status.FAILED, error=error, **common)
-    return Outcome(Status.COMPLETED, output=output, **common)
+        return ended(Status.FAILED, error=error)
+    return ended(Status.COMPLETED, output=output)

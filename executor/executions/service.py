@@ -17,8 +17,8 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from executor import ratelimit
-from executor.agents import versions
-from executor.entitlements import service as entitlements
+from executor.agents.service import Agents
+from executor.entitlements.service import Entitlements
 from executor.errors import (
     Conflict,
     Forbidden,
@@ -36,7 +36,7 @@ from executor.executions.finish import Finisher
 from executor.limits import resolve_limits
 from executor.pagination import encode_cursor, page_filters
 from executor.queue.events import Events
-from executor.queue.stream import JobQueue
+from executor.queue.stream import JobQueue, QueueStats
 from executor.ratelimit import RateLimiter
 from executor.records.agents import AgentVersion
 from executor.records.executions import (
@@ -61,6 +61,8 @@ MAX_PAGE = 100
 # (a safety net only: a worker whose publish failed) and without it (an event may be lost).
 REREAD_S = 5.0
 LOST_EVENT_REREAD_S = 1.0
+CHANGE_POLL_S = 1.0  # the longest a state change waits for a lost signal
+_STATE_FIELDS = ("id", "status", "error", "started_at", "finished_at")
 
 
 class QueueUnavailable(Problem):
@@ -93,14 +95,19 @@ def _encoded_and_checked(schema: Any, value: Any, budget_ms: float,
 
 
 class Executions:
+    """Admission and the caller's view of executions; the worker (worker.py) runs them. The
+    queue and the events are Redis: jobs for the workers, and word of each execution's end."""
+
     def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings,
-                 finisher: Finisher, limiter: RateLimiter) -> None:
+                 finisher: Finisher, limiter: RateLimiter, *, agents: Agents, entitlements: Entitlements) -> None:
         self.db = db
         self.limiter = limiter
         self.queue = queue
         self.events = events
         self.settings = settings
         self.finisher = finisher
+        self.agents = agents
+        self.entitlements = entitlements
 
     async def submit(self, principal: Principal, body: Any, *, idempotency_key: str | None = None,
                      watch: bool = False) -> Submission:
@@ -129,7 +136,7 @@ class Executions:
         if not decision.allowed:
             raise RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
                               retry_after_s=decision.retry_after_s, headers=rate_headers)
-        agent = await versions.for_run(self.db, request.agent_id, request.version)
+        agent = await self.agents.for_run(request.agent_id, request.version)
         if agent.image_digest is None:
             raise Conflict(f"agent {agent.agent_id} version {agent.version} has no module yet: "
                            "PUT /v1/agents/{id}/module first")
@@ -180,7 +187,8 @@ class Executions:
             if cap and await execution_sql.count_live(conn, parties.owner) >= cap:
                 raise TooManyLive(f"user {parties.user!r} already has {cap} executions pending or running",
                                   retry_after_s=1.0)
-            entitlement_id, granted_by = await entitlements.take_use(conn, user=parties.user, agent_id=agent.agent_id)
+            entitlement_id, granted_by = await self.entitlements.take_use(conn, user=parties.user,
+                                                                          agent_id=agent.agent_id)
             if service is None and granted_by.startswith("service:"):
                 service = granted_by
         return await execution_sql.insert(conn, execution_sql.NewExecution(
@@ -297,3 +305,49 @@ class Executions:
         final = await self.finisher.finish(updated, Outcome(Status.CANCELLED, error=error), from_status=Status.PENDING)
         await self.events.publish_finished(record.id)
         return final or await self.get(principal, execution_id)
+
+    def changes(self, principal: Principal, record: ExecutionRecord) -> StateChanges:
+        """The state changes of an execution the caller has read (for a live stream of them)."""
+        return StateChanges(self, principal, record)
+
+    async def queue_stats(self) -> QueueStats | None:
+        """The job stream's depth and the age of its oldest job; None when Redis does not answer
+        (a metrics scrape must not fail for it: /readyz says which dependency is down)."""
+        try:
+            return await asyncio.wait_for(self.queue.stats(), 2.0)
+        except (TimeoutError, RedisError, OSError):
+            return None
+
+
+def state_of(record: ExecutionRecord) -> dict[str, Any]:
+    """The fields of a record that make its state: a change to any of them is a state change."""
+    body = record.to_dict()
+    return {key: body[key] for key in _STATE_FIELDS}
+
+
+class StateChanges:
+    """One execution's next state change: a pub/sub signal, or a re-read at least every
+    CHANGE_POLL_S (a signal can be lost). Reads go through Executions.get, so visibility is
+    what GET /v1/executions/{id} checks."""
+
+    def __init__(self, executions: Executions, caller: Principal, record: ExecutionRecord) -> None:
+        self._executions = executions
+        self._events = executions.events
+        self._caller = caller
+        self.last = record
+        self._signal = self._events.change_waiter(record.id)
+
+    async def next(self, timeout_s: float = CHANGE_POLL_S) -> ExecutionRecord | None:
+        """The record when its state differs from the last one returned, or None after timeout_s."""
+        await asyncio.wait([self._signal], timeout=timeout_s)
+        if self._signal.done():
+            self._events.discard(self.last.id, self._signal)
+            self._signal = self._events.change_waiter(self.last.id)
+        current = await self._executions.get(self._caller, str(self.last.id))
+        if state_of(current) == state_of(self.last):
+            return None
+        self.last = current
+        return current
+
+    def close(self) -> None:
+        self._events.discard(self.last.id, self._signal)

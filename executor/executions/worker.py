@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential,
@@ -35,6 +36,7 @@ from executor.errors import ExecutorError
 from executor.executions.finish import Finisher
 from executor.executions.leases import Leases
 from executor.executions.outcome import outcome_of
+from executor.executions.tasks import build_task, fuel_budget, interpret
 from executor.observability.logs import bind_execution
 from executor.queue.events import Events
 from executor.queue.stream import Job, JobQueue
@@ -45,15 +47,12 @@ from executor.records.executions import (
     ExecutionRecord,
     Outcome,
     Status,
-    encode_input,
 )
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
 from executor.storage import executions as execution_sql
-from runtimes import wasm
-from runtimes.base import TaskSpec
 from runtimes.container import ContainerRuntime
-from runtimes.pool import MAX_IDLE_AGE_S
+from runtimes.pool import ContainerPool
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,12 @@ _DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, as
 
 def _db_retry(within_s: float) -> AsyncRetrying:
     return AsyncRetrying(retry=retry_if_exception_type(_DB_DOWN), wait=wait_exponential(multiplier=0.2, max=5.0),
-                         stop=stop_after_delay(within_s), reraise=True,
-                         before_sleep=lambda s: log.warning("PostgreSQL unavailable (attempt %d): %s",
-                                                            s.attempt_number, s.outcome.exception()))
+                         stop=stop_after_delay(within_s), reraise=True, before_sleep=_warn_db_down)
+
+
+def _warn_db_down(state: RetryCallState) -> None:
+    log.warning("PostgreSQL unavailable (attempt %d): %s", state.attempt_number,
+                state.outcome.exception() if state.outcome else None)
 
 
 @dataclass
@@ -79,15 +81,17 @@ class _Running:
 class Worker:
     def __init__(
         self, db: asyncpg.Pool, queue: JobQueue, events: Events, runtime: ContainerRuntime, settings: Settings,
-        finisher: Finisher,
+        finisher: Finisher, *, pool: ContainerPool | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.events = events
         self.runtime = runtime
+        self.containers = runtime.launcher  # this instance's containers: its orphans are removed here
+        self.pool = pool  # the runtime's claimer, when it has one: started and closed with the worker
         self.settings = settings
         self.finisher = finisher
-        self.instance_id = runtime.instance_id
+        self.instance_id = self.containers.instance_id
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._memory = asyncio.Condition()
         self._memory_used_mb = 0
@@ -106,8 +110,8 @@ class Worker:
         self.events.on_cancel(self._on_cancel)
         await self.queue.ensure_group()
         await self.recover()
-        if self.runtime.pool:
-            self.runtime.pool.start()
+        if self.pool:
+            self.pool.start()
         await self.leases.start()
         self._loop_task = asyncio.create_task(self._consume(), name="worker-consume")
         self._sweep_task = asyncio.create_task(self._sweep_orphans(), name="worker-orphans")
@@ -128,7 +132,7 @@ class Worker:
             await self._publish(self.events.publish_finished(execution_id))
         # No task of this life runs yet: every container of this instance is from its previous
         # life, even one whose execution was just put back to run again.
-        removed = await self.runtime.remove_orphans(set())
+        removed = await self.containers.remove_orphans(set())
         # The jobs the previous life held are done with: what they were for is final now, or
         # PENDING again and given a new entry, as is whatever else PENDING has none (a Redis
         # restart, a crash between insert and enqueue). Dropped, not left in the stream for ever.
@@ -151,9 +155,9 @@ class Worker:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.leases.stop()
-        if self.runtime.pool:
-            await self.runtime.pool.close()
-        await self.runtime.drain()
+        if self.pool:
+            await self.pool.close()
+        await self.containers.drain()
 
     async def _sweep_orphans(self) -> None:
         """Now and then, remove this instance's task containers whose execution is over: what a
@@ -161,7 +165,8 @@ class Worker:
         while True:
             await asyncio.sleep(max(10.0, self.settings.job_visibility_s))
             try:
-                removed = await self.runtime.remove_orphans(lambda: execution_sql.live_ids(self.db), keep_pooled=True)
+                removed = await self.containers.remove_orphans(lambda: execution_sql.live_ids(self.db),
+                                                               keep_pooled=True)
                 if removed:
                     log.warning("removed %d container(s) left behind by finished executions", len(removed))
             except Exception as exc:  # the engine or PostgreSQL is away: next round
@@ -214,8 +219,8 @@ class Worker:
                 done = await self._run(job, running)
             if done:
                 # The "finished" event goes in the ack's transaction: one round trip to Redis.
-                await self.queue.ack(job.entry_id,
-                                     publish=self.events.finished_message(job.execution_id) if running.finished else None)
+                finished = self.events.finished_message(job.execution_id) if running.finished else None
+                await self.queue.ack(job.entry_id, publish=finished)
         except Exception:
             log.exception("execution %s: job failed; left for another worker to reclaim", job.execution_id)
         finally:
@@ -301,15 +306,13 @@ class Worker:
         agent = None
         try:
             agent = await self._version(record.agent_id, record.agent_version)
-            spec = self._task_spec(agent, record, stdin)
-            result = await self.runtime.run(spec, running.cancel)
+            result = await self.runtime.run(build_task(agent, record, stdin, self.settings), running.cancel)
             if result.launch_failure == "unreachable" or (
                     result.launch_failure == "engine_error" and record.attempts < self.settings.max_attempts):
                 return None, agent, result.launch_failure
-            if agent.kind == "wasm":
-                result = wasm.classify(result)
             # Parsing and checking up to 1 MiB of a tenant's output: on the validation threads.
-            outcome = await schemas.off_loop(outcome_of, result, agent.output_schema, fuel_budget=self._fuel(agent),
+            outcome = await schemas.off_loop(outcome_of, interpret(agent, result), agent.output_schema,
+                                             fuel_budget=fuel_budget(agent, self.settings),
                                              schema_budget_ms=self.settings.schema_budget_ms)
             return outcome, agent, None
         except Exception as exc:
@@ -360,37 +363,6 @@ class Worker:
             async with self._memory:
                 self._memory_used_mb -= need
                 self._memory.notify_all()
-
-    def _fuel(self, agent: AgentVersion) -> int | None:
-        """A WASM agent's fuel budget per run; None for container agents."""
-        if agent.kind != "wasm":
-            return None
-        return agent.fuel or self.settings.wasm_default_fuel
-
-    def _task_spec(self, agent: AgentVersion, record: ExecutionRecord, stdin: bytes | None) -> TaskSpec:
-        command = agent.command
-        if agent.kind == "wasm":
-            # wasmtime's timeout counts from its own start, which for a pre-started container is
-            # before the claim: it is only a backstop. The task's wall clock is the orchestrator's,
-            # from the claim, as for every task.
-            command = wasm.run_arguments(fuel=self._fuel(agent) or self.settings.wasm_default_fuel,
-                                         timeout_s=record.limits.timeout_s + MAX_IDLE_AGE_S + 5,
-                                         max_memory_bytes=wasm.memory_cap_bytes(record.limits.memory_mb))
-        assert agent.image_digest is not None  # submission refuses a version without its image
-        return TaskSpec(
-            execution_id=str(record.id),
-            image=agent.image_digest,
-            command=command,
-            stdin=stdin if stdin is not None else encode_input(record.input),
-            limits=record.limits,
-            max_output_bytes=self.settings.max_output_bytes,
-            max_log_bytes=self.settings.max_log_bytes,
-            tmpfs_mb=self.settings.tmpfs_mb,
-            oci_runtime=agent.runtime or self.settings.oci_runtime,  # the version's, else the default
-            pool_min=(agent.pool or {}).get("min", self.settings.pool_default_min),
-            pool_max=(agent.pool or {}).get("max", self.settings.pool_default_max),
-            pool_owner=f"{agent.agent_id}:{agent.version}",
-        )
 
     @property
     def running(self) -> int:

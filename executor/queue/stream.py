@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeAlias, cast
 
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
@@ -24,6 +26,9 @@ from redis.exceptions import ResponseError
 STREAM = "executor:jobs"
 GROUP = "workers"
 _ALL = 2**31 - 1  # XPENDING's COUNT for "the whole pending list"
+
+# A stream entry as redis-py gives it: its id and its fields (None once deleted while pending).
+RawEntry: TypeAlias = tuple[bytes | str, dict[bytes | str, bytes | str] | None]
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ def _position(entry_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
-def _execution_id(fields: dict | None) -> uuid.UUID | None:
+def _execution_id(fields: dict[bytes | str, bytes | str] | None) -> uuid.UUID | None:
     raw = fields.get(b"execution_id") if fields else None
     try:
         return uuid.UUID(_text(raw)) if raw is not None else None
@@ -103,12 +108,15 @@ class JobQueue:
                 raise
             await self.ensure_group()  # Redis restarted without its data: the group is made again
             return []
+        # The clients speak RESP2 (redis-py's default), whose reply is [[stream, entries]]; redis-py's
+        # types also allow RESP3's {stream: entries}.
+        batches = cast("list[tuple[bytes, list[RawEntry]]]", response or [])
         jobs = []
-        for _stream, entries in response or []:
+        for _stream, entries in batches:
             jobs += await self._jobs(entries, reclaimed=False)
         return jobs
 
-    async def _jobs(self, entries: list, *, reclaimed: bool) -> list[Job]:
+    async def _jobs(self, entries: Sequence[RawEntry], *, reclaimed: bool) -> list[Job]:
         jobs = []
         for entry_id, fields in entries:
             entry, execution_id = _text(entry_id), _execution_id(fields)
@@ -121,7 +129,8 @@ class JobQueue:
     async def renew(self, consumer: str, entry_ids: list[str]) -> None:
         """Keep the jobs this worker runs from looking abandoned (resets their idle time)."""
         if entry_ids:
-            await self._redis.xclaim(self.stream, self.group, consumer, 0, entry_ids, justid=True)
+            # list(): redis-py types the ids as list[EncodableT], which a list[str] is not (lists are invariant)
+            await self._redis.xclaim(self.stream, self.group, consumer, 0, list(entry_ids), justid=True)
 
     async def reclaim(self, consumer: str, *, min_idle_s: float, count: int) -> list[Job]:
         """Jobs nobody renewed for `min_idle_s`: their worker died. They are this consumer's now."""
@@ -167,7 +176,7 @@ class JobQueue:
     async def _last_delivered(self) -> str:
         return self._group_last(await self._redis.xinfo_groups(self.stream))
 
-    def _group_last(self, groups: list[dict]) -> str:
+    def _group_last(self, groups: list[dict[str, Any]]) -> str:
         return next((_text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == self.group), "0-0")
 
     async def drop(self, entry_ids: list[str]) -> None:

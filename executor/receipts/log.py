@@ -28,8 +28,8 @@ from executor.receipts.canonical import canonical_json
 from executor.receipts.keys import Signer
 from executor.receipts.statement import rfc3339
 from executor.storage import transparency as log_sql
+from executor.storage.database import Connection
 
-Connection = asyncpg.Pool | asyncpg.Connection
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +45,8 @@ class SignedHead:
 
     @property
     def statement(self) -> dict[str, Any]:
-        return json.loads(self.envelope.payload)
+        statement: dict[str, Any] = json.loads(self.envelope.payload)  # head_statement's, signed by us
+        return statement
 
     def to_json(self) -> dict[str, Any]:
         return self.envelope.to_json()

@@ -32,6 +32,9 @@ _VERIFY_FIELDS = {"receipt", "input_base64", "output_base64", "head"}
 
 
 class Receipts:
+    """What callers read of receipts and the log. The signer signs tree heads; the receipts
+    themselves are issued when an execution finishes (executions/finish.py)."""
+
     def __init__(self, db: asyncpg.Pool, signer: Signer) -> None:
         self.db = db
         self.signer = signer
@@ -111,6 +114,24 @@ class Receipts:
         return verify_bundle(body["receipt"], keys, input_bytes=_base64(body, "input_base64"),
                              output_bytes=_base64(body, "output_base64"), trusted_head=body.get("head"),
                              retired=retired)
+
+    async def head(self) -> log.SignedHead:
+        """The log's current head, signed now."""
+        return await log.sign_head(self.db, self.signer)
+
+    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """The hashes proving leaf `index` is in the tree of `tree_size` leaves (RFC 9162)."""
+        try:
+            return await log.inclusion_proof(self.db, index, tree_size)
+        except log.ProofUnavailable as exc:
+            raise RequestInvalid(str(exc)) from None
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """The hashes proving the tree of `new_size` leaves extends the one of `old_size` (RFC 9162)."""
+        try:
+            return await log.consistency_proof(self.db, old_size, new_size)
+        except log.ProofUnavailable as exc:
+            raise RequestInvalid(str(exc)) from None
 
     async def _published_kids(self) -> set[str]:
         return {k.kid for k in await receipt_sql.published_keys(self.db, include_retired=True)}

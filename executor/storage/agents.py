@@ -97,7 +97,7 @@ async def list_versions(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[AgentVers
 async def version_stats(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[asyncpg.Record]:
     """Per version: executions, how they ended, and percentiles of the task's wall time and of
     the end-to-end latency (accepted → final), over final executions."""
-    return await db.fetch(
+    rows: list[asyncpg.Record] = await db.fetch(
         "SELECT v.version, v.status, v.runtime, count(e.id) AS executions,"
         " count(e.id) FILTER (WHERE e.status IN ('PENDING', 'RUNNING')) AS live,"
         " count(e.id) FILTER (WHERE e.status = 'COMPLETED') AS completed,"
@@ -119,6 +119,7 @@ async def version_stats(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[asyncpg.R
         " WHERE v.agent_id = $1 GROUP BY v.agent_id, v.version, v.status, v.runtime ORDER BY v.version",
         agent_id,
     )
+    return rows
 
 
 async def get_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: int | None = None) -> AgentVersion | None:
@@ -160,11 +161,12 @@ async def set_module(db: asyncpg.Pool, agent_id: uuid.UUID, version: int, *, ima
 
 
 async def versions_using_image(db: asyncpg.Pool, image_id: str) -> list[asyncpg.Record]:
-    return await db.fetch(
+    rows: list[asyncpg.Record] = await db.fetch(
         "SELECT a.id, a.name, v.version FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
         " WHERE v.image_digest = $1 ORDER BY a.name, v.version",
         image_id,
     )
+    return rows
 
 
 async def image_use_counts(db: asyncpg.Pool) -> dict[str, int]:

@@ -6,10 +6,12 @@ import json
 import logging
 import re
 from importlib import resources
+from typing import TypeAlias
 
 import asyncpg
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential,
@@ -18,6 +20,11 @@ from tenacity import (
 from executor.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
+
+# Where a query runs: the pool (each statement on whichever connection is free) or one
+# connection (inside a transaction). asyncpg has no type information, so to mypy both are
+# Any: every value a query returns is annotated where it is read.
+Connection: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 # One advisory lock key for "migrating", so that several processes starting
 # at once apply each migration exactly once.
@@ -38,15 +45,18 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     statements per release, the largest share of all statements under load."""
 
 
+def _log_wait(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome else None
+    log.warning("waiting for PostgreSQL (attempt %d): %s", state.attempt_number, failure)
+
+
 async def create_pool(dsn: str, *, wait_s: float = 30.0, max_size: int = 20) -> asyncpg.Pool:
     """A connection pool, retrying the first connection with bounded backoff."""
     attempts = AsyncRetrying(
         retry=retry_if_exception_type(_TRANSIENT),
         wait=wait_exponential(multiplier=0.1, max=2.0),
         stop=stop_after_delay(wait_s),
-        before_sleep=lambda state: log.warning(
-            "waiting for PostgreSQL (attempt %d): %s", state.attempt_number, state.outcome.exception()
-        ),
+        before_sleep=_log_wait,
         reraise=True,
     )
     try:

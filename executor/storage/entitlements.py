@@ -9,8 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from executor.records.entitlements import Entitlement
-
-Connection = asyncpg.Pool | asyncpg.Connection
+from executor.storage.database import Connection
 
 _COLUMNS = ("id, user_subject, agent_id, granted_by, expires_at, uses, uses_remaining, uses_consumed,"
             " created_at, updated_at, revoked_at, revoked_by")

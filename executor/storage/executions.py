@@ -25,8 +25,7 @@ from executor.records.executions import (
 )
 from executor.records.principals import Principal
 from executor.settings import Limits
-
-Connection = asyncpg.Pool | asyncpg.Connection
+from executor.storage.database import Connection
 
 _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
@@ -126,7 +125,8 @@ async def get_log(db: asyncpg.Pool, execution_id: uuid.UUID) -> tuple[bytes | No
 
 async def get_stdin(db: asyncpg.Pool, execution_id: uuid.UUID) -> bytes | None:
     """The exact bytes the task reads on stdin."""
-    return await db.fetchval("SELECT stdin FROM executions WHERE id = $1", execution_id)
+    stdin: bytes | None = await db.fetchval("SELECT stdin FROM executions WHERE id = $1", execution_id)
+    return stdin
 
 
 async def list_page(

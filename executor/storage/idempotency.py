@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-Connection = asyncpg.Pool | asyncpg.Connection
+from executor.storage.database import Connection
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ async def claim(conn: asyncpg.Connection, caller: str, key: str, request_sha256:
     """Claim the key for this transaction's request: True when it is ours. A racing claim of
     the same key waits here for ours to commit (then sees it taken) or roll back (then wins)."""
     await conn.execute(
-        "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 AND created_at <= now() - make_interval(secs => $3)",
+        "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2"
+        " AND created_at <= now() - make_interval(secs => $3)",
         caller, key, ttl_s,
     )
     claimed = await conn.fetchval(

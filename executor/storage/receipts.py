@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-Connection = asyncpg.Pool | asyncpg.Connection
+from executor.storage.database import Connection
+
 _RECEIPT = "SELECT execution_id, log_index, payload, keyid, sig FROM receipts"
 
 
@@ -94,5 +95,6 @@ async def published_keys(db: Connection, *, include_retired: bool = False) -> li
 
 async def retire_key(db: Connection, kid: str) -> datetime | None:
     """Stop publishing a key; returns when it was retired (None for an unknown key)."""
-    return await db.fetchval("UPDATE signing_keys SET retired_at = COALESCE(retired_at, now()) WHERE kid = $1"
-                             " RETURNING retired_at", kid)
+    retired_at: datetime | None = await db.fetchval(
+        "UPDATE signing_keys SET retired_at = COALESCE(retired_at, now()) WHERE kid = $1 RETURNING retired_at", kid)
+    return retired_at

@@ -23,4 +23,5 @@ async def find_token(db: asyncpg.Pool, token_hash: bytes) -> asyncpg.Record | No
 
 
 async def operator_exists(db: asyncpg.Pool) -> bool:
-    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM tokens WHERE role = 'operator' AND revoked_at IS NULL)"))
+    return bool(await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM tokens WHERE role = 'operator' AND revoked_at IS NULL)"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-Connection = asyncpg.Pool | asyncpg.Connection
+from executor.storage.database import Connection
 
 
 @dataclass(frozen=True)

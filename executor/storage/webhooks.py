@@ -11,11 +11,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
+import asyncpg
 
-Connection: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
+from executor.storage.database import Connection
+
 _ENDPOINT = "owner, url, secret, created_at, updated_at"
 
 
@@ -140,10 +141,11 @@ async def enqueue(conn: Connection, *, execution_id: uuid.UUID, event_type: str,
     owner's endpoint row is created (with `new_secret`) if missing: the delivery needs a secret to be signed with."""
     await conn.execute("INSERT INTO webhook_endpoints (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING",
                        endpoint_owner, new_secret)
-    return await conn.fetchval(
+    delivery_id: uuid.UUID | None = await conn.fetchval(
         "INSERT INTO webhook_deliveries (id, execution_id, event_type, url, endpoint_owner, payload)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (execution_id, url) DO NOTHING RETURNING id",
         uuid.uuid4(), execution_id, event_type, url, endpoint_owner, payload)
+    return delivery_id
 
 
 async def claim_due(conn: Connection, *, limit: int, lease_s: float, locked_by: str) -> list[DueDelivery]:
@@ -168,7 +170,7 @@ async def record_attempt(conn: Connection, delivery_id: uuid.UUID, *, locked_by:
     """Record one attempt (`error` None: it succeeded) and the delivery's new state, in one
     statement; returns the new status. A delivery that is no longer pending (another dispatcher
     finished it after our lease ran out) keeps its status: the attempt is still recorded."""
-    return await conn.fetchval(
+    status: str = await conn.fetchval(
         "WITH delivery AS ("
         " UPDATE webhook_deliveries SET attempts = attempts + 1,"
         "  status = CASE WHEN status <> 'pending' THEN status WHEN $5::text IS NULL THEN 'delivered'"
@@ -184,6 +186,7 @@ async def record_attempt(conn: Connection, delivery_id: uuid.UUID, *, locked_by:
         "  SELECT $1, attempts, $2, $3, $4, $5::text FROM delivery)"
         " SELECT status FROM delivery",
         delivery_id, started_at, duration_ms, status_code, error, max_attempts, retry_in_s, locked_by)
+    return status
 
 
 async def release(conn: Connection, *, locked_by: str) -> int:

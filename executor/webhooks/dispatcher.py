@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
+import asyncpg
 import tenacity
 
 from executor.errors import RequestInvalid

@@ -68,10 +68,7 @@ def host_allowed(host: str, allowed: list[str] | None) -> bool:
     if allowed is None:
         return True
     host = host.lower().rstrip(".")
-    for entry in allowed:
-        if (entry.startswith("*.") and host.endswith(entry[1:])) or host == entry:
-            return True
-    return False
+    return any((entry.startswith("*.") and host.endswith(entry[1:])) or host == entry for entry in allowed)
 
 
 def check_url(url: Any, settings: Settings, *, pointer: str = "/webhook_url") -> str:

@@ -81,8 +81,9 @@ async def test_a_failed_task_is_charged_and_a_cancelled_one_is_not(api) -> None:
 
     sleeper = await register_priced(api, ["sleep", "60"], pricing, {"timeout_s": 60})
     status, started, _ = await api.post("/v1/executions", json={"agent_id": sleeper, "input": {}})
+    assert status == 202, started
     status, cancelled, _ = await api.post(f"/v1/executions/{started['id']}/cancel")
-    assert cancelled["status"] == "CANCELLED", cancelled
+    assert status == 200 and cancelled["status"] == "CANCELLED", cancelled
     # Cancelled before it started costs nothing; cancelled while running, the call is charged.
     assert cancelled["cost"]["amount"] in (0, 5)
     assert (cancelled["cost"]["amount"] == 0) == (cancelled["started_at"] is None), cancelled

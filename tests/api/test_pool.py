@@ -1,4 +1,9 @@
-"""Pre-started single-use containers, end to end through HTTP on the real engine."""
+"""Pre-started single-use containers, end to end through HTTP on the real engine.
+
+The pool runs in the service's process: a test waits for the condition itself (a pre-started
+container on the engine), with a generous bound, since a loaded engine is slow; past it, the
+failure says what the pool said (its status and its own log lines).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from runtimes.pool_sizing import EVICT_AFTER_S
 from tests.api.test_execution_lifecycle import HARDENING_PROBE, assert_hardened
@@ -14,9 +21,36 @@ from tests.conftest import (
     REPO,
     pooled_containers,
     serving,
-    wait_for_pooled,
     wait_until_running,
 )
+
+WAIT_S = 60.0  # for a pre-started container: a start takes 0.1-0.5 s; under load, seconds
+
+
+def pool_log(service: Any, lines: int = 12) -> str:
+    """The pool's own account in the service's log: why it closed a shelf, why a start failed."""
+    found = [line for line in service.log_path.read_text(errors="replace").splitlines() if "runtimes.pool" in line]
+    return "\n".join(found[-lines:]) or "(nothing)"
+
+
+async def wait_for_pre_started(api: Any, service: Any, found: Callable[[], list[Any]], what: str, *,
+                               count: int = 1, timeout_s: float = WAIT_S) -> list[Any]:
+    """Until `found()` lists `count` pre-started containers (of `what`); else a failure that says
+    what the pool was doing."""
+    for _ in range(int(timeout_s / 0.1)):
+        containers = found()
+        if len(containers) >= count:
+            return containers
+        await asyncio.sleep(0.1)
+    _, current, _ = await api.get("/v1/status")
+    raise AssertionError(f"fewer than {count} pre-started container(s) for {what} after {timeout_s:.0f} s"
+                         f" ({len(found())} now); pool: {current.get('pool')}; its log:\n{pool_log(service)}")
+
+
+async def wait_for_pooled(api: Any, service: Any, docker_client: Any, command: list[str], count: int = 1) -> list[Any]:
+    """Until `count` pre-started containers wait for `command`."""
+    return await wait_for_pre_started(api, service, lambda: pooled_containers(docker_client, service.instance_id,
+                                                                              command), str(command), count=count)
 
 LEAVE_TRACES = r"""
 cat > /dev/null
@@ -33,7 +67,7 @@ async def test_consecutive_tasks_share_nothing(api, service, docker_client) -> N
     records = []
     for _ in range(3):
         records.append(await api.run(agent_id))
-        await wait_for_pooled(docker_client, service.instance_id, command)
+        await wait_for_pooled(api, service, docker_client, command)
     assert [r["status"] for r in records] == ["COMPLETED"] * 3, records
     assert records[0]["pooled"] is False  # a new agent: the pool had nothing for it yet
     assert records[1]["pooled"] is True and records[2]["pooled"] is True
@@ -46,7 +80,7 @@ async def test_hardening_holds_in_a_pooled_container(api, service, docker_client
     command = ["sh", "-c", "cat > /dev/null\n" + HARDENING_PROBE]
     agent_id = await api.register(command)
     await api.run(agent_id)
-    await wait_for_pooled(docker_client, service.instance_id, command)
+    await wait_for_pooled(api, service, docker_client, command)
     record = await api.run(agent_id)
     assert record["status"] == "COMPLETED" and record["pooled"] is True, record
     assert_hardened(record["output"])
@@ -66,7 +100,7 @@ async def test_a_pooled_container_killed_from_outside_is_never_handed_out(
     command = ["sh", "-c", "cat  # killed from outside"]
     agent_id = await api.register(command)
     await api.run(agent_id)
-    victims = await wait_for_pooled(docker_client, service.instance_id, command)
+    victims = await wait_for_pooled(api, service, docker_client, command)
     for container in victims:
         container.kill()
     record = await api.run(agent_id, {"still": "works"})
@@ -77,7 +111,7 @@ async def test_the_timeout_of_a_pooled_task_counts_from_the_claim(api, service, 
     command = ["sh", "-c", "cat > /dev/null; sleep 1; echo '{}'"]
     agent_id = await api.register(command, limits={"timeout_s": 2})
     await api.run(agent_id)
-    await wait_for_pooled(docker_client, service.instance_id, command)
+    await wait_for_pooled(api, service, docker_client, command)
     await asyncio.sleep(2.5)  # the pooled container has now been up longer than the timeout
     record = await api.run(agent_id)
     assert record["pooled"] is True and record["status"] == "COMPLETED", record
@@ -88,7 +122,7 @@ async def test_pool_visible_in_metrics_and_executor_status(api, service, docker_
     command = ["sh", "-c", "cat  # metrics"]
     agent_id = await api.register(command)
     await api.run(agent_id)
-    await wait_for_pooled(docker_client, service.instance_id, command)
+    await wait_for_pooled(api, service, docker_client, command)
     assert (await api.run(agent_id))["pooled"] is True
     status, text, headers = await api.get("/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
@@ -113,13 +147,13 @@ async def test_an_agent_busy_before_its_input_is_not_pooled(api, service, docker
     agent_id = await api.register(command, limits={"timeout_s": 0.5, "cpus": 0.5})
     record = await api.run(agent_id)
     assert record["status"] == "TIMEOUT"
-    await wait_for_pooled(docker_client, service.instance_id, command)
+    await wait_for_pooled(api, service, docker_client, command)
     for _ in range(600):  # 4 busy samples and 2 s of CPU (4 s at half a core) get it closed; generous
         if not pooled_containers(docker_client, service.instance_id, command):
             break
         await asyncio.sleep(0.1)
     _, current, _ = await api.get("/v1/status")
-    assert pooled_containers(docker_client, service.instance_id, command) == [], current
+    assert pooled_containers(docker_client, service.instance_id, command) == [], (current, pool_log(service))
     assert current["pool"]["closed_shelves"] >= 1
     record = await api.run(agent_id)
     assert record["status"] == "TIMEOUT" and record["pooled"] is False
@@ -140,7 +174,7 @@ async def test_a_busy_worker_pre_starts_nothing(postgres, redis_server, images, 
             await asyncio.sleep(0.1)
         status, final, _ = await api.get(f"/v1/executions/{record['id']}?wait=30")
         assert final["status"] == "COMPLETED" and final["output"] == {"n": 1}, final
-        await wait_for_pooled(docker_client, svc.instance_id, command)
+        await wait_for_pooled(api, svc, docker_client, command)
 
 
 async def _register_with_pool(api, command: list[str], pool: dict[str, int]) -> str:
@@ -149,17 +183,6 @@ async def _register_with_pool(api, command: list[str], pool: dict[str, int]) -> 
     status, agent, _ = await api.post("/v1/agents", json=body)
     assert status == 201 and agent["pool"] == pool, agent
     return agent["id"]
-
-
-async def _wait_for_pool(api, instance_id: str, docker_client, command: list[str], count: int) -> None:
-    """Until `count` pre-started containers wait for `command` (generous: a loaded engine is slow)."""
-    for _ in range(600):
-        if len(pooled_containers(docker_client, instance_id, command)) >= count:
-            return
-        await asyncio.sleep(0.1)
-    _, current, _ = await api.get("/v1/status")
-    raise AssertionError(f"fewer than {count} pre-started containers for {command} after 60 s: "
-                         f"{len(pooled_containers(docker_client, instance_id, command))}; pool {current['pool']}")
 
 
 async def test_an_agent_whose_pool_is_off_never_gets_a_pre_started_container(
@@ -176,11 +199,11 @@ async def test_an_agent_whose_pool_is_off_never_gets_a_pre_started_container(
         cold, warm = [], []
         for n in range(3):
             # A pre-started container of the very kind both agents run waits on the shelf...
-            await _wait_for_pool(api, svc.instance_id, docker_client, command, 1)
+            await wait_for_pooled(api, svc, docker_client, command)
             # ...and the pool-off agent's task still starts cold, leaving it there...
             cold.append(await api.run(cold_agent, {"n": n}))
             assert cold[-1]["pooled"] is False, f"the pool-off agent got a pre-started container: {cold[-1]}"
-            await _wait_for_pool(api, svc.instance_id, docker_client, command, 1)
+            await wait_for_pooled(api, svc, docker_client, command)
             # ...for the agent whose pool is on.
             warm.append(await api.run(pooled_agent, {"n": n}))
             assert warm[-1]["pooled"] is True, f"the pooled agent started cold: {warm[-1]}"
@@ -197,9 +220,9 @@ async def test_shelves_idle_a_while_give_way_at_the_cap_to_an_agent_with_demand(
         agents = [await api.register(command) for command in commands]
         for agent, command in zip(agents[:2], commands[:2], strict=True):
             assert (await api.run(agent))["status"] == "COMPLETED"
-            await _wait_for_pool(api, svc.instance_id, docker_client, command, 1)
+            await wait_for_pooled(api, svc, docker_client, command)
         await asyncio.sleep(EVICT_AFTER_S + 1)  # both quiet for a while; the cap is reached
         assert (await api.run(agents[2]))["pooled"] is False  # its first task: no shelf yet
-        await _wait_for_pool(api, svc.instance_id, docker_client, commands[2], 1)
+        await wait_for_pooled(api, svc, docker_client, commands[2])
         record = await api.run(agents[2], {"n": 2})
         assert record["pooled"] is True and record["output"] == {"n": 2}, record

@@ -55,9 +55,10 @@ async def test_cancel_under_gvisor(runsc_api, runsc_service, docker_client) -> N
 
     agent_id = await runsc_api.register(["sleep", "60"], limits={**GVISOR, "timeout_s": 120})
     status, record, _ = await runsc_api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
+    assert status == 202, record
     label = await wait_until_running(docker_client, record["id"], timeout=20)
     status, cancelled, _ = await runsc_api.post(f"/v1/executions/{record['id']}/cancel")
-    assert cancelled["status"] == "CANCELLED", cancelled
+    assert status == 200 and cancelled["status"] == "CANCELLED", cancelled
     assert listed_containers(docker_client, label=label) == []
     assert cancelled["error"]["type"] == "cancelled"
 

@@ -9,6 +9,7 @@ import uuid
 import wasmtime
 
 from runtimes.base import INSTANCE_LABEL, POOL_LABEL
+from tests.api.test_pool import wait_for_pre_started
 from tests.api.test_request_errors import assert_problem
 from tests.images.test_wasm_runtime import ECHO_WAT, SPIN_WAT
 
@@ -131,11 +132,7 @@ async def test_pre_started_wasm_containers_serve_wasm_agents(api, service, docke
             "label": [POOL_LABEL, f"{INSTANCE_LABEL}={service.instance_id}"]})
         return [c for c in found if c.attrs["ImageID"] == agent["image_digest"]]
 
-    for _ in range(150):
-        if pooled():
-            break
-        await asyncio.sleep(0.1)
-    assert pooled(), "no pre-started container for the WASM agent"
+    await wait_for_pre_started(api, service, pooled, f"the WASM agent's image {agent['image_digest'][:19]}")
     await asyncio.sleep(1.5)  # longer than the task's timeout: it must not count
     record = await api.run(agent_id, {"second": 2})
     assert record["status"] == "COMPLETED" and record["pooled"] is True, record

@@ -34,7 +34,8 @@ from tests.conftest import REPO, listed_containers
 STATE_DIR = "/var/lib/executor"  # EXECUTOR_STATE_DIR of the workers in compose.yaml
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-READY_CHECK = ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"]
+READY_CHECK = ["python3", "-c",
+               "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"]
 
 
 def _compose_plugin() -> bool:
@@ -87,7 +88,8 @@ def docker_compose_command(compose_env_file: Path) -> str:
     elif shutil.which("docker-compose"):
         base = "docker-compose"
     else:
-        pytest.fail("neither `docker compose` nor `docker-compose` is installed (scripts/setup installs docker-compose)")
+        pytest.fail("neither `docker compose` nor `docker-compose` is installed"
+                    " (scripts/setup installs docker-compose)")
     return f"{base} --env-file {shlex.quote(str(compose_env_file))}"
 
 

@@ -38,7 +38,8 @@ async def test_an_execution_runs_through_the_stack(stack: Stack) -> None:
         assert status == 200 and again["status"] == "COMPLETED"
 
 
-async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack, docker_client: docker.DockerClient) -> None:
+async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack,
+                                                               docker_client: docker.DockerClient) -> None:
     stack.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "worker=3", "worker")
     workers = stack.ready_workers(3)
     assert len(workers) == 3, f"instance ids are not distinct: {list(workers)}"

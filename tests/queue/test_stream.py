@@ -63,7 +63,7 @@ async def test_entries_say_who_holds_each_and_which_are_stranded(redis_server) -
         await client.xadd(queue.stream, {"execution_id": "not-a-uuid"})
         jobs = await queue.read("worker-a", count=1, block_ms=100)
         assert [j.execution_id for j in jobs] == [held]
-        (given_out,) = await queue.read("worker-b", count=1, block_ms=100)
+        (_given_out,) = await queue.read("worker-b", count=1, block_ms=100)
         # worker-b deleted from the group (what a recovery used to do): its entry stays, held by nobody
         await client.xgroup_delconsumer(queue.stream, queue.group, "worker-b")
         entries = await queue.entries()

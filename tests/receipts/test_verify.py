@@ -128,7 +128,7 @@ def test_a_receipt_dated_after_its_head_is_refused() -> None:
 
 
 def test_a_retired_key_is_named_as_retired() -> None:
-    log, keys = setup()
+    log, _keys = setup()
     log.append(T0)
     bundle = log.bundle(0, log.head(T0 + timedelta(minutes=1)))
     report = verify_bundle(bundle, {}, retired={log.kid: T0})

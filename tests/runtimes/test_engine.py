@@ -4,8 +4,11 @@ calls, and a task's lifecycle calls over the socket on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -13,10 +16,10 @@ import pytest
 import requests.exceptions
 from docker.transport.unixconn import UnixHTTPConnection
 
-from executor.settings import Limits
-from runtimes.base import INSTANCE_LABEL, TaskSpec, Termination
+from runtimes.base import INSTANCE_LABEL, TaskLimits, TaskSpec, Termination
 from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
+from runtimes.launcher import ContainerLauncher
 from tests.conftest import listed_containers
 
 
@@ -79,7 +82,7 @@ def test_a_client_given_is_used_as_it_is() -> None:
 
 def _spec(image: str, command: list[str], stdin: bytes = b"") -> TaskSpec:
     return TaskSpec(execution_id=f"engine-{uuid.uuid4().hex[:8]}", image=image, command=command, stdin=stdin,
-                    limits=Limits(memory_mb=64, cpus=0.5, pids=16, timeout_s=20.0),
+                    limits=TaskLimits(memory_mb=64, cpus=0.5, pids=16, timeout_s=20.0),
                     max_output_bytes=1 << 20, max_log_bytes=1 << 20, tmpfs_mb=4)
 
 
@@ -92,7 +95,7 @@ def busybox(images: dict[str, str]) -> str:
 async def test_a_task_runs_over_either_path(busybox: str, docker_client: docker.DockerClient, direct: bool) -> None:
     engine = DockerEngine(threads=4) if direct else DockerEngine(threads=4, client=docker.from_env())
     assert (engine.socket is not None) is direct
-    runtime = ContainerRuntime(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}")
+    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}"))
     try:
         # Output written at once after the start, on both streams: none of it is lost, and
         # nothing of the attach answer's head is taken for a frame.
@@ -100,8 +103,8 @@ async def test_a_task_runs_over_either_path(busybox: str, docker_client: docker.
         result = await runtime.run(_spec(busybox, ["sh", "-c", script], b"the input"), asyncio.Event())
         assert (result.termination, result.exit_code) == (Termination.EXITED, 3)
         assert (result.stdout, result.stderr) == (b"out\nthe input", b"err\n")
-        await runtime.drain()
-        assert listed_containers(docker_client, label=f"{INSTANCE_LABEL}={runtime.instance_id}") == []
+        await runtime.launcher.drain()
+        assert listed_containers(docker_client, label=f"{INSTANCE_LABEL}={runtime.launcher.instance_id}") == []
     finally:
         await engine.aclose()
 
@@ -129,7 +132,7 @@ async def test_an_engine_away_is_a_connection_error(busybox: str, tmp_path: Path
     engine = DockerEngine(threads=4)
     assert engine.socket is not None
     engine.socket.path = str(tmp_path / "no-engine.sock")
-    runtime = ContainerRuntime(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}",
+    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}"),
                                default_oci_runtime="runc")
     try:
         for call in (engine.start, engine.attach):
@@ -137,5 +140,70 @@ async def test_an_engine_away_is_a_connection_error(busybox: str, tmp_path: Path
                 await call(uuid.uuid4().hex)
         result = await runtime.run(_spec(busybox, ["true"]), asyncio.Event())
         assert result.termination is Termination.PLATFORM_ERROR and result.launch_failure == "unreachable"
+    finally:
+        await engine.aclose()
+
+
+async def _heard(loop: asyncio.AbstractEventLoop, number: int) -> bool | None:
+    """Whether a socket given descriptor `number` is heard by the event loop: None when no new
+    socket got that number (it was not free)."""
+    opened: list[socket.socket] = []
+    try:
+        while len(opened) < 64:
+            ours, peer = socket.socketpair()
+            opened += [ours, peer]
+            if number in (ours.fileno(), peer.fileno()):
+                listener, talker = (ours, peer) if ours.fileno() == number else (peer, ours)
+                listener.setblocking(False)
+                received = asyncio.ensure_future(loop.sock_recv(listener, 1))
+                await asyncio.sleep(0)  # it waits on the loop now
+                talker.send(b"x")
+                try:
+                    return await asyncio.wait_for(received, 2.0) == b"x"
+                except TimeoutError:
+                    return False
+        return None
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+@pytest.mark.parametrize("ending", [Termination.TIMEOUT, Termination.CANCELLED])
+async def test_a_socket_opened_while_a_task_is_killed_is_heard(busybox: str, ending: Termination) -> None:
+    """A task killed at its timeout or on cancel has its attach socket closed before the kill. The
+    event loop must have stopped watching that socket first: a closed descriptor it still watched
+    left the next socket given that number unheard. Under load that was the next pre-started
+    container's attach, which waited out its 60 s timeout and closed its shelf of the pool for
+    30 s more (the flaky "no pre-started container" of tests/api)."""
+    engine = DockerEngine(threads=4)
+    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}"))
+    loop = asyncio.get_running_loop()
+    numbers: list[int] = []
+    heard: list[bool | None] = []
+    attach, kill = engine.attach, engine.kill
+
+    async def attach_noting_the_number(container_id: str) -> tuple[socket.socket, Any]:
+        raw, attached = await attach(container_id)
+        numbers.append(raw.fileno())
+        return raw, attached
+
+    async def kill_after_a_new_socket(container_id: str) -> None:
+        heard.append(await _heard(loop, numbers[-1]))  # the attach socket is closed by now
+        await kill(container_id)
+
+    engine.attach = attach_noting_the_number  # type: ignore[method-assign]  # spies on the real calls
+    engine.kill = kill_after_a_new_socket  # type: ignore[method-assign]
+    cancelled = asyncio.Event()
+    spec = _spec(busybox, ["sleep", "60"])
+    if ending is Termination.TIMEOUT:
+        spec = replace(spec, limits=replace(spec.limits, timeout_s=0.5))
+    else:
+        loop.call_later(0.5, cancelled.set)
+    try:
+        result = await runtime.run(spec, cancelled)
+        assert result.termination is ending, result
+        assert heard and heard[0] is not None, "no new socket was given the task's attach descriptor"
+        assert heard[0], "a socket on the killed task's old descriptor was never heard by the event loop"
+        await runtime.launcher.drain()
     finally:
         await engine.aclose()

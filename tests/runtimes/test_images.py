@@ -8,14 +8,45 @@ from pathlib import Path
 import docker
 import pytest
 
+import runtimes.images
 from runtimes.images import (
     CONTENT_HASH_LABEL,
     IMAGES_DIR,
     ImageBuildError,
     build_images,
     content_hash,
+    find_images_dir,
     image_names,
 )
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def test_the_images_dir_is_the_one_given_else_the_installed_one_else_the_checkouts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert IMAGES_DIR == REPO / "images"  # this run: a checkout, nothing installed beside runtimes/
+    installed = tmp_path / "site-packages" / "runtimes" / "image_contexts"
+    monkeypatch.setattr(runtimes.images, "_INSTALLED_IMAGES_DIR", installed)
+    assert find_images_dir() == REPO / "images"  # not there: the checkout's
+    installed.mkdir(parents=True)
+    assert find_images_dir() == installed  # a wheel's package data
+    assert find_images_dir(tmp_path / "mine") == tmp_path / "mine"  # what the operator says wins
+    (tmp_path / "mine" / "tiny").mkdir(parents=True)
+    (tmp_path / "mine" / "tiny" / "image.json").write_text("{}")
+    assert image_names(tmp_path / "mine") == ["tiny"]
+
+
+def test_what_python_leaves_beside_an_images_files_changes_nothing(tmp_path: Path) -> None:
+    """pip byte-compiles the .py files it installs, the example agents' among them: a wheel's
+    copy of an image must hash as the checkout's does, or it is rebuilt for nothing."""
+    copy = tmp_path / "stats-python"
+    shutil.copytree(IMAGES_DIR / "stats-python", copy)
+    before = content_hash(tmp_path, "stats-python", "sha256:base")
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "stats.cpython-311.pyc").write_bytes(b"compiled")
+    assert content_hash(tmp_path, "stats-python", "sha256:base") == before
+    assert content_hash(tmp_path, "stats-python", "sha256:base") == content_hash(IMAGES_DIR, "stats-python",
+                                                                                 "sha256:base")
 
 
 def test_every_image_comes_after_its_base() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,10 +18,11 @@ from typing import Any
 import docker
 import pytest
 
-from executor.settings import Limits
-from runtimes.base import TaskResult, TaskSpec, Termination
+from runtimes.base import TaskLimits, TaskResult, TaskSpec, Termination
 from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
+from runtimes.launcher import ContainerLauncher
+from runtimes.live import RunningTasks
 from runtimes.metering import CgroupMeter, Meter, StatsMeter, cgroup_name
 from runtimes.pool import ContainerPool, PoolConfig
 
@@ -35,11 +35,12 @@ ALLOC_AND_HOLD = "awk 'BEGIN{s=sprintf(\"%104857600s\",\"\"); system(\"sleep 1.5
 # machine (2 cores here, shared with other suites) makes it slower, never cheaper.
 BUSY = "(ulimit -t 1; while :; do :; done) 2>/dev/null; :"
 TAIL = "; sleep 1.5"  # for the stats meter: a sample lands after the work
-# A pre-started container's life before its claim: burn CPU (~0.2 s, then ~0.7 s in awk) and
-# peak at ~200 MiB, then wait for the input. Short enough that the pool does not close its
-# shelf as busy (that takes 4 busy samples in a row, half a second apart). timeout's kill is
-# reported on stderr, which an unclaimed container must keep silent: dropped. (Never a bare
-# `sh -c "timeout …"`: sh would exec it as PID 1, which ignores timeout's SIGTERM.)
+# A pre-started container's life before its claim: burn CPU (~0.3 s, then ~0.7 s in awk: about
+# 1 s in all, measured) and peak at ~200 MiB, then wait for the input. Well within the pool's
+# warm-up budget (it closes a shelf only past 2 s of CPU unclaimed, and after 4 busy samples in
+# a row, half a second apart). timeout's kill is reported on stderr, which an unclaimed
+# container must keep silent: dropped. (Never a bare `sh -c "timeout …"`: sh would exec it as
+# PID 1, which ignores timeout's SIGTERM.)
 BEFORE_CLAIM = ("timeout 0.2 sh -c 'while :; do :; done' 2>/dev/null; "
                 "awk 'BEGIN{s=sprintf(\"%104857600s\",\"\"); exit}'; "
                 "cat >/dev/null; sleep 1.5; echo '{}'")
@@ -65,7 +66,7 @@ def busybox(images: dict[str, str], docker_client: docker.DockerClient) -> str:
 
 def make_spec(image: str, script: str, *, oci_runtime: str | None = None) -> TaskSpec:
     return TaskSpec(execution_id=f"meter-{uuid.uuid4().hex[:8]}", image=image, command=["sh", "-c", script],
-                    stdin=b"{}", limits=Limits(memory_mb=LIMIT_MB, cpus=1.0, pids=64, timeout_s=30.0),
+                    stdin=b"{}", limits=TaskLimits(memory_mb=LIMIT_MB, cpus=1.0, pids=64, timeout_s=30.0),
                     max_output_bytes=1 << 20, max_log_bytes=1 << 20, tmpfs_mb=16, oci_runtime=oci_runtime)
 
 
@@ -81,24 +82,30 @@ def slot_dirs(instance_id: str) -> list[str]:
 
 @pytest.fixture
 async def runtime_with(engine: DockerEngine) -> Any:
-    """A ContainerRuntime per meter, each with an instance id of its own; afterwards every
-    container and every cgroup directory of it must be gone."""
-    made: list[ContainerRuntime] = []
+    """A ContainerRuntime per meter, each with an instance id of its own, and with a pool when
+    asked (`pool_config`); afterwards every container and every cgroup directory of it must be gone."""
+    made: list[tuple[ContainerRuntime, ContainerPool | None]] = []
 
-    def make(meter: Meter) -> ContainerRuntime:
-        runtime = ContainerRuntime(engine, instance_id=f"test-meter-{uuid.uuid4().hex[:8]}", meter=meter)
-        made.append(runtime)
+    def make(meter: Meter, pool_config: PoolConfig | None = None) -> ContainerRuntime:
+        launcher = ContainerLauncher(engine, instance_id=f"test-meter-{uuid.uuid4().hex[:8]}", meter=meter)
+        running = RunningTasks()
+        pool = ContainerPool(launcher, pool_config, running=running) if pool_config else None
+        runtime = ContainerRuntime(launcher, claimer=pool, running=running)
+        if pool:
+            pool.start()
+        made.append((runtime, pool))
         return runtime
 
     yield make
-    for runtime in made:
-        if runtime.pool:
-            await runtime.pool.close()
+    for runtime, pool in made:
+        if pool:
+            await pool.close()
         # Each removal released its container's slot: the sweep finds none left over,
         # and takes the instance's own directory.
-        assert await runtime.drain() == 0
-        assert not slot_dirs(runtime.instance_id) and not cgroup_dirs(runtime.instance_id)
-        assert not await runtime.remove_orphans(set())
+        launcher = runtime.launcher
+        assert await launcher.drain() == 0
+        assert not slot_dirs(launcher.instance_id) and not cgroup_dirs(launcher.instance_id)
+        assert not await launcher.remove_orphans(set())
 
 
 def meters() -> list[Any]:
@@ -149,18 +156,21 @@ async def test_cpu_time_of_a_busy_loop_and_of_a_sleep(runtime_with: Callable[[Me
 
 
 @pytest.mark.parametrize("meter_class", meters())
-async def test_a_pooled_container_is_metered_from_its_claim(runtime_with: Callable[[Meter], ContainerRuntime],
-                                                            busybox: str, meter_class: type[Meter]) -> None:
+async def test_a_pooled_container_is_metered_from_its_claim(
+        runtime_with: Callable[[Meter, PoolConfig], ContainerRuntime], busybox: str, meter_class: type[Meter]) -> None:
     meter = meter_class()
-    runtime = runtime_with(meter)
-    runtime.pool = ContainerPool(runtime, PoolConfig(max_containers=2, max_memory_mb=4 * LIMIT_MB))
-    runtime.pool.start()
+    runtime = runtime_with(meter, PoolConfig(max_containers=2, max_memory_mb=4 * LIMIT_MB))
+    pool = runtime.claimer
+    assert isinstance(pool, ContainerPool)
     spec = make_spec(busybox, BEFORE_CLAIM)
     cold = await run(runtime, spec)  # creates the shelf; the pool starts one for it
-    deadline = time.monotonic() + 30
-    while runtime.pool.snapshot()["containers"] < 1:
-        assert time.monotonic() < deadline, runtime.pool.snapshot()
-        await asyncio.sleep(0.1)
+    # Woken by the pool itself when the container is on the shelf; at once, with its reason, when
+    # the pool closes the shelf. The bound is only for a pool that neither starts one nor gives
+    # up: generous, as a failed start is retried after a 30 s pause (an engine hiccup under load).
+    try:
+        await asyncio.wait_for(pool.wait_until_ready(spec), timeout=120)
+    except TimeoutError:
+        raise AssertionError(f"no pre-started container after 120 s: {pool.describe(spec)}") from None
     await asyncio.sleep(2.5)  # let it finish its burn and its peak, unclaimed
     warm = await run(runtime, replace(spec, execution_id=f"meter-{uuid.uuid4().hex[:8]}"))
     report(f"before-claim work, cold, {meter.method}", cold)
@@ -204,7 +214,7 @@ async def test_oom_kills_are_read_from_the_tasks_cgroup(runtime_with: Callable[[
     runc and gVisor; a task that exits 137 by itself is not an OOM, and under runc one that
     survives its OOM-killed child and exits 0 succeeds (the kill is still counted)."""
     runtime = runtime_with(CgroupMeter())
-    limits = Limits(memory_mb=16, cpus=1.0, pids=256, timeout_s=30.0)
+    limits = TaskLimits(memory_mb=16, cpus=1.0, pids=256, timeout_s=30.0)
     bomb = replace(make_spec(busybox, "tail /dev/zero", oci_runtime=oci_runtime), limits=limits)
     result = await runtime.run(bomb, asyncio.Event())
     assert result.termination is Termination.OOM and (result.usage.oom_kills or 0) >= 1, result

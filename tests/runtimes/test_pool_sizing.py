@@ -1,7 +1,10 @@
-"""Unit tests of the pool's sizing rule (pure logic; the pool itself is tested through HTTP)."""
+"""Unit tests of the pool's sizing rule and of its decisions, with a launcher made up for the
+purpose (no Docker; the pool itself is tested through HTTP and in tests/runtimes/test_metering.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -9,9 +12,9 @@ from typing import Any
 import pytest
 
 import runtimes.pool
-from executor.settings import Limits
-from runtimes.base import TaskSpec
-from runtimes.pool import ContainerPool, PoolConfig, PoolKey, _Idle, _Shelf
+from runtimes.base import TaskLimits, TaskSpec
+from runtimes.live import LiveContainer
+from runtimes.pool import ContainerPool, PoolConfig, PoolKey, ShelfClosed, _Idle, _Shelf
 from runtimes.pool_sizing import (
     EVICT_AFTER_S,
     Demand,
@@ -20,9 +23,29 @@ from runtimes.pool_sizing import (
     target,
 )
 
-SPEC = TaskSpec("x", "sha256:abc", ["cat"], b"{}", Limits(64, 1.0, 32, 5.0), 1 << 20, 1 << 20, 16,
+SPEC = TaskSpec("x", "sha256:abc", ["cat"], b"{}", TaskLimits(64, 1.0, 32, 5.0), 1 << 20, 1 << 20, 16,
                 pool_min=1, pool_max=8, pool_owner="agent-a:1")
 START_S = 0.15
+
+
+class FakeLauncher:
+    """Stands in for runtimes/launcher.py: nothing is launched unless a test says how."""
+
+    def __init__(self, cpu_ns: int | None = None) -> None:
+        self.cpu_ns = cpu_ns
+        self.removed: list[str] = []
+
+    async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
+        raise AssertionError("not launched in these tests")
+
+    async def idle_cpu_ns(self, live: LiveContainer) -> int | None:
+        return self.cpu_ns
+
+    async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None:
+        self.removed.append(container_id)
+
+    def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None:
+        self.removed.append(container_id)
 
 
 def demand_after(gaps: list[float], floor: int = 1, ceiling: int = 8) -> Demand:
@@ -48,9 +71,9 @@ def shelf_of(*specs: TaskSpec, gaps: list[float] | None = None) -> _Shelf:
 
 
 def test_key_holds_everything_fixed_at_creation() -> None:
-    other = TaskSpec("y", "sha256:abc", ["cat"], b"[]", Limits(64, 1.0, 32, 99.0), 1, 1, 16, pool_owner="agent-b:3")
+    other = TaskSpec("y", "sha256:abc", ["cat"], b"[]", TaskLimits(64, 1.0, 32, 99.0), 1, 1, 16, pool_owner="agent-b:3")
     assert PoolKey.of(SPEC) == PoolKey.of(other)  # stdin, timeout, caps and owner are per task
-    bigger = TaskSpec("x", "sha256:abc", ["cat"], b"{}", Limits(128, 1.0, 32, 5.0), 1, 1, 16)
+    bigger = TaskSpec("x", "sha256:abc", ["cat"], b"{}", TaskLimits(128, 1.0, 32, 5.0), 1, 1, 16)
     assert PoolKey.of(bigger) != PoolKey.of(SPEC) and PoolKey.of(bigger).label != PoolKey.of(SPEC).label
 
 
@@ -85,7 +108,7 @@ def test_an_owner_whose_pool_is_off_adds_nothing_to_a_shared_shelf() -> None:
 
 
 def test_the_last_claimant_does_not_overwrite_another_owners_bounds() -> None:
-    pool = ContainerPool(runtime=None, config=PoolConfig())  # type: ignore[arg-type]
+    pool = ContainerPool(FakeLauncher(), PoolConfig())
     pool.stats.start_s = START_S
     shelf = shelf_of(replace(SPEC, pool_min=2), replace(SPEC, pool_owner="agent-b:1", pool_min=1, pool_max=1))
     assert set(shelf.demands) == {"agent-a:1", "agent-b:1"}
@@ -109,11 +132,13 @@ def test_only_shelves_idle_a_while_give_way_least_recently_used_first() -> None:
 
 
 def _live() -> Any:
-    return SimpleNamespace(peek=lambda: None, pooled=False, idle_cpu_ns=None)
+    """A quiet pre-started container, as far as the pool looks at one."""
+    return SimpleNamespace(id="c0ffee", cgroup_parent=None, peek=lambda: None, close=lambda: None, pooled=False,
+                           idle_cpu_ns=None)
 
 
 async def test_a_claim_of_an_owner_whose_pool_is_off_never_takes_from_a_full_shelf() -> None:
-    pool = ContainerPool(runtime=SimpleNamespace(running=0), config=PoolConfig())  # type: ignore[arg-type]
+    pool = ContainerPool(FakeLauncher(), PoolConfig())
     shelf = pool._shelves[PoolKey.of(SPEC)] = shelf_of(SPEC)
     shelf.idle.append(_Idle(_live()))
     off = replace(SPEC, pool_owner="agent-off:1", pool_min=0, pool_max=0)
@@ -124,7 +149,7 @@ async def test_a_claim_of_an_owner_whose_pool_is_off_never_takes_from_a_full_she
 
 
 async def test_the_shelves_idle_a_while_make_room_at_the_global_caps() -> None:
-    pool = ContainerPool(runtime=SimpleNamespace(running=0), config=PoolConfig(max_containers=2))  # type: ignore[arg-type]
+    pool = ContainerPool(FakeLauncher(), PoolConfig(max_containers=2))
     discarded: list[Any] = []
 
     async def discard(live: Any, *, wait: bool = False) -> None:
@@ -161,23 +186,38 @@ async def test_a_warm_up_is_judged_by_its_cpu_time_not_its_wall_time(
     still a warm-up. A container that keeps a core busy past 2 s of CPU is not."""
     clock = _Clock()
     monkeypatch.setattr(runtimes.pool, "time", clock)
-    pool = ContainerPool(runtime=SimpleNamespace(running=0), config=PoolConfig())  # type: ignore[arg-type]
+    launcher = FakeLauncher(cpu_ns=0)
+    pool = ContainerPool(launcher, PoolConfig())
     shelf = pool._shelves[PoolKey.of(SPEC)] = shelf_of(SPEC)
     idle = _Idle(_live(), ready_at=clock.now)
     shelf.idle.append(idle)
-    used = {"ns": 0}
-
-    async def cpu_ns(live: Any) -> int:
-        return used["ns"]
-
-    async def discard(live: Any, *, wait: bool = False) -> None:
-        pass
-
-    pool._cpu_ns = cpu_ns  # type: ignore[method-assign]
-    pool._discard = discard  # type: ignore[method-assign]
     for _ in range(7):  # 3 s of samples, half a second apart
         await pool._sample_cpu()
         clock.now += 0.5
-        used["ns"] += int(0.5 * cpu_share * 1e9) if used["ns"] < 1.2e9 or closed else 0
+        assert launcher.cpu_ns is not None
+        launcher.cpu_ns += int(0.5 * cpu_share * 1e9) if launcher.cpu_ns < 1.2e9 or closed else 0
     await pool._sample_cpu()
-    assert (shelf.paused_until > clock.now) is closed, (shelf.paused_until, idle.strikes, used)
+    assert (shelf.paused_until > clock.now) is closed, (shelf.paused_until, idle.strikes, launcher.cpu_ns)
+    if closed:  # and it says why, with the figures
+        assert "keeps using CPU before any input (2.0 s of CPU in its 2.0 s unclaimed)" in pool.describe(SPEC)
+
+
+async def test_waiting_for_a_ready_container_is_woken_by_the_pool_and_told_why_a_shelf_closed() -> None:
+    pool = ContainerPool(FakeLauncher(), PoolConfig())
+    shelf = pool._shelves[PoolKey.of(SPEC)] = shelf_of(SPEC)
+    waiting = asyncio.ensure_future(pool.wait_until_ready(SPEC))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    pool._hand_over(shelf, _live())
+    await asyncio.wait_for(waiting, 1)  # woken at once, no polling
+    waiting = asyncio.ensure_future(pool.wait_until_ready(SPEC, count=2))
+    await asyncio.sleep(0)
+    await pool._close_shelf(shelf, "writes output before any input")
+    with pytest.raises(ShelfClosed, match="writes output before any input"):
+        await asyncio.wait_for(waiting, 1)
+    # A shelf paused after a failed start is waited for: the pool tries again after the pause.
+    shelf.paused_until, shelf.retrying = time.monotonic() + 30, True
+    waiting = asyncio.ensure_future(pool.wait_until_ready(SPEC))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    waiting.cancel()

@@ -1,0 +1,93 @@
+"""Operators manage the engine's images: list what it holds, build from images/, remove what no
+agent version uses. No registry is involved: an agent's image must be on the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+import docker.errors
+
+from executor.errors import Conflict, NotFound, RequestInvalid
+from executor.settings import Settings
+from executor.storage import agents as agent_sql
+from runtimes.engine import DockerEngine
+from runtimes.images import BuiltImage, ImageBuildError, build_images, image_names
+
+log = logging.getLogger(__name__)
+PREFIX = "executor/"
+
+
+class Images:
+    """The images under executor/ on this engine, and which agent versions pin each one."""
+
+    def __init__(self, db: asyncpg.Pool, settings: Settings, engine: DockerEngine) -> None:
+        self.db = db
+        self.settings = settings
+        self.engine = engine
+
+    @staticmethod
+    def buildable() -> list[str]:
+        """The names of the images images/ holds recipes for."""
+        return image_names()
+
+    async def on_engine(self) -> list[dict[str, Any]]:
+        """Each image with its tags and how many agent versions pin it."""
+        images = await self.engine.list_images(PREFIX)
+        uses = await agent_sql.image_use_counts(self.db)
+        for image in images:
+            image["used_by_agent_versions"] = uses.get(image["id"], 0)
+        return images
+
+    async def build(self, body: Any) -> list[BuiltImage]:
+        """Build the images a request names (build_request), cached by content."""
+        names = build_request(body, self.buildable())
+        try:
+            return await asyncio.to_thread(build_images, self.engine.client, names, progress=log.info,
+                                           debian_mirror=self.settings.debian_mirror)
+        except ImageBuildError as exc:
+            raise RequestInvalid(f"build failed: {exc}") from None
+
+    async def remove(self, ref: str) -> None:
+        """Remove an image with all its tags: Conflict while an agent version pins it."""
+        image_id = await self.engine.image_id(ref)
+        if image_id is None:
+            raise NotFound(f"no image {ref!r} on the engine")
+        users = await agent_sql.versions_using_image(self.db, image_id)
+        if users:
+            named = ", ".join(f"{row['name']} v{row['version']}" for row in users[:10])
+            raise Conflict(f"image {image_id[:19]} is used by agent version(s): {named}",
+                           errors=[{"pointer": str(row["id"]), "detail": f"{row['name']} version {row['version']}"}
+                                   for row in users])
+        try:
+            await self.engine.remove_image(image_id)
+        except docker.errors.APIError as exc:
+            raise Conflict(f"the engine refused: {exc.explanation or exc}") from None
+
+
+def build_request(body: Any, known: list[str]) -> list[str] | None:
+    """The image names a build body asks for; None for all of them. RequestInvalid otherwise."""
+    def invalid(pointer: str, detail: str) -> RequestInvalid:
+        return RequestInvalid(f"send {{\"names\": [...]}} with names from: {', '.join(known)}; or {{\"all\": true}}"
+                              f" ({pointer or 'the body'}: {detail})", errors=[{"pointer": pointer, "detail": detail}])
+
+    if not isinstance(body, dict):
+        raise invalid("", "not an object")
+    unknown = sorted(set(body) - {"names", "all"})
+    if unknown:
+        raise invalid(f"/{unknown[0]}", "unknown field")
+    if ("names" in body) == ("all" in body):
+        raise invalid("", "exactly one of names and all")
+    if "all" in body:
+        if body["all"] is not True:
+            raise invalid("/all", "only true")
+        return None
+    names = body["names"]
+    if not isinstance(names, list) or not names:
+        raise invalid("/names", "a non-empty list of image names")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or name not in known:
+            raise invalid(f"/names/{index}", "unknown image")
+    return list(dict.fromkeys(names))

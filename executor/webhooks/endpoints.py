@@ -1,0 +1,55 @@
+"""Each caller's webhook endpoint (a default URL and the secret its deliveries are signed
+with), and the deliveries made for an execution. The dispatcher (dispatcher.py) sends them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from executor.errors import RequestInvalid
+from executor.settings import Settings
+from executor.storage import webhooks as webhook_sql
+from executor.storage.webhooks import Delivery, Endpoint
+from executor.webhooks import signing
+from executor.webhooks.targets import check_url
+
+__all__ = ["Delivery", "Endpoint", "WebhookEndpoints"]
+
+
+class WebhookEndpoints:
+    """An endpoint is made on first read, with a fresh secret; every call that may create one
+    hands storage a new secret, used only if it does."""
+
+    def __init__(self, db: asyncpg.Pool, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def get(self, owner: str) -> Endpoint:
+        """The owner's endpoint, made (with no URL) if it has none yet."""
+        return await webhook_sql.ensure_endpoint(self.db, owner, signing.new_secret())
+
+    async def update(self, owner: str, body: Any) -> Endpoint:
+        """PUT /v1/webhooks/endpoint: `{"url": string or null}` sets the default URL (checked as
+        every webhook URL is) or, with null, removes it."""
+        if not isinstance(body, dict):
+            raise RequestInvalid("the body must be an object {\"url\": string or null}",
+                                 errors=[{"pointer": "", "detail": "an object"}])
+        unknown = sorted(set(body) - {"url"})
+        if unknown:
+            raise RequestInvalid(f"unknown fields: {', '.join(unknown)}",
+                                 errors=[{"pointer": f"/{name}", "detail": "unknown field"} for name in unknown])
+        if "url" not in body:
+            raise RequestInvalid("url is required (null removes it)",
+                                 errors=[{"pointer": "/url", "detail": "required"}])
+        url = None if body["url"] is None else check_url(body["url"], self.settings, pointer="/url")
+        return await webhook_sql.set_endpoint_url(self.db, owner, url, signing.new_secret())
+
+    async def rotate(self, owner: str) -> Endpoint:
+        """A new signing secret: every attempt from now on, retries of older deliveries included, is signed with it."""
+        return await webhook_sql.rotate_secret(self.db, owner, signing.new_secret())
+
+    async def deliveries(self, execution_id: uuid.UUID) -> list[Delivery]:
+        """The deliveries of one execution with every attempt made (the caller checks it may see it)."""
+        return await webhook_sql.deliveries_of(self.db, execution_id)
