@@ -143,7 +143,7 @@ async def over_http(base_url: str, token: str, agents: dict[str, str], n: int, c
     print(f"\n## /healthz latency over HTTP ({n} sequential calls per row)\n")
     print("| while | p50 ms | p95 ms | max ms | p50 − idle ms | submissions answered |")
     print("|---|---|---|---|---|---|")
-    for name, samples, answers, elapsed in rows:
+    for name, samples, answers, _elapsed in rows:
         p50 = statistics.median(samples) * 1000
         done = ", ".join(f"{count} × {what}" for what, count in answers.most_common()) or "—"
         print(f"| {name} | {p50:.2f} | {percentile(samples, 95) * 1000:.2f} | {max(samples) * 1000:.2f} | "

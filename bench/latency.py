@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -45,20 +46,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
-from executor.settings import Limits  # noqa: E402
-from runtimes.base import TASK_USER, TaskSpec  # noqa: E402
+from runtimes.base import TASK_USER, TaskLimits, TaskSpec  # noqa: E402
 from runtimes.container import hardened_host_config  # noqa: E402
 from runtimes.engine import DockerEngine  # noqa: E402
 from runtimes.images import build_images  # noqa: E402
 
-LIMITS = Limits(memory_mb=64, cpus=1.0, pids=32, timeout_s=10.0)
+LIMITS = TaskLimits(memory_mb=64, cpus=1.0, pids=32, timeout_s=10.0)
 INPUT = {"text": "hello world"}
 PAYLOAD = json.dumps(INPUT, separators=(",", ":")).encode()
 
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def docker_run_args(image: str) -> list[str]:
@@ -152,9 +152,10 @@ def start_service(database_url: str, redis_url: str, state_dir: Path, token: str
     env.update(EXECUTOR_DATABASE_URL=database_url, EXECUTOR_REDIS_URL=redis_url, EXECUTOR_STATE_DIR=str(state_dir),
                EXECUTOR_PORT=str(port), EXECUTOR_BOOTSTRAP_TOKEN=token, EXECUTOR_POOL_ENABLED=str(pool).lower(),
                **(extra or {}))
-    log = open(state_dir / "service.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "executor", "serve"], env=env, cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT)
+    # The child keeps its own copy of the descriptor: ours can close once it has started.
+    with open(state_dir / "service.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "executor", "serve"], env=env, cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -211,7 +212,7 @@ def serving(database_url: str, redis_url: str, state_dir: Path, token: str, pool
 def register_agent(base_url: str, token: str, image: str) -> str:
     body = json.dumps({"name": f"bench-cat-{secrets.token_hex(3)}", "image": image, "command": ["cat"],
                        "input_schema": {"type": "object"}, "output_schema": {"type": "object"},
-                       "limits": LIMITS.to_dict()}).encode()
+                       "limits": dataclasses.asdict(LIMITS)}).encode()
     request = urllib.request.Request(base_url + "/v1/agents", data=body, method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request) as response:

@@ -25,8 +25,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -51,7 +53,7 @@ PRICING = {"currency": "USD", "decimals": 2, "per_call": 1, "per_cpu_second": 10
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def outcome() -> Outcome:
@@ -90,7 +92,7 @@ async def bench_finish(db: asyncpg.Pool, finisher: Finisher, agent, n: int, conc
     async def off(record) -> None:
         await finish_plain(db, record)
 
-    for warm in range(5):  # connections, prepared statements, caches
+    for _warm in range(5):  # connections, prepared statements, caches
         await on(on_records.pop())
         await off(off_records.pop())
     pairs = list(zip(on_records, off_records, strict=True))
@@ -118,7 +120,7 @@ async def bench_finish(db: asyncpg.Pool, finisher: Finisher, agent, n: int, conc
         latencies: list[float] = []
         queue = list(records)
 
-        async def finisher_loop() -> None:
+        async def finisher_loop(queue: list, action: Callable[[Any], Awaitable[None]], latencies: list[float]) -> None:
             while queue:
                 record = queue.pop()
                 t0 = time.perf_counter()
@@ -126,7 +128,7 @@ async def bench_finish(db: asyncpg.Pool, finisher: Finisher, agent, n: int, conc
                 latencies.append((time.perf_counter() - t0) * 1000)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(finisher_loop() for _ in range(concurrency)))
+        await asyncio.gather(*(finisher_loop(queue, action, latencies) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
         print(f"| {name:13} | {n / elapsed:10.0f} | {percentile(latencies, 50):6.2f} | "
               f"{percentile(latencies, 95):6.2f} |")
@@ -206,7 +208,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="executor-bench-receipts-"))
-    base.chmod(0o755)
+    await asyncio.to_thread(base.chmod, 0o755)
     server = EmbeddedPostgres(base / "pg", port=free_port(), durable=True)
     server.start()
     try:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -628,10 +629,8 @@ def wait_until_gone(client: docker.DockerClient, label: str, timeout_s: float = 
         time.sleep(0.5)
     leftover = client.api.containers(all=True, filters={"label": label})
     for container in leftover:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             client.api.remove_container(container["Id"], force=True)
-        except docker.errors.APIError:
-            pass
     return len(leftover)
 
 

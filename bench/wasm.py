@@ -117,7 +117,7 @@ def main() -> None:
         redis_url = redis_server.start()
         token = "exe_bench_" + secrets.token_urlsafe(16)
         services = {}
-        for index, runtime in enumerate(runtimes):
+        for runtime in runtimes:
             for pool in (True, False):
                 name = f"{runtime}-{'pooled' if pool else 'cold'}"
                 process, base_url = start_service(
@@ -128,7 +128,7 @@ def main() -> None:
                 processes.append(process)
                 agent_id, image, uploads[name] = register_shout(base_url, token)
                 services[name] = (base_url, agent_id, image)
-        for name, (base_url, agent_id, image) in services.items():
+        for name, (base_url, agent_id, _image) in services.items():
             asyncio.run(api_samples(base_url, token, agent_id, 3))  # warm up
             results[name] = ([], 0)
         for runtime in runtimes:
@@ -165,7 +165,8 @@ def main() -> None:
         print(f"| {name:<21} | {p50 * 1000:6.1f} | {percentile(samples, 95) * 1000:6.1f} | {hits:>11} "
               f"| {p50 / reference:5.2f}x |")
     for runtime in runtimes:
-        ratio = statistics.median(results[f"{runtime}-pooled"][0]) / statistics.median(results[f"{runtime}-docker-run"][0])
+        ratio = (statistics.median(results[f"{runtime}-pooled"][0])
+                 / statistics.median(results[f"{runtime}-docker-run"][0]))
         print(f"\n{runtime}: pooled API p50 / raw cold docker run p50 = {ratio:.2f} (target <= 0.30): "
               f"{'met' if ratio <= 0.30 else 'NOT met'}")
     if "runsc" not in runtimes:

@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("up", "serve", "api", "worker"):
             set_instance(settings.resolved_instance_id)
         if args.command == "images":
-            return _build_images(args.names, settings.debian_mirror)
+            return _build_images(args.names, settings.debian_mirror, settings.images_dir)
         if args.command == "status":
             return _status(args.url or f"http://{settings.host}:{settings.port}")
         if args.command == "migrate":
@@ -97,7 +98,6 @@ def _add_receipt_commands(commands: argparse._SubParsersAction[argparse.Argument
 
 
 def _receipt_command(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
 
     from executor.receipts import commands
 
@@ -212,7 +212,7 @@ def _status(base_url: str) -> int:
     return 0
 
 
-def _build_images(names: list[str], debian_mirror: str) -> int:
+def _build_images(names: list[str], debian_mirror: str, images_dir: Path | None) -> int:
     import docker
 
     from runtimes.images import build_images
@@ -220,7 +220,7 @@ def _build_images(names: list[str], debian_mirror: str) -> int:
     client = docker.from_env()
     try:
         for built in build_images(client, names or None, progress=lambda line: print(f"  {line}"),
-                                  debian_mirror=debian_mirror):
+                                  debian_mirror=debian_mirror, images_dir=images_dir):
             print(f"{built.name}: {'cached' if built.cached else 'built'} {built.tag} {built.image_id[:19]}")
     finally:
         client.close()
@@ -259,18 +259,18 @@ async def _prepare_examples(services: Services) -> list[tuple[AgentVersion, Exam
     import docker
 
     from executor.examples import EXAMPLE_IMAGES, load_examples, register_examples
-    from runtimes.images import IMAGES_DIR, build_images
+    from runtimes.images import build_images, find_images_dir
 
     def build() -> None:
         client = docker.from_env()
         try:
             build_images(client, list(EXAMPLE_IMAGES), progress=lambda line: log.info("image build: %s", line),
-                         debian_mirror=services.settings.debian_mirror)
+                         debian_mirror=services.settings.debian_mirror, images_dir=services.settings.images_dir)
         finally:
             client.close()
 
     await asyncio.to_thread(build)
-    return await register_examples(services.agents, load_examples(IMAGES_DIR))
+    return await register_examples(services.agents, load_examples(find_images_dir(services.settings.images_dir)))
 
 
 def _print_banner(base_url: str, new_token: str | None, examples: list[tuple[AgentVersion, Example]]) -> None:

@@ -134,10 +134,16 @@ class EmbeddedPostgres:
         groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
         for parent in reversed(self.base_dir.parents):
             info = parent.stat()
-            bit = stat.S_IXUSR if info.st_uid == user.pw_uid else stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH
+            if info.st_uid == user.pw_uid:
+                bit = stat.S_IXUSR
+            elif info.st_gid in groups:
+                bit = stat.S_IXGRP
+            else:
+                bit = stat.S_IXOTH
             if not info.st_mode & bit:
                 raise EmbeddedError(f"{parent} is not traversable by user `{user.pw_name}`, which PostgreSQL runs as "
-                                    f"because root may not: put {self.base_dir} elsewhere (e.g. under /var/lib or /tmp)")
+                                    f"because root may not: put {self.base_dir} elsewhere "
+                                    "(e.g. under /var/lib or /tmp)")
         for path in paths:
             os.chown(path, user.pw_uid, user.pw_gid)
 

@@ -47,7 +47,8 @@ from runtimes.engine import DockerEngine
 from runtimes.launcher import ContainerLauncher
 from runtimes.live import RunningTasks
 from runtimes.metering import choose_meter
-from runtimes.pool import ContainerPool, PoolConfig
+from runtimes.pool import ContainerPool
+from runtimes.pool_shelves import PoolConfig
 
 log = logging.getLogger(__name__)
 

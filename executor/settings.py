@@ -23,7 +23,7 @@ CLIENT_VARIABLES = frozenset({"EXECUTOR_TOKEN"})
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-task resource limits; the core shape of DESIGN.md."""
+    """Per-task resource limits, as callers send them (`limits` in the API) and records keep them."""
 
     memory_mb: int
     cpus: float
@@ -214,7 +214,8 @@ def _check(settings: Settings) -> None:
     if m.pids < 1 or d.pids < 1:
         raise ConfigurationError("pids limits must be at least 1 (0 would mean unlimited)")
     if not 0 <= settings.pool_default_min <= settings.pool_default_max <= settings.pool_max_containers:
-        raise ConfigurationError("need 0 <= EXECUTOR_POOL_DEFAULT_MIN <= EXECUTOR_POOL_DEFAULT_MAX <= EXECUTOR_POOL_MAX_CONTAINERS")
+        raise ConfigurationError(
+            "need 0 <= EXECUTOR_POOL_DEFAULT_MIN <= EXECUTOR_POOL_DEFAULT_MAX <= EXECUTOR_POOL_MAX_CONTAINERS")
     if settings.log_format not in ("json", "text"):
         raise ConfigurationError("EXECUTOR_LOG_FORMAT must be json or text")
     if settings.metering not in ("auto", "cgroup", "stats", "off"):
@@ -223,7 +224,8 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_SCHEMA_BUDGET_MS must be positive")
     if settings.log_head_interval_s <= 0:
         raise ConfigurationError("EXECUTOR_LOG_HEAD_INTERVAL_S must be positive")
-    if min(settings.user_rate_per_s, settings.service_rate_per_s) < 0 or min(settings.user_burst, settings.service_burst) < 1:
+    if (min(settings.user_rate_per_s, settings.service_rate_per_s) < 0
+            or min(settings.user_burst, settings.service_burst) < 1):
         raise ConfigurationError("rates must be >= 0 (0: off) and bursts >= 1")
     if settings.max_live_per_user < 0 or settings.idempotency_ttl_s <= 0:
         raise ConfigurationError("EXECUTOR_MAX_LIVE_PER_USER must be >= 0 and EXECUTOR_IDEMPOTENCY_TTL_S positive")

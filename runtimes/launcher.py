@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent: str | None = None,
                          memory_headroom: int = 0) -> dict[str, Any]:
-    """The whole hardening baseline of DESIGN.md; tenants cannot opt out of any of it.
+    """The whole hardening baseline (docs/security.md, "Every task container"); tenants cannot opt out of any of it.
     `cgroup_parent` is the meter's (runtimes/metering.py): it places the cgroup, and when the
     parent enforces the task's memory limit itself (runtimes/oom.py), the engine's limit is a
     backstop `memory_headroom` bytes above it."""

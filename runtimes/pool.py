@@ -36,17 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from runtimes.base import POOL_LABEL, TaskSpec
 from runtimes.live import LaunchError, LiveContainer, RunningTasks
-from runtimes.pool_sizing import Demand, eviction_order, retire_idle, target
+from runtimes.pool_shelves import IdleContainer, Launcher, PoolConfig, PoolKey, PoolStats, Shelf, ShelfClosed
+from runtimes.pool_sizing import eviction_order, retire_idle, target
 
 log = logging.getLogger(__name__)
 
@@ -64,108 +61,13 @@ MAX_IDLE_AGE_S = 60.0
 _BUSY_PAUSE_S = 600.0
 
 
-class Launcher(Protocol):
-    """What the pool is given to start, read and remove containers (runtimes/launcher.py)."""
-
-    async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer: ...
-    async def idle_cpu_ns(self, live: LiveContainer) -> int | None: ...  # its CPU time so far, None: unreadable
-    async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None: ...
-    def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None: ...
-
-
-class ShelfClosed(Exception):
-    """The pool closed a shelf for what its containers did before any input (wait_until_ready)."""
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    enabled: bool = True
-    max_containers: int = 32
-    max_memory_mb: int = 4096
-    idle_s: float = 120.0
-    refill_concurrency: int = 2
-    # The tasks its worker runs at once (None: no bound). A container is pre-started only while a
-    # slot is free: with every slot busy no task can take it before one ends, and meanwhile
-    # its start competes with the running tasks for the engine (measured at saturation on this
-    # 2-core host: pool on cost ~6 ms of worker CPU and ~8 ms of engine CPU per execution more
-    # than pool off, for no throughput).
-    slots: int | None = None
-
-
-@dataclass(frozen=True)
-class PoolKey:
-    image: str
-    command: tuple[str, ...] | None
-    memory_mb: int
-    cpus: float
-    pids: int
-    tmpfs_mb: int
-    oci_runtime: str | None
-
-    @classmethod
-    def of(cls, spec: TaskSpec) -> PoolKey:
-        return cls(spec.image, tuple(spec.command) if spec.command else None, spec.limits.memory_mb,
-                   spec.limits.cpus, spec.limits.pids, spec.tmpfs_mb, spec.oci_runtime)
-
-    @property
-    def label(self) -> str:
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
-
-
-@dataclass
-class _Idle:
-    live: LiveContainer
-    ready_at: float = field(default_factory=time.monotonic)
-    cpu_ns: int | None = None
-    sampled_at: float = 0.0
-    samples: int = 0
-    strikes: int = 0
-
-
-@dataclass
-class _Shelf:
-    key: PoolKey
-    template: TaskSpec
-    # Each owner's (agent version's) demand and bounds: identical containers, separate settings.
-    demands: dict[str | None, Demand] = field(default_factory=dict)
-    idle: deque[_Idle] = field(default_factory=deque)
-    starting: int = 0
-    # Tasks that found the shelf empty while containers were starting for it: each
-    # takes the next one that starts, rather than starting one more (see claim).
-    waiters: deque[asyncio.Future[LiveContainer | None]] = field(default_factory=deque)
-    paused_until: float = 0.0
-    paused_why: str = ""  # why it was last closed
-    retrying: bool = False  # closed after a failed start (it is tried again), not for its containers
-
-    def arrive(self, spec: TaskSpec, now: float) -> None:
-        demand = self.demands.get(spec.pool_owner)
-        if demand is None:
-            demand = self.demands[spec.pool_owner] = Demand(spec.pool_min, spec.pool_max)
-        demand.floor, demand.ceiling = spec.pool_min, spec.pool_max
-        demand.arrive(now)
-
-    @property
-    def last_demand(self) -> float:
-        return max((demand.last_demand for demand in self.demands.values()), default=0.0)
-
-
-@dataclass
-class PoolStats:
-    hits: int = 0
-    misses: int = 0
-    discarded: int = 0
-    refills: int = 0
-    refill_seconds_total: float = 0.0
-    start_s: float = 0.15  # moving average of a container start; a first guess until measured
-
-
 class ContainerPool:
     def __init__(self, launcher: Launcher, config: PoolConfig, *, running: RunningTasks | None = None) -> None:
         self.launcher = launcher
         self.config = config
         self.running = running if running is not None else RunningTasks()
         self.stats = PoolStats()
-        self._shelves: dict[PoolKey, _Shelf] = {}
+        self._shelves: dict[PoolKey, Shelf] = {}
         self._wake = asyncio.Event()
         self._refills = asyncio.Semaphore(config.refill_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -239,7 +141,7 @@ class ContainerPool:
         key = PoolKey.of(spec)
         shelf = self._shelves.get(key)
         if shelf is None:
-            shelf = self._shelves[key] = _Shelf(key, spec)
+            shelf = self._shelves[key] = Shelf(key, spec)
         shelf.arrive(spec, time.monotonic())
         self._wake.set()
         live = await self._take_healthy(shelf) or await self._await_starting(shelf)
@@ -250,7 +152,7 @@ class ContainerPool:
         live.pooled = True
         return live
 
-    async def _take_healthy(self, shelf: _Shelf) -> LiveContainer | None:
+    async def _take_healthy(self, shelf: Shelf) -> LiveContainer | None:
         while shelf.idle:
             idle = shelf.idle.pop()  # the newest: the oldest stay sampled for CPU
             if self._healthy(idle.live):
@@ -260,7 +162,7 @@ class ContainerPool:
             await self._discard(idle.live)
         return None
 
-    async def _await_starting(self, shelf: _Shelf) -> LiveContainer | None:
+    async def _await_starting(self, shelf: Shelf) -> LiveContainer | None:
         """Under load, when containers are already starting for this shelf (more than tasks
         already waiting for them), take the next one: "a refill and a cold start" become one
         start, which is throughput when the engine is the bottleneck. A lone task starts cold
@@ -299,7 +201,7 @@ class ContainerPool:
         else:
             self.launcher.remove_later(live.id, live.cgroup_parent)
 
-    def _target(self, shelf: _Shelf) -> int:
+    def _target(self, shelf: Shelf) -> int:
         return target(shelf.demands.values(), self.stats.start_s)
 
     def _room(self, memory_mb: int) -> bool:
@@ -351,7 +253,7 @@ class ContainerPool:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _make_room(self, shelf: _Shelf, now: float) -> bool:
+    async def _make_room(self, shelf: Shelf, now: float) -> bool:
         """Room under the global caps for one more of `shelf`'s containers: at the caps, idle
         containers of the least recently used shelves that have been idle a while go first."""
         while not self._room(shelf.key.memory_mb):
@@ -362,20 +264,20 @@ class ContainerPool:
             await self._discard(others[order[0]].idle.popleft().live)
         return True
 
-    def _hand_over(self, shelf: _Shelf, live: LiveContainer) -> None:
+    def _hand_over(self, shelf: Shelf, live: LiveContainer) -> None:
         """A new container goes to the first task waiting for it, else onto the shelf."""
         while shelf.waiters:
             waiter = shelf.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(live)
                 return
-        shelf.idle.append(_Idle(live))
+        shelf.idle.append(IdleContainer(live))
         self._notify()
 
     async def _sample_cpu(self) -> None:
         """Close the shelf of an agent whose unclaimed containers do anything but wait:
         write output, exit, or keep burning CPU."""
-        due: list[tuple[_Shelf, _Idle]] = []
+        due: list[tuple[Shelf, IdleContainer]] = []
         now = time.monotonic()
         for shelf in list(self._shelves.values()):
             for idle in list(shelf.idle):
@@ -405,7 +307,7 @@ class ContainerPool:
                 await self._close_shelf(shelf, f"keeps using CPU before any input ({cpu_ns / 1e9:.1f} s of CPU"
                                                f" in its {unclaimed_s:.1f} s unclaimed)")
 
-    async def _close_shelf(self, shelf: _Shelf, why: str) -> None:
+    async def _close_shelf(self, shelf: Shelf, why: str) -> None:
         log.warning("pool: %s %s %s; cold starts only for %.0f s",
                     shelf.key.image[:19], list(shelf.key.command or []), why, _BUSY_PAUSE_S)
         shelf.paused_until = time.monotonic() + _BUSY_PAUSE_S
@@ -414,7 +316,7 @@ class ContainerPool:
             await self._discard(shelf.idle.popleft().live)
         self._notify()
 
-    async def _fill(self, shelf: _Shelf) -> None:
+    async def _fill(self, shelf: Shelf) -> None:
         try:
             async with self._refills:
                 t0 = time.monotonic()

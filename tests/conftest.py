@@ -257,17 +257,6 @@ def pooled_containers(client: docker.DockerClient, instance_id: str, command: li
     raise AssertionError("the pool's containers kept changing while being listed")
 
 
-async def wait_for_pooled(client: docker.DockerClient, instance_id: str, command: list[str],
-                          timeout: float = 15.0) -> list[Any]:
-    """Wait until the pool has pre-started a container for this command."""
-    for _ in range(int(timeout / 0.1)):
-        found = pooled_containers(client, instance_id, command)
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no pre-started container for {command} after {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def runsc_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str],
                   docker_client: docker.DockerClient) -> Iterator[ServiceProcess]:

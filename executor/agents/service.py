@@ -234,7 +234,8 @@ class Agents:
     async def _bake(self, agent: AgentVersion, cwasm: bytes, module_sha256: str) -> str:
         """The per-version image of a WASM agent, FROM the runtime image (built here if missing)."""
         engine = self.engine
-        (runtime,) = await asyncio.to_thread(build_images, engine.client, ["wasm"], progress=log.info)
+        (runtime,) = await asyncio.to_thread(build_images, engine.client, ["wasm"], progress=log.info,
+                                             images_dir=self.settings.images_dir)
         base = await engine.call(content_tag, engine.client, runtime)
         return await wasm.bake_image(engine, base, cwasm, tag=f"executor/agent-{agent.agent_id}:v{agent.version}",
                                      labels={"org.executor.module-sha256": module_sha256})

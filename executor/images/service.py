@@ -28,10 +28,9 @@ class Images:
         self.settings = settings
         self.engine = engine
 
-    @staticmethod
-    def buildable() -> list[str]:
-        """The names of the images images/ holds recipes for."""
-        return image_names()
+    def buildable(self) -> list[str]:
+        """The names of the images the images folder holds recipes for (EXECUTOR_IMAGES_DIR)."""
+        return image_names(self.settings.images_dir)
 
     async def on_engine(self) -> list[dict[str, Any]]:
         """Each image with its tags and how many agent versions pin it."""
@@ -46,7 +45,8 @@ class Images:
         names = build_request(body, self.buildable())
         try:
             return await asyncio.to_thread(build_images, self.engine.client, names, progress=log.info,
-                                           debian_mirror=self.settings.debian_mirror)
+                                           debian_mirror=self.settings.debian_mirror,
+                                           images_dir=self.settings.images_dir)
         except ImageBuildError as exc:
             raise RequestInvalid(f"build failed: {exc}") from None
 

@@ -20,7 +20,10 @@ from runtimes.base import INSTANCE_LABEL, TaskLimits, TaskSpec, Termination
 from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
 from runtimes.launcher import ContainerLauncher
-from tests.conftest import listed_containers
+from tests.conftest import listed_containers, new_instance_id
+
+# Every test here drives the real engine, some without asking for a fixture.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ def busybox(images: dict[str, str]) -> str:
 async def test_a_task_runs_over_either_path(busybox: str, docker_client: docker.DockerClient, direct: bool) -> None:
     engine = DockerEngine(threads=4) if direct else DockerEngine(threads=4, client=docker.from_env())
     assert (engine.socket is not None) is direct
-    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}"))
+    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=new_instance_id("engine")))
     try:
         # Output written at once after the start, on both streams: none of it is lost, and
         # nothing of the attach answer's head is taken for a frame.
@@ -132,7 +135,7 @@ async def test_an_engine_away_is_a_connection_error(busybox: str, tmp_path: Path
     engine = DockerEngine(threads=4)
     assert engine.socket is not None
     engine.socket.path = str(tmp_path / "no-engine.sock")
-    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}"),
+    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=new_instance_id("engine")),
                                default_oci_runtime="runc")
     try:
         for call in (engine.start, engine.attach):
@@ -176,7 +179,7 @@ async def test_a_socket_opened_while_a_task_is_killed_is_heard(busybox: str, end
     container's attach, which waited out its 60 s timeout and closed its shelf of the pool for
     30 s more (the flaky "no pre-started container" of tests/api)."""
     engine = DockerEngine(threads=4)
-    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=f"test-engine-{uuid.uuid4().hex[:8]}"))
+    runtime = ContainerRuntime(ContainerLauncher(engine, instance_id=new_instance_id("engine")))
     loop = asyncio.get_running_loop()
     numbers: list[int] = []
     heard: list[bool | None] = []

@@ -24,7 +24,9 @@ from runtimes.engine import DockerEngine
 from runtimes.launcher import ContainerLauncher
 from runtimes.live import RunningTasks
 from runtimes.metering import CgroupMeter, Meter, StatsMeter, cgroup_name
-from runtimes.pool import ContainerPool, PoolConfig
+from runtimes.pool import ContainerPool
+from runtimes.pool_shelves import PoolConfig
+from tests.conftest import new_instance_id
 
 MiB = 2**20
 LIMIT_MB = 256
@@ -50,6 +52,9 @@ WORKLOADS = {  # name: (command for the cgroup meter, command for the stats mete
     "busy": (BUSY, BUSY + TAIL),
     "sleep": ("sleep 1", "sleep 1.5"),
 }
+
+# Every test here drives the real engine, some without asking for a fixture.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -87,7 +92,7 @@ async def runtime_with(engine: DockerEngine) -> Any:
     made: list[tuple[ContainerRuntime, ContainerPool | None]] = []
 
     def make(meter: Meter, pool_config: PoolConfig | None = None) -> ContainerRuntime:
-        launcher = ContainerLauncher(engine, instance_id=f"test-meter-{uuid.uuid4().hex[:8]}", meter=meter)
+        launcher = ContainerLauncher(engine, instance_id=new_instance_id("meter"), meter=meter)
         running = RunningTasks()
         pool = ContainerPool(launcher, pool_config, running=running) if pool_config else None
         runtime = ContainerRuntime(launcher, claimer=pool, running=running)

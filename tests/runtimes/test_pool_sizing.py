@@ -14,7 +14,8 @@ import pytest
 import runtimes.pool
 from runtimes.base import TaskLimits, TaskSpec
 from runtimes.live import LiveContainer
-from runtimes.pool import ContainerPool, PoolConfig, PoolKey, ShelfClosed, _Idle, _Shelf
+from runtimes.pool import ContainerPool
+from runtimes.pool_shelves import IdleContainer, PoolConfig, PoolKey, Shelf, ShelfClosed
 from runtimes.pool_sizing import (
     EVICT_AFTER_S,
     Demand,
@@ -58,9 +59,9 @@ def demand_after(gaps: list[float], floor: int = 1, ceiling: int = 8) -> Demand:
     return demand
 
 
-def shelf_of(*specs: TaskSpec, gaps: list[float] | None = None) -> _Shelf:
+def shelf_of(*specs: TaskSpec, gaps: list[float] | None = None) -> Shelf:
     """A shelf after each spec's owner arrived once, then after `gaps` between the first's arrivals."""
-    shelf = _Shelf(PoolKey.of(specs[0]), specs[0])
+    shelf = Shelf(PoolKey.of(specs[0]), specs[0])
     now = 100.0
     for spec in specs:
         shelf.arrive(spec, now)
@@ -140,7 +141,7 @@ def _live() -> Any:
 async def test_a_claim_of_an_owner_whose_pool_is_off_never_takes_from_a_full_shelf() -> None:
     pool = ContainerPool(FakeLauncher(), PoolConfig())
     shelf = pool._shelves[PoolKey.of(SPEC)] = shelf_of(SPEC)
-    shelf.idle.append(_Idle(_live()))
+    shelf.idle.append(IdleContainer(_live()))
     off = replace(SPEC, pool_owner="agent-off:1", pool_min=0, pool_max=0)
     assert await pool.claim(off) is None
     assert len(shelf.idle) == 1 and set(shelf.demands) == {"agent-a:1"}  # untouched, no demand of its own
@@ -160,14 +161,14 @@ async def test_the_shelves_idle_a_while_make_room_at_the_global_caps() -> None:
     stale = pool._shelves[PoolKey.of(SPEC)] = shelf_of(SPEC)
     stale.demands["agent-a:1"].last_demand = now - EVICT_AFTER_S - 1
     stale_containers = [_live(), _live()]
-    stale.idle.extend(_Idle(live) for live in stale_containers)
+    stale.idle.extend(IdleContainer(live) for live in stale_containers)
     other = replace(SPEC, command=["cat", "-"], pool_owner="agent-b:1")
     live_shelf = pool._shelves[PoolKey.of(other)] = shelf_of(other)
     live_shelf.demands["agent-b:1"].last_demand = now
     assert await pool._make_room(live_shelf, now)
     assert discarded == [stale_containers[0]] and len(stale.idle) == 1  # the oldest first, one for one
     # The stale shelf cannot take it back from a shelf with fresher demand.
-    live_shelf.idle.append(_Idle(_live()))
+    live_shelf.idle.append(IdleContainer(_live()))
     assert not await pool._make_room(stale, now) and len(live_shelf.idle) == 1
 
 
@@ -189,7 +190,7 @@ async def test_a_warm_up_is_judged_by_its_cpu_time_not_its_wall_time(
     launcher = FakeLauncher(cpu_ns=0)
     pool = ContainerPool(launcher, PoolConfig())
     shelf = pool._shelves[PoolKey.of(SPEC)] = shelf_of(SPEC)
-    idle = _Idle(_live(), ready_at=clock.now)
+    idle = IdleContainer(_live(), ready_at=clock.now)
     shelf.idle.append(idle)
     for _ in range(7):  # 3 s of samples, half a second apart
         await pool._sample_cpu()
