@@ -85,6 +85,7 @@ async def test_stats_per_version(market: Api) -> None:
     for value in ({"ok": 1}, {"ok": 2}, {"ok": 3}, {"no": 1}):
         await service.run(agent_id, value)
     status, v2, _ = await service.post(f"/v1/agents/{agent_id}/versions", json=_version_body(["sh", "-c", "exit 1"]))
+    assert status == 201 and v2["version"] == 2, v2
     await service.run(agent_id)
 
     status, stats, _ = await service.get(f"/v1/agents/{agent_id}/stats")

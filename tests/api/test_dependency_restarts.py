@@ -26,7 +26,7 @@ from tests.conftest import Api, make_service, private_tmpdir, serving, started
 
 
 async def _ready(api: Api) -> dict:
-    status, body, _ = await api.get("/readyz")
+    _status, body, _ = await api.get("/readyz")
     return body
 
 
@@ -135,11 +135,13 @@ class PrivateEngine:
         return f"unix://{self.socket}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["dockerd", f"--host={self.host}", f"--data-root={self.base / 'data'}",
-             f"--exec-root={self.base / 'exec'}", f"--pidfile={self.base / 'docker.pid'}", "--bridge=none",
-             "--iptables=false", "--ip-masq=false", "--shutdown-timeout=1"],
-            stdout=open(self.base / "dockerd.log", "ab"), stderr=subprocess.STDOUT)
+        # dockerd keeps its own copy of the log's descriptor: ours can close once it has started.
+        with open(self.base / "dockerd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["dockerd", f"--host={self.host}", f"--data-root={self.base / 'data'}",
+                 f"--exec-root={self.base / 'exec'}", f"--pidfile={self.base / 'docker.pid'}", "--bridge=none",
+                 "--iptables=false", "--ip-masq=false", "--shutdown-timeout=1"],
+                stdout=log, stderr=subprocess.STDOUT)
         for _ in range(300):
             try:
                 docker.DockerClient(base_url=self.host).close()  # it asks the engine its API version

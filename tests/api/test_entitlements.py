@@ -124,6 +124,7 @@ async def test_cancelling_before_the_start_gives_the_use_back(market: Api) -> No
     status, record, _ = await user.post("/v1/executions", json={"agent_id": slow, "input": {}})
     assert status == 202
     status, cancelled, _ = await user.post(f"/v1/executions/{record['id']}/cancel")
+    assert status == 200, cancelled
     final = await _final(user, record["id"])
     assert final["status"] == "CANCELLED"
     after = await _entitlement(service, grant["id"], user.subject)
@@ -147,7 +148,8 @@ async def test_who_sees_and_grants_entitlements(market: Api) -> None:
     status, page, _ = await service.get(f"/v1/entitlements?agent_id={agent_id}")
     assert status == 200 and len(page["items"]) == 2
 
-    status, problem, _ = await user.request("PUT", "/v1/entitlements", json={"user": user.subject, "agent_id": agent_id})
+    status, problem, _ = await user.request("PUT", "/v1/entitlements",
+                                            json={"user": user.subject, "agent_id": agent_id})
     assert status == 403 and problem["type"] == PROBLEM + "forbidden"
     status, problem, _ = await user.request("DELETE", f"/v1/entitlements/{mine['id']}")
     assert status == 403

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -48,7 +49,7 @@ async def test_a_running_execution_streams_its_states_then_the_final_record(api)
     assert first["status"] in ("PENDING", "RUNNING") and first["id"] == submitted["id"]
     assert set(first) == {"id", "status", "error", "started_at", "finished_at"}
     states = [event["data"]["status"] for event in events[:-1]]
-    assert all(a != b for a, b in zip(states, states[1:])), f"a status repeated: {states}"
+    assert all(a != b for a, b in itertools.pairwise(states)), f"a status repeated: {states}"
     assert states[-1] == "RUNNING" or states == ["PENDING"], states
     final = events[-1]["data"]
     assert final["status"] == "COMPLETED" and final["output"] == {"n": 7} and final["finished_at"], final

@@ -21,9 +21,12 @@ cp /bin/busybox /tmp/bb && chmod +x /tmp/bb
 if /tmp/bb true 2>/dev/null; then tmp_exec=true; else tmp_exec=false; fi
 writable=""
 while read -r _ mp _; do
-  if [ -d "$mp" ] && touch "$mp/.probe-$$" 2>/dev/null; then rm -f "$mp/.probe-$$"; writable="$writable${writable:+,}$mp"; fi
+  if [ -d "$mp" ] && touch "$mp/.probe-$$" 2>/dev/null; then
+    rm -f "$mp/.probe-$$"; writable="$writable${writable:+,}$mp"
+  fi
 done < /proc/mounts
-printf '{"interfaces":"%s","rootfs_writable":%s,"uid":%s,"gid":%s,"cap_eff":"%s","no_new_privs":%s,"seccomp":%s,"tmp_options":"%s","tmp_kb":%s,"tmp_exec":%s,"writable_mounts":"%s"}' \
+printf '{"interfaces":"%s","rootfs_writable":%s,"uid":%s,"gid":%s,"cap_eff":"%s","no_new_privs":%s,'\
+'"seccomp":%s,"tmp_options":"%s","tmp_kb":%s,"tmp_exec":%s,"writable_mounts":"%s"}' \
   "$ifaces" "$rootfs_writable" "$(id -u)" "$(id -g)" "$(status CapEff)" "$(status NoNewPrivs)" "$(status Seccomp)" \
   "$tmp_options" "$tmp_kb" "$tmp_exec" "$writable"
 """
@@ -51,7 +54,7 @@ def _time(value: str) -> datetime:
 
 
 async def test_task_completes_with_validated_output(api, images) -> None:
-    status, agents, _ = await api.get("/v1/agents")
+    status, _agents, _ = await api.get("/v1/agents")
     assert status == 200
     agent_id = await api.register(
         None, image=images["wordcount"],
@@ -153,7 +156,7 @@ async def test_output_that_is_not_json_or_violates_the_schema(api) -> None:
     record = await api.run(not_json)
     assert record["status"] == "FAILED" and record["error"]["type"] == "output_invalid", record
     status, raw, _ = await api.get(f"/v1/executions/{record['id']}/stdout")
-    assert raw == b"not json\n"
+    assert status == 200 and raw == b"not json\n"
 
     wrong_shape = await api.register(
         ["sh", "-c", "echo '{\"n\": \"seven\"}'"],

@@ -67,7 +67,8 @@ async def test_killing_a_worker_at_random_points_loses_and_doubles_nothing(
                     rescuer = base.sibling(f"rescuer{round_number}", command="worker")
                 rescuer.start()
                 try:
-                    final = await wait_for(lambda: final_record(service, record["id"]), timeout=60)
+                    final = await wait_for(lambda execution_id=record["id"]: final_record(service, execution_id),
+                                           timeout=60)
                     assert final["status"] == "COMPLETED" and final["output"] == {"round": round_number}, \
                         (point, final)
                 finally:

@@ -78,7 +78,7 @@ async def test_a_finish_the_storage_refuses_ends_the_execution_on_its_first_star
     # would (not a connection error: retrying cannot help). Before the fix, the job went back to
     # the queue after the visibility timeout and the task ran a second time.
     async with serving(postgres, redis_server, "refused_finish", redis_db="11", job_visibility_s="2",
-                       max_attempts="3", fault_points="finish_refused") as (svc, api):
+                       max_attempts="3", fault_points="finish_refused") as (_svc, api):
         agent_id = await api.register(["sh", "-c", "echo '{\"ok\": true}'"])
         record = await api.run(agent_id, wait=20)
         assert record["status"] == "FAILED" and record["error"]["type"] == "platform_error", record

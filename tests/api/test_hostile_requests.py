@@ -74,9 +74,10 @@ async def test_integers_out_of_every_range_are_refused(api: Api) -> None:
 
 
 async def test_deep_nesting_in_a_request_is_refused(api: Api) -> None:
-    agent_id = await api.register(["cat"], input_schema={"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},
-                                                         "type": "object",
-                                                         "properties": {"x": {"$ref": "#/$defs/n"}}})
+    agent_id = await api.register(["cat"], input_schema={
+        "$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},
+        "type": "object",
+        "properties": {"x": {"$ref": "#/$defs/n"}}})
     for depth in (300, 900, 100_000):
         text = f'{{"agent_id": "{agent_id}", "input": {{"x": {"[" * depth}{"]" * depth}}}}}'
         status, body, headers = await _raw_post(api, "/v1/executions", text)
@@ -125,11 +126,12 @@ async def test_a_malformed_build_request_builds_nothing(api: Api, body: Any) -> 
 
 async def test_building_everything_is_an_explicit_request(api: Api) -> None:
     # Refused shapes above; `{"all": true}` is the explicit form (not run here: it builds every image).
-    status, problem, headers = await api.post("/v1/images/build", json={"names": ["busybox"]})
+    status, problem, _headers = await api.post("/v1/images/build", json={"names": ["busybox"]})
     assert status == 200 and [item["name"] for item in problem["items"]] == ["busybox"], problem
 
 
-@pytest.mark.parametrize("ref", ["-1", "UPPER", "a b", "x:y:z", "..", "%C2%B2", "%2F", "a%2F..%2F..%2Fcontainers%2Fjson"])
+@pytest.mark.parametrize("ref", ["-1", "UPPER", "a b", "x:y:z", "..", "%C2%B2", "%2F",
+                                 "a%2F..%2F..%2Fcontainers%2Fjson"])
 async def test_an_image_reference_the_engine_calls_malformed_is_not_found(api: Api, ref: str) -> None:
     # Found by the fuzz test: the engine answers 400 to inspect a malformed reference.
     status, body, headers = await api.request("DELETE", f"/v1/images/{ref}")
@@ -154,14 +156,14 @@ async def test_a_body_that_does_not_decode_is_a_problem(service: ServiceProcess,
                                                         expected: int) -> None:
     # A compression bomb stops at the body cap, counted after decoding; a body that does not
     # decode is a 400 problem, whether aiohttp's parser or our reader finds it out.
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.post(service.base_url + "/v1/executions", data=body, headers={
-                "Authorization": f"Bearer {service.operator_token}", "Content-Type": "application/json",
-                "Content-Encoding": encoding}) as response:
-            problem = await response.json(content_type=None)
-            assert response.status == expected, problem
-            assert response.headers["Content-Type"].startswith("application/problem+json"), problem
-            assert problem["status"] == expected and problem["type"].startswith(PROBLEM), problem
+    headers = {"Authorization": f"Bearer {service.operator_token}", "Content-Type": "application/json",
+               "Content-Encoding": encoding}
+    async with (aiohttp.ClientSession(auto_decompress=False) as session,
+                session.post(service.base_url + "/v1/executions", data=body, headers=headers) as response):
+        problem = await response.json(content_type=None)
+        assert response.status == expected, problem
+        assert response.headers["Content-Type"].startswith("application/problem+json"), problem
+        assert problem["status"] == expected and problem["type"].startswith(PROBLEM), problem
 
 
 async def test_a_request_the_http_parser_refuses_is_a_problem_too(service: ServiceProcess) -> None:

@@ -18,7 +18,7 @@ async def test_20_racing_replays_make_one_execution_and_one_charge(market: Api) 
         "image": "executor/busybox:latest", "command": ["sh", "-c", "sleep 0.5; cat"],
         "input_schema": {"type": "object"}, "output_schema": True,
         "pricing": {"currency": "USD", "decimals": 2, "per_call": 25}})
-    assert status == 201
+    assert status == 201, priced
     grant = await service.grant(user.subject, agent_id, uses=5)
     key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
     body = {"agent_id": agent_id, "input": {"order": 42}, "on_behalf_of": user.subject}
@@ -61,6 +61,6 @@ async def test_a_refused_request_does_not_keep_its_key(market: Api) -> None:
     assert status == 403 and problem["type"] == PROBLEM + "entitlement_missing"
     await service.grant(user.subject, agent_id, uses=1)
     status, record, headers = await service.post("/v1/executions", json=body, headers=key)
-    assert status == 202 and "Idempotent-Replayed" not in headers
+    assert status == 202 and "Idempotent-Replayed" not in headers, record
     status, problem, _ = await service.post("/v1/executions", json=body, headers={"Idempotency-Key": "x" * 256})
     assert status == 422 and problem["errors"][0]["pointer"] == "header:Idempotency-Key"

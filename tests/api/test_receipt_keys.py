@@ -60,6 +60,7 @@ async def test_rotate_then_retire_a_key_while_serving(keys_service) -> None:
     offline = verify_bundle(first, parse_key_set(jwks))
     assert {f.reason for f in offline.failures} == {"unknown_key", "head_unknown_key"}, offline.failures
     status, report, _ = await api.as_token(None).post("/v1/receipts/verify", json={"receipt": first})
+    assert status == 200, report
     assert {f["reason"] for f in report["failures"]} == {"key_retired", "head_key_retired"}, report
     assert verify_bundle(later, parse_key_set(jwks)).valid
 
@@ -80,6 +81,7 @@ async def test_the_cli_verifies_a_receipt_and_names_what_fails(keys_service, tmp
     (tmp_path / "output").write_bytes(await api.get_bytes(f"/v1/executions/{record['id']}/stdout"))
     (tmp_path / "keys.json").write_text(json.dumps(await public_keys(api)))
     status, head, _ = await api.get("/v1/log/head")
+    assert status == 200, head
     (tmp_path / "head.json").write_text(json.dumps(head))
 
     files = ["--input", str(tmp_path / "input"), "--output", str(tmp_path / "output")]

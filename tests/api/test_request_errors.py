@@ -14,7 +14,8 @@ def assert_problem(status: int, body, headers, expected_status: int, slug: str) 
 
 
 async def test_malformed_json_is_400(api) -> None:
-    status, body, headers = await api.post("/v1/executions", data=b'{"agent_id": ', headers={"Content-Type": "application/json"})
+    status, body, headers = await api.post("/v1/executions", data=b'{"agent_id": ',
+                                           headers={"Content-Type": "application/json"})
     assert_problem(status, body, headers, 400, "malformed_request")
 
 
@@ -128,7 +129,7 @@ async def test_strings_postgresql_cannot_store_are_refused(api) -> None:
     agent_id = await api.register(["cat"])
     for raw, pointer in (('{"s": "a\\u0000b"}', "/s"), ('{"list": ["ok", "\\ud800"]}', "/list/1"),
                          ('{"\\u0000": 1}', "/\x00")):
-        body = ('{"agent_id": "%s", "input": %s}' % (agent_id, raw)).encode()
+        body = f'{{"agent_id": "{agent_id}", "input": {raw}}}'.encode()
         status, problem, headers = await api.post("/v1/executions", data=body)
         assert_problem(status, problem, headers, 422, "request_invalid")
         assert problem["errors"][0]["pointer"] == "/input" + pointer

@@ -51,8 +51,8 @@ async def test_a_dead_workers_job_is_reclaimed_and_run_on_another(
 
             first.stop("KILL")  # mid-run: its job stays in the stream, unacked and no longer renewed
             second.start()
-            final = await wait_for(lambda: final_record(Api(session, second.base_url, first.operator_token), record["id"]),
-                                   timeout=60)
+            on_second = Api(session, second.base_url, first.operator_token)
+            final = await wait_for(lambda: final_record(on_second, record["id"]), timeout=60)
             assert final["status"] == "COMPLETED" and final["output"] == {"n": 1}, final
             assert final["worker"] == second.instance_id and final["attempts"] == 2
             # Exactly one end: one receipt, one log leaf, one use of the entitlement.
@@ -98,6 +98,7 @@ async def test_a_worker_runs_only_what_fits_its_memory_budget(postgres, redis_se
             ids = []
             for _ in range(4):
                 status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {}})
+                assert status == 202, record
                 ids.append(record["id"])
             most = 0
             deadline = time.monotonic() + 30
@@ -114,6 +115,7 @@ async def test_a_worker_runs_only_what_fits_its_memory_budget(postgres, redis_se
 
 
 async def test_no_leftover_containers_of_these_tests(docker_client: docker.DockerClient) -> None:
+    ours = ("test-reclaim_", "test-backpressure", "test-memory")
     leftovers = [c for c in listed_containers(docker_client, label=EXECUTION_LABEL)
-                 if c["Labels"].get(INSTANCE_LABEL, "").startswith(("test-reclaim_", "test-backpressure", "test-memory"))]
+                 if c["Labels"].get(INSTANCE_LABEL, "").startswith(ours)]
     assert leftovers == []

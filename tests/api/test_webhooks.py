@@ -72,12 +72,13 @@ async def test_a_receiver_down_then_up_gets_one_successful_delivery_across_a_res
     assert payload["data"]["execution"]["output"] == {"hello": "hooks"}
     assert payload["data"]["receipt"]["envelope"]["payloadType"] == "application/vnd.executor.receipt+json"
     status, final, _ = await user.get(f"/v1/executions/{record['id']}")
+    assert status == 200, final
     assert final["status"] == "COMPLETED" and final["finished_at"] == record["finished_at"]
 
 
 async def test_a_failing_receiver_never_changes_the_execution(market: Api, receiver: Receiver) -> None:
     receiver.status = 500
-    service, user, agent_id, secret = await _setup(market, receiver.url)
+    _service, user, agent_id, _secret = await _setup(market, receiver.url)
     record = await user.run(agent_id, {"n": 1})
     await receiver.wait_for(2)
     (delivery,) = await _deliveries(user, record["id"])  # the owner sees its deliveries too
@@ -85,7 +86,7 @@ async def test_a_failing_receiver_never_changes_the_execution(market: Api, recei
     status, final, _ = await user.get(f"/v1/executions/{record['id']}")
     assert final == record  # the failed deliveries changed nothing in the execution
     status, receipt, _ = await user.get(f"/v1/executions/{record['id']}/receipt")
-    assert status == 200
+    assert status == 200, receipt
     receiver.status = 200
     await wait_for(lambda: _delivered(user, record["id"]))
 
