@@ -12,7 +12,7 @@ from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
 from executor.api.keys import EXECUTIONS, WEBHOOK_ENDPOINTS
 from executor.records.principals import Role
-from executor.webhooks.endpoints import Endpoint
+from executor.records.webhooks import Endpoint
 
 routes = web.RouteTableDef()
 

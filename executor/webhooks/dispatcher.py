@@ -23,9 +23,9 @@ import asyncpg
 import tenacity
 
 from executor.errors import RequestInvalid
+from executor.records.webhooks import DueDelivery
 from executor.settings import Settings
 from executor.storage import webhooks as webhook_sql
-from executor.storage.webhooks import DueDelivery
 from executor.webhooks import signing
 from executor.webhooks.targets import PublicResolver, check_url
 

@@ -9,13 +9,11 @@ from typing import Any
 import asyncpg
 
 from executor.errors import RequestInvalid
+from executor.records.webhooks import Delivery, Endpoint
 from executor.settings import Settings
 from executor.storage import webhooks as webhook_sql
-from executor.storage.webhooks import Delivery, Endpoint
 from executor.webhooks import signing
 from executor.webhooks.targets import check_url
-
-__all__ = ["Delivery", "Endpoint", "WebhookEndpoints"]
 
 
 class WebhookEndpoints:

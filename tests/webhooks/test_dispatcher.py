@@ -22,6 +22,7 @@ import standardwebhooks
 from aiohttp import web
 
 from executor.embedded import EmbeddedPostgres, free_port
+from executor.records.webhooks import Delivery
 from executor.settings import Settings
 from executor.storage import webhooks as webhook_sql
 from executor.storage.database import create_pool, migrate
@@ -150,7 +151,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
         await asyncio.sleep(0.02)
 
 
-async def delivery_of(db: asyncpg.Pool, execution_id: uuid.UUID) -> webhook_sql.Delivery:
+async def delivery_of(db: asyncpg.Pool, execution_id: uuid.UUID) -> Delivery:
     [delivery] = await webhook_sql.deliveries_of(db, execution_id)
     return delivery
 
