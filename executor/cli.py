@@ -1,5 +1,5 @@
-"""The `executor` command: up, serve, api, worker, migrate, tokens create, images build, keys, receipts verify,
-log audit."""
+"""The `executor` command: up, serve, api, worker, migrate, tokens create|list|revoke, images build, keys,
+receipts verify, log audit."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     create = tokens.add_parser("create", help="create a token and print it (once)")
     create.add_argument("--role", choices=["user", "service", "operator"], required=True)
     create.add_argument("--subject", required=True)
+    create.add_argument("--expires-at", help="an RFC 3339 date-time after which it is refused (default: never)")
+    listing = tokens.add_parser("list", help="every token, newest first, one JSON object a line (never a secret)")
+    listing.add_argument("--role", choices=["user", "service", "operator"])
+    listing.add_argument("--subject")
+    revoke = tokens.add_parser("revoke", help="revoke a token at once (not the last live operator token)")
+    revoke.add_argument("id")
     images = commands.add_parser("images", help="build images").add_subparsers(dest="action", required=True)
     build = images.add_parser("build", help="build images from images/ (cached by content)")
     build.add_argument("names", nargs="*", help="image names (default: all)")
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(_existing_database_url(settings)))
         if args.command == "tokens":
-            return asyncio.run(_create_token(_existing_database_url(settings), args.role, args.subject))
+            return asyncio.run(_token_command(_existing_database_url(settings), args))
         if args.command in ("keys", "receipts", "log"):
             return _receipt_command(args, settings)
         with _dependencies(settings, embedded=args.command == "up") as (database_url, redis_url):
@@ -168,18 +174,33 @@ async def _migrate(database_url: str) -> int:
     return 0
 
 
-async def _create_token(database_url: str, role: str, subject: str) -> int:
+async def _token_command(database_url: str, args: argparse.Namespace) -> int:
+    """tokens create | list | revoke, on the database itself: the host acts as an operator
+    (docs/tokens.md); a token made here has no `created_by`."""
     from executor.records.principals import Role
     from executor.storage.database import create_pool, migrate
-    from executor.tokens import Tokens
+    from executor.tokens import Tokens, parse_expiry
 
     pool = await create_pool(database_url)
     try:
         await migrate(pool)
-        issued = await Tokens(pool).issue(Role(role), subject)
+        tokens = Tokens(pool)
+        if args.action == "create":
+            issued = await tokens.issue(Role(args.role), args.subject, expires_at=parse_expiry(args.expires_at))
+            print(json.dumps(issued.to_dict()))
+        elif args.action == "list":
+            cursor: str | None = None
+            while True:
+                page, cursor = await tokens.list_page(None, role=args.role, subject=args.subject, cursor=cursor,
+                                                      limit=100)
+                for token in page:
+                    print(json.dumps(token.to_dict()))
+                if cursor is None:
+                    break
+        else:
+            print(json.dumps((await tokens.revoke(None, args.id)).to_dict()))
     finally:
         await pool.close()
-    print(json.dumps({"token": issued.token, "id": issued.id, "role": role, "subject": subject}))
     return 0
 
 

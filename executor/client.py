@@ -216,9 +216,26 @@ class ExecutorClient:
     async def webhook_deliveries(self, execution_id: str) -> list[dict[str, Any]]:
         return _items(await self._json("GET", f"/v1/executions/{_seg(execution_id)}/webhooks"))
 
-    async def create_token(self, role: str, subject: str) -> dict[str, Any]:
-        """A new token (operator only); its secret is in the answer and shown only once."""
-        return await self._json("POST", "/v1/tokens", body={"role": role, "subject": subject})
+    async def create_token(self, role: str, subject: str, *,
+                           expires_at: datetime | str | None = None) -> dict[str, Any]:
+        """A new token (an operator: any role; a service: user tokens); its secret is in the answer,
+        shown only once. `expires_at` (timezone-aware, in the future): refused from then on."""
+        body: dict[str, Any] = {"role": role, "subject": subject}
+        if expires_at is not None:
+            body["expires_at"] = _rfc3339(expires_at) if isinstance(expires_at, datetime) else expires_at
+        return await self._json("POST", "/v1/tokens", body=body)
+
+    async def list_tokens(self, *, role: str | None = None, subject: str | None = None, limit: int | None = None,
+                          cursor: str | None = None) -> dict[str, Any]:
+        """One page of tokens, newest first, never a secret: `{items, next_cursor}` (pass `next_cursor`
+        back as `cursor` for the next). An operator sees every token, a service the user tokens it issued."""
+        query = {name: str(value) for name, value in
+                 (("role", role), ("subject", subject), ("limit", limit), ("cursor", cursor)) if value is not None}
+        return await self._json("GET", "/v1/tokens", query=query)
+
+    async def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Revoke a token at once (409 `conflict` for the last live operator token); the revoked record."""
+        return await self._json("DELETE", f"/v1/tokens/{_seg(token_id)}")
 
     async def _json(self, method: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
                     headers: Mapping[str, str] | None = None) -> dict[str, Any]:

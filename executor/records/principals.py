@@ -1,9 +1,13 @@
-"""Who calls: a token's role and subject, and the "role:subject" name records use for parties."""
+"""Who calls: a token's role and subject, and the "role:subject" name records use for parties;
+a token's record (TokenInfo) and a token just issued, with its secret (IssuedToken)."""
 
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 
 class Role(str, enum.Enum):
@@ -26,13 +30,58 @@ class Principal:
 
 
 @dataclass(frozen=True)
-class IssuedToken:
-    token: str  # the secret; returned once, never stored
-    id: str
+class TokenInfo:
+    """A bearer token as it may be shown: everything but its secret (which is never stored)."""
+
+    id: uuid.UUID
     role: Role
     subject: str
+    created_at: datetime
+    created_by: str | None  # "role:subject" of the issuer; None when made on the host (bootstrap, CLI)
+    expires_at: datetime | None  # None: never
+    last_used_at: datetime | None  # to about a minute (see docs/tokens.md)
+    revoked_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "role": self.role.value,
+            "subject": self.subject,
+            "created_at": _iso(self.created_at),
+            "created_by": self.created_by,
+            "expires_at": _iso(self.expires_at),
+            "last_used_at": _iso(self.last_used_at),
+            "revoked_at": _iso(self.revoked_at),
+        }
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just issued: its record and its secret, which is shown this once."""
+
+    token: str  # the secret; returned once, never stored
+    info: TokenInfo
+
+    @property
+    def id(self) -> str:
+        return str(self.info.id)
+
+    @property
+    def role(self) -> Role:
+        return self.info.role
+
+    @property
+    def subject(self) -> str:
+        return self.info.subject
 
     @property
     def party(self) -> str:
         """"role:subject": how records name who owns, granted or submitted something."""
         return f"{self.role.value}:{self.subject}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info.to_dict(), "token": self.token}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
