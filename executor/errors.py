@@ -11,6 +11,7 @@
         ├── NotFound                404 not_found
         ├── Conflict                409 conflict
         ├── VersionWithdrawn        410 agent_version_withdrawn
+        ├── ExecutionBodiesDeleted  410 execution_bodies_deleted (past EXECUTOR_RETENTION_S; the receipt stays)
         ├── ReceiptUnavailable      409 receipt_unavailable (the execution is not final yet)
         ├── PayloadTooLarge         413 payload_too_large
         ├── RequestInvalid          422 request_invalid   (fields of a well-formed body)
@@ -24,7 +25,8 @@
         ├── IdempotencyKeyReused    422 idempotency_key_reused (the same key with another body)
         ├── RateLimited             429 rate_limited (Retry-After, RateLimit headers)
         ├── TooManyLive             429 too_many_live_executions (the per-user cap)
-        └── QueueFull               503 queue_full (EXECUTOR_MAX_QUEUE_DEPTH jobs waiting or running)
+        ├── QueueFull               503 queue_full (EXECUTOR_MAX_QUEUE_DEPTH jobs waiting or running)
+        └── QueueUnavailable        503 queue_unavailable (Redis, the job queue, did not answer)
 
 A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
 """
@@ -149,6 +151,10 @@ class VersionWithdrawn(Problem):
     slug, status, title = "agent_version_withdrawn", 410, "The agent version is withdrawn"
 
 
+class ExecutionBodiesDeleted(Problem):
+    slug, status, title = "execution_bodies_deleted", 410, "The execution's bodies were deleted after its retention"
+
+
 class IdempotencyKeyReused(Problem):
     slug, status, title = "idempotency_key_reused", 422, "The Idempotency-Key was used for another request"
 
@@ -173,3 +179,7 @@ class TooManyLive(Throttled):
 
 class QueueFull(Throttled):
     slug, status, title = "queue_full", 503, "The job queue is full"
+
+
+class QueueUnavailable(Problem):
+    slug, status, title = "queue_unavailable", 503, "The job queue is unavailable"

@@ -26,6 +26,7 @@ from executor.agents.service import Agents
 from executor.entitlements.service import Entitlements
 from executor.errors import DependencyUnavailable
 from executor.executions.finish import Finisher
+from executor.executions.retention import BodyRetention
 from executor.executions.service import Executions
 from executor.executions.worker import Worker
 from executor.images.service import Images
@@ -75,6 +76,7 @@ class Services:
     receipts: Receipts
     webhook_endpoints: WebhookEndpoints
     worker: Worker | None = None
+    retention: BodyRetention | None = None  # EXECUTOR_RETENTION_S's sweep: run by every process, idempotent
     _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -104,6 +106,8 @@ class Services:
         if self._head_task:
             self._head_task.cancel()
             await asyncio.gather(self._head_task, return_exceptions=True)
+        if self.retention:
+            await self.retention.stop()
         if self.worker:
             await self.worker.stop()
         await self.dispatcher.stop()
@@ -145,6 +149,8 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     await dispatcher.start()
     services._head_task = asyncio.create_task(
         transparency_log.keep_signing_heads(db, signer, settings.log_head_interval_s), name="log-heads")
+    services.retention = BodyRetention(db, settings.retention_s)
+    services.retention.start()  # nothing runs when the retention is 0
     if run_worker:
         engine_info = await services.engine.call_retrying(services.engine.api.info)
         launcher = ContainerLauncher(services.engine, instance_id=settings.resolved_instance_id,

@@ -114,6 +114,11 @@ class Settings:
     service_burst: int = 200
     max_live_per_user: int = 8  # a user's executions PENDING or RUNNING at once; 0 = no cap
     idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key is remembered
+    max_batch_items: int = 100  # submissions in one POST /v1/executions/batch (docs/batches.md)
+
+    # Retention (docs/retention.md): a final execution's bodies (input, output, stdin, stdout, log)
+    # are deleted this long after it finished; its record, receipt and log leaf stay. 0: kept for ever.
+    retention_s: float = 0.0
 
     # Webhooks (executor/webhooks): Standard Webhooks, from an outbox in PostgreSQL.
     webhook_timeout_s: float = 10.0  # per attempt
@@ -207,6 +212,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+_MAX_RETENTION_S = 100 * 365.25 * 86400  # well inside PostgreSQL's interval range
+
+
 def _check(settings: Settings) -> None:
     d, m = settings.default_limits, settings.max_limits
     if d.memory_mb > m.memory_mb or d.cpus > m.cpus or d.pids > m.pids or d.timeout_s > m.timeout_s:
@@ -227,8 +235,12 @@ def _check(settings: Settings) -> None:
     if (min(settings.user_rate_per_s, settings.service_rate_per_s) < 0
             or min(settings.user_burst, settings.service_burst) < 1):
         raise ConfigurationError("rates must be >= 0 (0: off) and bursts >= 1")
+    if settings.max_batch_items < 1:
+        raise ConfigurationError("EXECUTOR_MAX_BATCH_ITEMS must be >= 1")
     if settings.max_live_per_user < 0 or settings.idempotency_ttl_s <= 0:
         raise ConfigurationError("EXECUTOR_MAX_LIVE_PER_USER must be >= 0 and EXECUTOR_IDEMPOTENCY_TTL_S positive")
+    if not (settings.retention_s == 0 or 1 <= settings.retention_s <= _MAX_RETENTION_S):
+        raise ConfigurationError("EXECUTOR_RETENTION_S must be 0 (keep for ever) or seconds from 1 to 100 years")
     if settings.webhook_max_attempts < 1 or settings.webhook_timeout_s <= 0 or settings.webhook_retry_base_s <= 0:
         raise ConfigurationError("webhook attempts must be >= 1, its timeout and retry base positive")
     if settings.job_visibility_s < 1 or settings.max_attempts < 1 or settings.max_queue_depth < 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from typing import Any
 
@@ -36,9 +35,6 @@ from runtimes.wasm_module import ModuleRejected, check_module
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_VERSION_FIELDS = {"image", "command", "input_schema", "output_schema", "limits", "pool", "description", "fuel",
-                   "pricing", "runtime"}
 WASM_RUNTIME_IMAGE = "executor/wasm"
 
 
@@ -57,13 +53,9 @@ class Agents:
         self.engine = engine
 
     async def register(self, owner: str, body: Any) -> AgentVersion:
-        """Validate a registration, pin the image to its id, store version 1."""
-        _require(isinstance(body, dict), "", "the body must be a JSON object")
-        name = body.get("name")
-        _require(isinstance(name, str) and bool(_NAME.match(name)), "/name",
-                 "lowercase letters, digits, . _ -; 1-100 chars")
-        kind = body.get("kind", "container")
-        _require(kind in ("container", "wasm"), "/kind", "'container' or 'wasm'")
+        """Pin the image of a registration to its id, store version 1. The body's shape was checked
+        against the contract's RegisterAgent (executor/api/contract/agents.py)."""
+        name, kind = body["name"], body.get("kind", "container")
         version = await self.parse_version({k: v for k, v in body.items() if k not in ("name", "kind")}, kind)
         try:
             return await agent_sql.insert_agent(self.db, name=name, kind=kind, owner=owner, version=version)
@@ -81,18 +73,15 @@ class Agents:
         return created
 
     async def parse_version(self, body: Any, kind: str) -> dict[str, Any]:
-        """The fields of one version (a registration's, or a new version's), checked, with the
-        image pinned to its id; a WASM version's image comes with its module, later."""
+        """The fields of one version (a registration's, or a new version's), with the image pinned
+        to its id; a WASM version's image comes with its module, later. The shape was checked against
+        the contract; what is left here needs the agent's kind, the operator's settings or the engine."""
         settings = self.settings
-        _require(isinstance(body, dict), "", "the body must be a JSON object")
-        unknown = sorted(set(body) - _VERSION_FIELDS)
-        _require(not unknown, f"/{unknown[0]}" if unknown else "", "unknown field")
         if kind == "wasm":
             # The image comes from the uploaded module (PUT /v1/agents/{id}/module).
             _require("image" not in body and "command" not in body, "/image", "a WASM agent has no image or command")
             image, command = WASM_RUNTIME_IMAGE, None
             fuel = body.get("fuel", settings.wasm_default_fuel)
-            _require(isinstance(fuel, int) and not isinstance(fuel, bool) and fuel > 0, "/fuel", "a positive integer")
             if fuel > settings.wasm_max_fuel:
                 raise LimitExceeded(f"fuel {fuel} is above the maximum of {settings.wasm_max_fuel}",
                                     errors=[{"pointer": "/fuel", "detail": "above the operator's maximum"}])
@@ -100,17 +89,10 @@ class Agents:
             _require("fuel" not in body, "/fuel", "only WASM agents take fuel")
             fuel = None
             image = body.get("image")
-            _require(isinstance(image, str) and 0 < len(image) <= 255, "/image", "an image reference is required")
+            _require(image is not None, "/image", "an image reference is required")
             command = body.get("command")
-            _require(
-                command is None or (isinstance(command, list) and all(isinstance(c, str) for c in command)
-                                    and bool(command)),
-                "/command", "a non-empty list of strings, or null for the image's own entrypoint",
-            )
         description = body.get("description")
-        _require(description is None or isinstance(description, str), "/description", "must be a string")
         for field in ("input_schema", "output_schema"):
-            _require(field in body, f"/{field}", "required")
             await off_loop(check_schema, body[field], field=field)  # up to seconds for a large schema
         limits = resolve_limits(body.get("limits"), settings.default_limits, settings.max_limits)
         pool = _pool_bounds(body.get("pool"), settings)
@@ -136,7 +118,6 @@ class Agents:
         the engine has. None: the operator's default, whatever it is when the task runs."""
         if raw is None:
             return None
-        _require(isinstance(raw, str), "/runtime", "the name of an OCI runtime, or null for the operator's default")
         allowed = self.settings.allowed_oci_runtimes
         if raw not in allowed:
             detail = f"allowed here: {', '.join(allowed)}" if allowed else "this operator lets no agent choose"
@@ -167,10 +148,16 @@ class Agents:
         found = await agent_sql.list_latest(self.db, limit=limit, after_name=cursor)
         return found, found[-1].name if len(found) == limit else None
 
-    async def versions(self, agent_id: str) -> list[AgentVersion]:
-        """Every version of an agent, or NotFound."""
+    async def versions_page(self, agent_id: str, *, limit: int,
+                            cursor: str | None) -> tuple[list[AgentVersion], str | None]:
+        """A page of an agent's versions, oldest first, or NotFound; the cursor is the last version's number."""
         agent = await self.get(agent_id)
-        return await agent_sql.list_versions(self.db, agent.agent_id)
+        after = int(cursor) if cursor is not None and cursor.isascii() and cursor.isdigit() and len(cursor) < 10 \
+            else None
+        if cursor is not None and after is None:
+            raise RequestInvalid("bad cursor", errors=[{"pointer": "?cursor", "detail": "not one of ours"}])
+        found = await agent_sql.list_versions(self.db, agent.agent_id, after=after or 0, limit=limit)
+        return found, str(found[-1].version) if len(found) == limit else None
 
     async def move(self, caller: Principal, agent_id: str, version: int, status: str) -> AgentVersion:
         """Deprecate or withdraw a version (moving to where it already is is a no-op)."""
@@ -242,14 +229,11 @@ class Agents:
 
 
 def _pool_bounds(raw: Any, settings: Settings) -> dict[str, int] | None:
-    """{"min", "max"} pre-started containers for this agent, within the operator's cap."""
+    """{"min", "max"} pre-started containers for this agent (each defaulted from the operator's
+    settings, so only here can they be compared), within the operator's cap."""
     if raw is None:
         return None
-    _require(isinstance(raw, dict) and set(raw) <= {"min", "max"}, "/pool", "an object with min and/or max")
     bounds = {"min": raw.get("min", settings.pool_default_min), "max": raw.get("max", settings.pool_default_max)}
-    for name, value in bounds.items():
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"/pool/{name}",
-                 "a non-negative integer")
     _require(bounds["min"] <= bounds["max"], "/pool", "min must not exceed max")
     if bounds["max"] > settings.pool_max_containers:
         raise LimitExceeded(f"pool max {bounds['max']} is above the operator's cap of {settings.pool_max_containers}",

@@ -6,14 +6,9 @@ from aiohttp import web
 
 from executor.agents.versions import check_may_manage
 from executor.api.auth import principal
-from executor.api.bodies import (
-    is_decimal,
-    json_response,
-    query_number,
-    read_capped,
-    read_json,
-)
+from executor.api.bodies import is_decimal, json_response, read_capped, read_json
 from executor.api.keys import AGENTS, SETTINGS
+from executor.api.validation import query
 from executor.errors import NotFound
 from executor.records.principals import Role
 
@@ -30,8 +25,7 @@ async def register_agent(request: web.Request) -> web.Response:
 @routes.get("/v1/agents")
 async def list_agents(request: web.Request) -> web.Response:
     principal(request)
-    limit = int(query_number(request, "limit", 50, maximum=100)) or 1
-    found, cursor = await request.app[AGENTS].list_page(limit=limit, cursor=request.query.get("cursor"))
+    found, cursor = await request.app[AGENTS].list_page(limit=query(request, "limit"), cursor=query(request, "cursor"))
     return json_response({"items": [a.to_dict() for a in found], "next_cursor": cursor})
 
 
@@ -68,8 +62,9 @@ async def publish_version(request: web.Request) -> web.Response:
 @routes.get("/v1/agents/{id}/versions")
 async def list_versions(request: web.Request) -> web.Response:
     principal(request)
-    found = await request.app[AGENTS].versions(request.match_info["id"])
-    return json_response({"items": [v.to_dict() for v in found]})
+    found, cursor = await request.app[AGENTS].versions_page(request.match_info["id"], limit=query(request, "limit"),
+                                                            cursor=query(request, "cursor"))
+    return json_response({"items": [v.to_dict() for v in found], "next_cursor": cursor})
 
 
 @routes.get("/v1/agents/{id}/versions/{version}")

@@ -9,12 +9,14 @@ from aiohttp import web
 from executor.agents.service import Agents
 from executor.api import (
     agents,
+    batches,
     entitlements,
     events,
     executions,
     images,
     observe,
     receipts,
+    reference,
     tokens,
     webhooks,
 )
@@ -33,6 +35,7 @@ from executor.api.keys import (
     Instance,
 )
 from executor.api.problems import problem_middleware
+from executor.api.validation import CHECKED_OPERATIONS, checked_operations, validation_middleware
 from executor.entitlements.service import Entitlements
 from executor.executions.service import Executions
 from executor.images.service import Images
@@ -77,8 +80,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 # Every route table of the API, besides health and observe (which a worker serves too).
-API_ROUTES = (executions.routes, events.routes, agents.routes, tokens.routes, images.routes, receipts.routes,
-              entitlements.routes, webhooks.routes)
+API_ROUTES = (executions.routes, batches.routes, events.routes, agents.routes, tokens.routes, images.routes,
+              receipts.routes, entitlements.routes, webhooks.routes, reference.routes)
 
 
 def make_app(backend: Backend, *, api: bool = True) -> web.Application:
@@ -87,8 +90,10 @@ def make_app(backend: Backend, *, api: bool = True) -> web.Application:
     app = web.Application(
         # The largest body any route takes; each route enforces its own cap (bodies.read_capped).
         client_max_size=max(settings.max_body_bytes, settings.max_module_bytes) + 1,
-        middlewares=[problem_middleware, auth_middleware],
+        # Outermost first: errors become problems; the caller is known; the request matches the contract.
+        middlewares=[problem_middleware, auth_middleware, validation_middleware],
     )
+    app[CHECKED_OPERATIONS] = checked_operations()
     app[SETTINGS] = settings
     app[INSTANCE] = backend
     app[TOKENS] = backend.tokens

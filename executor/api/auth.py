@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from executor.api.contract import openapi
 from executor.api.keys import TOKENS
 from executor.api.problems import Handler
 from executor.errors import Forbidden, Unauthenticated
@@ -11,8 +12,8 @@ from executor.records.principals import Principal, Role
 
 # The keys, the log and verification hold only public keys and hashes: anyone holding a
 # receipt must be able to check it without an account (docs/receipts.md).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/v1/keys", "/v1/log/head", "/v1/log/proof/inclusion",
-                          "/v1/log/proof/consistency", "/v1/receipts/verify"})
+# The contract says which (an operation with no roles), and so does the document it publishes.
+PUBLIC_PATHS = frozenset(op.path for op in openapi.operations() if op.roles is None)
 PRINCIPAL_KEY = "principal"
 
 

@@ -36,9 +36,19 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+PARSED_BODY_KEY = "parsed_body"
+
+
 async def read_json(request: web.Request) -> Any:
     """The parsed body, within EXECUTOR_MAX_BODY_BYTES: JSON that every later step can handle
-    (executor/jsondoc.py), else 400 (not JSON) or 422 (JSON we do not store, with its pointer)."""
+    (executor/jsondoc.py), else 400 (not JSON) or 422 (JSON we do not store, with its pointer).
+    Read once: a later call (the handler's, after validation.py checked it) returns the same document."""
+    if PARSED_BODY_KEY not in request:
+        request[PARSED_BODY_KEY] = await _parse_json(request)
+    return request[PARSED_BODY_KEY]
+
+
+async def _parse_json(request: web.Request) -> Any:
     raw = await read_capped(request, request.app[SETTINGS].max_body_bytes)
     if not raw:
         raise MalformedRequest("the request body is empty; send a JSON document")

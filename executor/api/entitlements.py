@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from executor.api.auth import principal
-from executor.api.bodies import json_response, query_number, read_json
+from executor.api.bodies import json_response, read_json
 from executor.api.keys import ENTITLEMENTS
-from executor.entitlements.service import MAX_PAGE
+from executor.api.validation import query
 from executor.records.principals import Role
 
 routes = web.RouteTableDef()
@@ -26,10 +26,9 @@ async def grant(request: web.Request) -> web.Response:
 
 @routes.get("/v1/entitlements")
 async def list_entitlements(request: web.Request) -> web.Response:
-    limit = int(query_number(request, "limit", 50, maximum=MAX_PAGE))
     found, cursor = await request.app[ENTITLEMENTS].list_page(
-        principal(request), user=request.query.get("user"),
-        agent_id=request.query.get("agent_id"), cursor=request.query.get("cursor"), limit=limit)
+        principal(request), user=query(request, "user"),
+        agent_id=query(request, "agent_id"), cursor=query(request, "cursor"), limit=query(request, "limit"))
     now = datetime.now(UTC)
     return json_response({"items": [e.to_dict(now) for e in found], "next_cursor": cursor})
 

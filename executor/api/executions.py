@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from executor.api.auth import principal
-from executor.api.bodies import json_response, query_number, read_json
+from executor.api.bodies import json_response, read_json
 from executor.api.keys import EXECUTIONS
+from executor.api.validation import query
+from executor.errors import RequestInvalid
 from executor.executions.service import Executions
 from executor.records.executions import ExecutionRecord
 
@@ -18,6 +20,16 @@ def _executions(request: web.Request) -> Executions:
     return request.app[EXECUTIONS]
 
 
+def _wait_s(request: web.Request, executions: Executions) -> float:
+    """?wait=, within this deployment's EXECUTOR_MAX_WAIT_S (the contract says only: a number >= 0)."""
+    wait_s: float = query(request, "wait") or 0.0
+    maximum = executions.settings.max_wait_s
+    if wait_s > maximum:
+        raise RequestInvalid(f"wait must be between 0 and {maximum:g}",
+                             errors=[{"pointer": "?wait", "detail": f"a number from 0 to {maximum:g}"}])
+    return wait_s
+
+
 def _location(record: ExecutionRecord) -> dict[str, str]:
     return {"Location": f"/v1/executions/{record.id}"}
 
@@ -25,7 +37,7 @@ def _location(record: ExecutionRecord) -> dict[str, str]:
 @routes.post("/v1/executions")
 async def submit(request: web.Request) -> web.Response:
     executions = _executions(request)
-    wait_s = query_number(request, "wait", 0, maximum=executions.settings.max_wait_s)
+    wait_s = _wait_s(request, executions)
     submission = await executions.submit(principal(request), await read_json(request),
                                          idempotency_key=request.headers.get("Idempotency-Key"), watch=wait_s > 0)
     record = await executions.wait_final(submission.record, wait_s, watch=submission.watch)
@@ -38,14 +50,13 @@ async def submit(request: web.Request) -> web.Response:
 
 @routes.get("/v1/executions")
 async def list_executions(request: web.Request) -> web.Response:
-    limit = int(query_number(request, "limit", 50, maximum=1000))
     records, cursor = await _executions(request).list(
         principal(request),
-        status=request.query.get("status"),
-        agent_id=request.query.get("agent_id"),
-        cursor=request.query.get("cursor"),
-        limit=limit,
-        user=request.query.get("user"),
+        status=query(request, "status"),
+        agent_id=query(request, "agent_id"),
+        cursor=query(request, "cursor"),
+        limit=query(request, "limit"),
+        user=query(request, "user"),
     )
     return json_response({"items": [r.to_dict() for r in records], "next_cursor": cursor})
 
@@ -54,8 +65,7 @@ async def list_executions(request: web.Request) -> web.Response:
 async def get_execution(request: web.Request) -> web.Response:
     executions = _executions(request)
     record = await executions.get(principal(request), request.match_info["id"])
-    wait_s = query_number(request, "wait", 0, maximum=executions.settings.max_wait_s)
-    record = await executions.wait_final(record, wait_s)
+    record = await executions.wait_final(record, _wait_s(request, executions))
     return json_response(record.to_dict())
 
 

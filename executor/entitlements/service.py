@@ -30,7 +30,6 @@ from executor.records.entitlements import Entitlement, EntitlementState
 from executor.records.principals import Principal, Role
 from executor.storage import entitlements as entitlement_sql
 
-_GRANT_FIELDS = {"user", "agent_id", "expires_at", "uses"}
 MAX_PAGE = 100
 _REFUSALS: dict[EntitlementState, type[Problem]] = {
     EntitlementState.EXPIRED: EntitlementExpired,
@@ -66,22 +65,10 @@ class Entitlements:
         self.agents = agents
 
     async def grant(self, caller: Principal, body: Any) -> tuple[Entitlement, bool]:
-        """PUT /v1/entitlements: create or replace the terms of (user, agent); (it, created)."""
-        if not isinstance(body, dict):
-            raise _invalid("", "the body must be a JSON object")
-        unknown = sorted(set(body) - _GRANT_FIELDS)
-        if unknown:
-            raise _invalid(f"/{unknown[0]}", "unknown field")
-        user = body.get("user")
-        if not isinstance(user, str) or not 0 < len(user) <= 200:
-            raise _invalid("/user", "the user's subject, a non-empty string")
-        agent_id = body.get("agent_id")
-        if not isinstance(agent_id, str):
-            raise _invalid("/agent_id", "the agent's id, a string")
-        agent = await self.agents.get(agent_id)
-        uses = body.get("uses")
-        if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= 2**31 - 1):
-            raise _invalid("/uses", "a non-negative integer, or null for unlimited")
+        """PUT /v1/entitlements: create or replace the terms of (user, agent); (it, created). The
+        body's shape was checked against the contract's GrantEntitlement."""
+        user, uses = body["user"], body.get("uses")
+        agent = await self.agents.get(body["agent_id"])
         expires_at = parse_time(body.get("expires_at"), "/expires_at")
         return await entitlement_sql.grant(self.db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
                                            expires_at=expires_at, uses=uses)

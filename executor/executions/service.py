@@ -21,12 +21,13 @@ from executor.agents.service import Agents
 from executor.entitlements.service import Entitlements
 from executor.errors import (
     Conflict,
+    ExecutionBodiesDeleted,
     Forbidden,
     IdempotencyKeyReused,
     InputInvalid,
     PayloadTooLarge,
-    Problem,
     QueueFull,
+    QueueUnavailable,
     RateLimited,
     RequestInvalid,
     TooManyLive,
@@ -52,6 +53,7 @@ from executor.schemas import off_loop, violations
 from executor.settings import Limits, Settings
 from executor.storage import executions as execution_sql
 from executor.storage import idempotency as idempotency_sql
+from executor.storage import retention as retention_sql
 from executor.webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,6 @@ REREAD_S = 5.0
 LOST_EVENT_REREAD_S = 1.0
 CHANGE_POLL_S = 1.0  # the longest a state change waits for a lost signal
 _STATE_FIELDS = ("id", "status", "error", "started_at", "finished_at")
-
-
-class QueueUnavailable(Problem):
-    slug, status, title = "queue_unavailable", 503, "The job queue is unavailable"
 
 
 @dataclass(frozen=True)
@@ -249,14 +247,25 @@ class Executions:
 
     async def logs(self, principal: Principal, execution_id: str) -> tuple[bytes, bytes]:
         record = await self.get(principal, execution_id)
+        _refuse_deleted_bodies(record)
         log_bytes, raw_output = await execution_sql.get_log(self.db, record.id)
+        if log_bytes is None and raw_output is None:
+            await self._refuse_if_swept_since(record)
         return log_bytes or b"", raw_output or b""
 
     async def stdin(self, principal: Principal, execution_id: str) -> bytes:
         """The exact input bytes the task read: what a receipt's input_sha256 is of."""
         record = await self.get(principal, execution_id)
+        _refuse_deleted_bodies(record)
         stored = await execution_sql.get_stdin(self.db, record.id)
+        if stored is None:
+            await self._refuse_if_swept_since(record)
         return stored if stored is not None else encode_input(record.input)
+
+    async def _refuse_if_swept_since(self, record: ExecutionRecord) -> None:
+        """A body read back as NULL: the retention sweep may have run since the record was read."""
+        if await retention_sql.bodies_deleted(self.db, record.id):
+            raise ExecutionBodiesDeleted(f"the bodies of execution {record.id} were deleted (EXECUTOR_RETENTION_S)")
 
     async def wait_final(self, record: ExecutionRecord, timeout_s: float, *,
                          watch: Watch | None = None) -> ExecutionRecord:
@@ -317,6 +326,15 @@ class Executions:
             return await asyncio.wait_for(self.queue.stats(), 2.0)
         except (TimeoutError, RedisError, OSError):
             return None
+
+
+def _refuse_deleted_bodies(record: ExecutionRecord) -> None:
+    """410, not an empty answer, once the retention deleted what was asked for."""
+    if record.bodies_deleted_at is not None:
+        deleted_at = record.bodies_deleted_at.isoformat().replace("+00:00", "Z")
+        raise ExecutionBodiesDeleted(
+            f"the input, output, stdout and log of execution {record.id} were deleted at {deleted_at}"
+            f" (EXECUTOR_RETENTION_S); its receipt still holds their sha256: GET /v1/executions/{record.id}/receipt")
 
 
 def state_of(record: ExecutionRecord) -> dict[str, Any]:

@@ -135,8 +135,12 @@ class Metrics:
             "executor_container_start_seconds",
             "Time until a task's container takes its input: a cold start from its creation, "
             "a pre-started one from its claim.", ("path",), buckets=START_BUCKETS)
+        self.bodies_deleted_total = Counter(
+            "executor_execution_bodies_deleted_total",
+            "Executions whose bodies (input, output, stdin, stdout, log) this process deleted past "
+            "EXECUTOR_RETENTION_S.")
         self._families: list[Counter | Histogram] = [self.executions, self.duration, self.queued,
-                                                     self.container_start]
+                                                     self.container_start, self.bodies_deleted_total]
 
     def execution_finished(self, status: str, error_type: str | None, duration_s: float | None,
                            queued_s: float | None) -> None:
@@ -151,6 +155,10 @@ class Metrics:
     def container_started(self, seconds: float, *, pooled: bool) -> None:
         with self._lock:
             self.container_start.observe(max(seconds, 0.0), ("pooled" if pooled else "cold",))
+
+    def bodies_deleted(self, count: int) -> None:
+        with self._lock:
+            self.bodies_deleted_total.inc(amount=count)
 
     def render(self) -> list[str]:
         """Every family as exposition lines (HELP, TYPE, samples)."""

@@ -98,6 +98,16 @@ class JobQueue:
         entry_id = await self._redis.xadd(self.stream, {"execution_id": str(execution_id)})
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
+    async def enqueue_many(self, execution_ids: Sequence[uuid.UUID]) -> list[str | Exception]:
+        """One XADD per id, all in one round trip (a pipeline, not a transaction: each job stands
+        alone): per id, its entry id or the error Redis answered for it. A connection that fails
+        raises, and then any of them may or may not have been added."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for execution_id in execution_ids:
+                pipe.xadd(self.stream, {"execution_id": str(execution_id)})
+            replies = await pipe.execute(raise_on_error=False)
+        return [reply if isinstance(reply, Exception) else _text(reply) for reply in replies]
+
     async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Job]:
         """New jobs for this consumer, waiting up to block_ms for the first."""
         try:

@@ -101,6 +101,8 @@ class ExecutionRecord:
     entitlement_id: uuid.UUID | None = None  # the entitlement one use was taken from
     webhook_url: str | None = None
     attempts: int = 0  # how many times it was started (a worker died mid-run: started again)
+    # When its bodies (input, output, stdin, stdout, log) were deleted past EXECUTOR_RETENTION_S.
+    bodies_deleted_at: datetime | None = None
 
     def visible_to(self, principal: Principal) -> bool:
         """An operator sees every execution, a service its own and its users', anyone else their own."""
@@ -131,6 +133,7 @@ class ExecutionRecord:
             "webhook_url": self.webhook_url,
             "worker": self.worker,
             "attempts": self.attempts,
+            "bodies_deleted_at": _iso(self.bodies_deleted_at),
         }
 
 

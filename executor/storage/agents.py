@@ -89,8 +89,11 @@ async def runnable_version(db: asyncpg.Pool, agent_id: uuid.UUID) -> AgentVersio
     return _record(row) if row else None
 
 
-async def list_versions(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[AgentVersion]:
-    rows = await db.fetch(_SELECT + " WHERE a.id = $1 ORDER BY v.version", agent_id)
+async def list_versions(db: asyncpg.Pool, agent_id: uuid.UUID, *, after: int = 0,
+                        limit: int | None = None) -> list[AgentVersion]:
+    """Versions after `after`, oldest first (all of them without a limit)."""
+    rows = await db.fetch(_SELECT + " WHERE a.id = $1 AND v.version > $2 ORDER BY v.version LIMIT $3",
+                          agent_id, after, limit)
     return [_record(row) for row in rows]
 
 

@@ -31,7 +31,7 @@ _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
     " peak_memory_bytes, worker, cancel_requested, pooled, input_bytes, output_bytes, fuel_consumed,"
-    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url, attempts"
+    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url, attempts, bodies_deleted_at"
 )
 
 
@@ -65,6 +65,7 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         entitlement_id=row["entitlement_id"],
         webhook_url=row["webhook_url"],
         attempts=row["attempts"],
+        bodies_deleted_at=row["bodies_deleted_at"],
     )
 
 
@@ -94,6 +95,23 @@ async def insert(conn: Connection, new: NewExecution) -> ExecutionRecord:
     return _record(row)
 
 
+async def insert_many(conn: asyncpg.Connection, news: list[NewExecution]) -> list[ExecutionRecord]:
+    """PENDING executions, in the order given, in one round trip (a pipelined statement per row;
+    clock_timestamp(), not the transaction's now(), so that their created_at keep that order)."""
+    if not news:
+        return []
+    rows = await conn.fetchmany(
+        "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits,"
+        " service, submitted_by, entitlement_id, webhook_url, created_at)"
+        " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+        f" RETURNING {_COLUMNS}",
+        [(uuid.uuid4(), new.agent_id, new.agent_version, new.owner, new.input, new.stdin, len(new.stdin),
+          new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url)
+         for new in news],
+    )
+    return [_record(row) for row in rows]
+
+
 async def count_live(conn: asyncpg.Connection, owner: str) -> int:
     """The owner's PENDING or RUNNING executions, counted under a per-owner transaction lock
     so that racing submissions see each other."""
@@ -105,6 +123,12 @@ async def count_live(conn: asyncpg.Connection, owner: str) -> int:
 async def get(db: asyncpg.Pool, execution_id: uuid.UUID) -> ExecutionRecord | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM executions WHERE id = $1", execution_id)
     return _record(row) if row else None
+
+
+async def get_many(db: Connection, execution_ids: list[uuid.UUID]) -> dict[uuid.UUID, ExecutionRecord]:
+    """The executions of these ids that exist, by id, in one query."""
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM executions WHERE id = ANY($1::uuid[])", execution_ids)
+    return {row["id"]: _record(row) for row in rows}
 
 
 async def get_visible(db: asyncpg.Pool, principal: Principal, execution_id: str) -> ExecutionRecord:

@@ -28,6 +28,7 @@ def test_a_fresh_registry_renders_every_family_with_help_and_type() -> None:
         "executor_execution_duration_seconds": "histogram",
         "executor_execution_queue_seconds": "histogram",
         "executor_container_start_seconds": "histogram",
+        "executor_execution_bodies_deleted_total": "counter",
     }
     assert all(parsed.helps.values())
     # Label-less histograms exist from the start, at zero; labelled families have no series yet.
