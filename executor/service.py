@@ -38,6 +38,7 @@ from executor.receipts import log as transparency_log
 from executor.receipts.issuer import ReceiptIssuer
 from executor.receipts.keys import Signer, parse_seed
 from executor.receipts.service import Receipts
+from executor.replays import Replays
 from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
 from executor.tokens import Tokens
@@ -75,6 +76,7 @@ class Services:
     images: Images
     receipts: Receipts
     webhook_endpoints: WebhookEndpoints
+    replays: Replays  # Idempotency-Key on the creating POSTs, with its sweep of expired answers
     worker: Worker | None = None
     retention: BodyRetention | None = None  # EXECUTOR_RETENTION_S's sweep: run by every process, idempotent
     _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -108,6 +110,7 @@ class Services:
             await asyncio.gather(self._head_task, return_exceptions=True)
         if self.retention:
             await self.retention.stop()
+        await self.replays.stop()
         if self.worker:
             await self.worker.stop()
         await self.dispatcher.stop()
@@ -144,13 +147,14 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
         settings, db, client, engine, queue, events, signer, finisher, dispatcher,
         tokens=Tokens(db), agents=agents, entitlements=entitlements, executions=executions,
         images=Images(db, settings, engine), receipts=Receipts(db, signer),
-        webhook_endpoints=WebhookEndpoints(db, settings),
+        webhook_endpoints=WebhookEndpoints(db, settings), replays=Replays(db, settings.idempotency_ttl_s),
     )
     await dispatcher.start()
     services._head_task = asyncio.create_task(
         transparency_log.keep_signing_heads(db, signer, settings.log_head_interval_s), name="log-heads")
     services.retention = BodyRetention(db, settings.retention_s)
     services.retention.start()  # nothing runs when the retention is 0
+    services.replays.start()
     if run_worker:
         engine_info = await services.engine.call_retrying(services.engine.api.info)
         launcher = ContainerLauncher(services.engine, instance_id=settings.resolved_instance_id,

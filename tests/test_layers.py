@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("records", {"records", "pricing", "limits", "pagination", "schemas", "schema_keywords", "schema_refs",
                  "schema_regex", "ratelimit"}),
     ("adapters", {"storage", "queue", "runtimes", "embedded"}),
-    ("domain", {"tokens", "agents", "entitlements", "executions", "receipts", "webhooks", "images"}),
+    ("domain", {"tokens", "agents", "entitlements", "executions", "receipts", "webhooks", "images", "replays"}),
     ("api", {"api"}),
     ("assembly", {"service", "examples"}),
     ("entry points", {"cli", "__main__", "client"}),

@@ -13,6 +13,7 @@ from executor.entitlements.service import Entitlements
 from executor.executions.service import Executions
 from executor.images.service import Images
 from executor.receipts.service import Receipts
+from executor.replays import Replays
 from executor.settings import Settings
 from executor.tokens import Tokens
 from executor.webhooks.endpoints import WebhookEndpoints
@@ -39,3 +40,4 @@ EXECUTIONS = web.AppKey("executions", Executions)
 IMAGES = web.AppKey("images", Images)
 RECEIPTS = web.AppKey("receipts", Receipts)
 WEBHOOK_ENDPOINTS = web.AppKey("webhook_endpoints", WebhookEndpoints)
+REPLAYS = web.AppKey("replays", Replays)

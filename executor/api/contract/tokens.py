@@ -68,12 +68,14 @@ TOKEN = {"$ref": "#/components/schemas/Token"}
 OPERATIONS = (
     Operation(
         "POST", "/v1/tokens", "createToken", "Issue a bearer token (its secret shown once)", TAG, MANAGERS,
-        body={"$ref": "#/components/schemas/CreateToken"},
+        body={"$ref": "#/components/schemas/CreateToken"}, idempotent=True,
         replies=(Reply(201, "Issued; the answer is not to be cached.", {"$ref": "#/components/schemas/IssuedToken"},
                        headers=("Cache-Control",)),),
         problems=("request_invalid", "forbidden"),
         description="An operator issues tokens of any role; a service issues user tokens (the subject is the "
-                    "user), which it may then list and revoke. `expires_at` must be in the future.",
+                    "user), which it may then list and revoke. `expires_at` must be in the future. "
+                    "A retry with the same Idempotency-Key replays this answer, the secret included, to the "
+                    "same caller only (docs/idempotency.md).",
         examples={"a user's token for a month": {"role": "user", "subject": "alice",
                                                  "expires_at": "2027-01-31T00:00:00Z"},
                   "a service's token": {"role": "service", "subject": "marketplace"}},
