@@ -6,6 +6,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
+from typing import Any
 
 from executor.errors import RequestInvalid
 
@@ -22,14 +23,40 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError(f"bad cursor: {exc}") from None
     created, _, ident = raw.partition("|")
-    return datetime.fromisoformat(created), uuid.UUID(ident)
+    instant = datetime.fromisoformat(created)
+    if instant.tzinfo is None:
+        raise ValueError("bad cursor: no time zone")
+    return instant, uuid.UUID(ident)
+
+
+def query_invalid(name: str, detail: str) -> RequestInvalid:
+    """A query parameter refused: pointed at as `?name`, as the request checks point at it."""
+    return RequestInvalid(f"?{name}: {detail}", errors=[{"pointer": f"?{name}", "detail": detail}])
+
+
+def parse_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The `cursor` query parameter of a list route, parsed (422 `?cursor` if not one of ours)."""
+    try:
+        return decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise query_invalid("cursor", "not a cursor this service gave") from None
 
 
 def page_filters(agent_id: str | None,
                  cursor: str | None) -> tuple[uuid.UUID | None, tuple[datetime, uuid.UUID] | None]:
-    """The `agent_id` and `cursor` query parameters of a list route, parsed (422 if bad)."""
+    """The `agent_id` and `cursor` query parameters of a list route, parsed (422 if bad, each
+    refused one pointed at as `?agent_id` or `?cursor`)."""
+    errors: list[dict[str, Any]] = []
+    agent = None
     try:
-        return (uuid.UUID(agent_id) if agent_id else None), (decode_cursor(cursor) if cursor else None)
+        agent = uuid.UUID(agent_id) if agent_id else None
     except ValueError:
-        raise RequestInvalid("bad agent_id or cursor",
-                             errors=[{"pointer": "query:agent_id|cursor", "detail": "not one of ours"}]) from None
+        errors.append({"pointer": "?agent_id", "detail": "not an agent id"})
+    before = None
+    try:
+        before = parse_cursor(cursor)
+    except RequestInvalid as exc:
+        errors += exc.errors or []
+    if errors:
+        raise RequestInvalid("; ".join(f"{e['pointer']}: {e['detail']}" for e in errors), errors=errors)
+    return agent, before

@@ -7,6 +7,7 @@ from aiohttp import web
 from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
 from executor.api.keys import IMAGES
+from executor.api.validation import query
 from executor.records.principals import Role
 
 routes = web.RouteTableDef()
@@ -16,7 +17,8 @@ routes = web.RouteTableDef()
 async def list_images(request: web.Request) -> web.Response:
     principal(request, Role.OPERATOR)
     images = request.app[IMAGES]
-    return json_response({"items": await images.on_engine(), "buildable": images.buildable()})
+    found, cursor = await images.on_engine(limit=query(request, "limit"), cursor=query(request, "cursor"))
+    return json_response({"items": found, "next_cursor": cursor, "buildable": images.buildable()})
 
 
 @routes.post("/v1/images/build")

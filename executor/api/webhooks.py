@@ -11,6 +11,7 @@ from aiohttp import web
 from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
 from executor.api.keys import EXECUTIONS, WEBHOOK_ENDPOINTS
+from executor.api.validation import query
 from executor.records.principals import Role
 from executor.records.webhooks import Endpoint
 
@@ -56,5 +57,6 @@ async def rotate(request: web.Request) -> web.Response:
 async def deliveries(request: web.Request) -> web.Response:
     # Raises 404 when the caller may not see the execution, as for every other execution route.
     record = await request.app[EXECUTIONS].get(principal(request), request.match_info["id"])
-    found = await request.app[WEBHOOK_ENDPOINTS].deliveries(record.id)
-    return json_response({"items": [delivery.to_dict() for delivery in found]})
+    found, cursor = await request.app[WEBHOOK_ENDPOINTS].deliveries(record.id, limit=query(request, "limit"),
+                                                                     cursor=query(request, "cursor"))
+    return json_response({"items": [delivery.to_dict() for delivery in found], "next_cursor": cursor})

@@ -227,7 +227,7 @@ class Executions:
         """A page of what the caller may see: an operator everything, a service its own and its
         users', anyone else their own; `user` narrows to one user's."""
         if status is not None and status not in Status.__members__:
-            raise RequestInvalid(f"unknown status {status!r}", errors=[{"pointer": "/status", "detail": "unknown"}])
+            raise RequestInvalid(f"unknown status {status!r}", errors=[{"pointer": "?status", "detail": "unknown"}])
         agent, before = page_filters(agent_id, cursor)
         limit = max(1, min(limit, MAX_PAGE))
         owner, service = None, None

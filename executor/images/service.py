@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import asyncpg
 import docker.errors
 
 from executor.errors import Conflict, NotFound, RequestInvalid
+from executor.pagination import query_invalid
 from executor.settings import Settings
 from executor.storage import agents as agent_sql
 from runtimes.engine import DockerEngine
@@ -18,6 +20,7 @@ from runtimes.images import BuiltImage, ImageBuildError, build_images, image_nam
 
 log = logging.getLogger(__name__)
 PREFIX = "executor/"
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class Images:
@@ -32,13 +35,18 @@ class Images:
         """The names of the images the images folder holds recipes for (EXECUTOR_IMAGES_DIR)."""
         return image_names(self.settings.images_dir)
 
-    async def on_engine(self) -> list[dict[str, Any]]:
-        """Each image with its tags and how many agent versions pin it."""
-        images = await self.engine.list_images(PREFIX)
+    async def on_engine(self, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the images, by id, each with its tags and how many agent versions pin it. The
+        engine pages nothing, so the page is cut here; the cursor is the last image's id (an
+        image removed meanwhile moves no other image)."""
+        if cursor is not None and not IMAGE_ID.fullmatch(cursor):
+            raise query_invalid("cursor", "not a cursor this service gave")
+        images = sorted((image for image in await self.engine.list_images(PREFIX)
+                         if cursor is None or image["id"] > cursor), key=lambda image: image["id"])[:limit]
         uses = await agent_sql.image_use_counts(self.db)
         for image in images:
             image["used_by_agent_versions"] = uses.get(image["id"], 0)
-        return images
+        return images, images[-1]["id"] if len(images) == limit else None
 
     async def build(self, body: Any) -> list[BuiltImage]:
         """Build the images a request names (build_request), cached by content."""

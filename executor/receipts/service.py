@@ -72,14 +72,13 @@ class Receipts:
         }
 
     async def attest(self, principal: Principal, execution_id: str, body: Any) -> dict[str, Any]:
-        """A witness's countersignature over the receipt's PAE bytes, kept when it holds."""
-        try:
-            parsed = uuid.UUID(execution_id)
-        except ValueError:
-            raise NotFound(f"no execution {execution_id!r}") from None
+        """A witness's countersignature over the receipt's PAE bytes, kept when it holds. Refused
+        as GET .../receipt refuses: NotFound for an execution the caller may not see, and
+        ReceiptUnavailable for one not final yet."""
+        parsed = (await execution_sql.get_visible(self.db, principal, execution_id)).id
         stored = await receipt_sql.get_receipt(self.db, parsed)
         if stored is None:
-            raise NotFound(f"no receipt for execution {execution_id!r} (unknown, or not final yet)")
+            raise ReceiptUnavailable(f"execution {parsed} is not final yet")
         keyid, sig, key, jwk = _attestation(body)
         if keyid in await self._published_kids():
             raise AttestationInvalid(f"{keyid} is one of executor's own keys; a witness signs with its own")

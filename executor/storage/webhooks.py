@@ -121,13 +121,18 @@ async def release(conn: Connection, *, locked_by: str) -> int:
     return int(done.split()[-1])
 
 
-async def deliveries_of(conn: Connection, execution_id: uuid.UUID) -> list[Delivery]:
-    """An execution's deliveries, oldest first, each with its attempts (never the payload or a secret)."""
+async def deliveries_of(conn: Connection, execution_id: uuid.UUID, *, limit: int | None = None,
+                        after: tuple[datetime, uuid.UUID] | None = None) -> list[Delivery]:
+    """An execution's deliveries, oldest first, each with its attempts (never the payload or a secret):
+    at most `limit` of them, those after the (created_at, id) `after` when given."""
+    after_at, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
         "SELECT id, execution_id, event_type, url, endpoint_owner, status, attempts, next_attempt_at, created_at,"
         " delivered_at, last_error, encode(sha256(payload), 'hex') AS payload_sha256,"
-        " length(payload) AS payload_bytes FROM webhook_deliveries WHERE execution_id = $1 ORDER BY created_at, id",
-        execution_id)
+        " length(payload) AS payload_bytes FROM webhook_deliveries WHERE execution_id = $1"
+        " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))"
+        " ORDER BY created_at, id LIMIT $4",
+        execution_id, after_at, after_id, limit)
     attempts: dict[uuid.UUID, list[Attempt]] = {row["id"]: [] for row in rows}
     for a in await conn.fetch(
             "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error FROM webhook_attempts"

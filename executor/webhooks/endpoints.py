@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from executor.errors import RequestInvalid
+from executor.pagination import encode_cursor, parse_cursor
 from executor.records.webhooks import Delivery, Endpoint
 from executor.settings import Settings
 from executor.storage import webhooks as webhook_sql
@@ -48,6 +49,10 @@ class WebhookEndpoints:
         """A new signing secret: every attempt from now on, retries of older deliveries included, is signed with it."""
         return await webhook_sql.rotate_secret(self.db, owner, signing.new_secret())
 
-    async def deliveries(self, execution_id: uuid.UUID) -> list[Delivery]:
-        """The deliveries of one execution with every attempt made (the caller checks it may see it)."""
-        return await webhook_sql.deliveries_of(self.db, execution_id)
+    async def deliveries(self, execution_id: uuid.UUID, *, limit: int,
+                         cursor: str | None) -> tuple[list[Delivery], str | None]:
+        """A page of one execution's deliveries, oldest first, with every attempt made (the caller
+        checks it may see it); the cursor is the last delivery's (created_at, id)."""
+        after = parse_cursor(cursor)
+        found = await webhook_sql.deliveries_of(self.db, execution_id, limit=limit, after=after)
+        return found, encode_cursor(found[-1].created_at, found[-1].id) if len(found) == limit else None

@@ -101,7 +101,7 @@ async def test_agents_entitlements_executions_and_events(api: Api, images: dict[
     await call(api, "POST", "/v1/agents/{id}/versions", f"/v1/agents/{agent_id}/versions",
                json={"image": images["busybox"], "command": ["cat"], "input_schema": True, "output_schema": True})
     versions = await call(api, "GET", "/v1/agents/{id}/versions", f"/v1/agents/{agent_id}/versions")
-    assert_valid("AgentVersionList", versions)
+    assert_valid("AgentPage", versions)
     await call(api, "GET", "/v1/agents/{id}/versions/{version}", f"/v1/agents/{agent_id}/versions/1")
     await call(api, "POST", "/v1/agents/{id}/versions/{version}/deprecate",
                f"/v1/agents/{agent_id}/versions/2/deprecate")
@@ -198,7 +198,7 @@ async def test_webhooks(api: Api) -> None:
     agent_id = await api.register(["cat"])
     record = await api.run(agent_id, {})
     assert (await call(api, "GET", "/v1/executions/{id}/webhooks", f"/v1/executions/{record['id']}/webhooks")
-            ) == {"items": []}
+            ) == {"items": [], "next_cursor": None}
     # A delivery to a name that does not resolve: pending, then retried, each attempt listed.
     status, hooked, _ = await api.post("/v1/executions?wait=30", json={
         "agent_id": agent_id, "input": {}, "webhook_url": "https://example.invalid/hooks"})

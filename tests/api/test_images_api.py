@@ -18,7 +18,12 @@ def throwaway_image(docker_client, base: str) -> str:
 async def test_list_and_build(api, images) -> None:
     status, listing, _ = await api.get("/v1/images")
     assert status == 200 and {"busybox", "wordcount", "wasm"} <= set(listing["buildable"])
-    busybox = next(image for image in listing["items"] if "executor/busybox:latest" in image["tags"])
+    found = listing["items"]
+    while listing["next_cursor"] is not None:  # a page at a time, by id
+        status, listing, _ = await api.get(f"/v1/images?cursor={listing['next_cursor']}")
+        assert status == 200, listing
+        found += listing["items"]
+    busybox = next(image for image in found if "executor/busybox:latest" in image["tags"])
     assert busybox["id"].startswith("sha256:") and busybox["used_by_agent_versions"] >= 0
     status, built, _ = await api.post("/v1/images/build", json={"names": ["busybox"]})
     assert status == 200 and built["items"][0]["cached"] is True

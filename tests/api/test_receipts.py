@@ -263,7 +263,7 @@ async def test_a_witness_countersigns_and_each_signature_is_listed(api, images) 
 
     status, issued, _ = await api.post("/v1/tokens", json={"role": "service", "subject": "marketplace"})
     marketplace = api.as_token(issued["token"])
-    record = await completed_run(api, images)
+    record = await completed_run(marketplace, images)  # a witness attests only what it may see: here, its own run
     bundle = await receipt_of(api, record["id"])
     envelope = bundle["envelope"]
     payload = base64.b64decode(envelope["payload"])
