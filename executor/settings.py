@@ -82,6 +82,9 @@ class Settings:
     oci_runtime: str | None = None  # e.g. "runsc"
     oci_runtimes: str | None = None  # e.g. "runc,runsc"
     register_examples: bool = True
+    # Tests and drills: every answer is checked against the API contract; a mismatch is logged at
+    # ERROR as "contract violation" (executor/api/response_check.py). Off in production: it costs.
+    check_responses: bool = False
     debian_mirror: str = "http://deb.debian.org/debian"  # for debootstrap of the Debian base image
     # The folder of image build contexts (runtimes/images.py). Unset: those installed with the
     # package, else the checkout's images/.

@@ -167,6 +167,13 @@ class ServiceProcess:
                 self.process.terminate()
         self.process.wait(timeout)
         self.process = None
+        self.assert_kept_the_contract()
+
+    def assert_kept_the_contract(self) -> None:
+        """Fails when the service logged an answer that breaks the API contract (response_check.py)."""
+        found = [line for line in self.log_path.read_text(errors="replace").splitlines()
+                 if "contract violation" in line]
+        assert not found, f"{self.instance_id} answered outside the API contract:\n" + "\n".join(found[:20])
 
     def wait_for_exit(self, timeout: float = 60.0) -> int:
         """The exit status of a process that dies by itself (a fault point)."""
@@ -192,6 +199,8 @@ def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: 
         EXECUTOR_PORT=str(port),
         EXECUTOR_BOOTSTRAP_TOKEN=token,
         EXECUTOR_INSTANCE_ID=instance_id,
+        # Every answer of every test is checked against the API contract (executor/api/response_check.py).
+        EXECUTOR_CHECK_RESPONSES="true",
         **{f"EXECUTOR_{k.upper()}": v for k, v in settings.items()},
     )
     return ServiceProcess(env, f"http://127.0.0.1:{port}", token, instance_id, state_dir / "service.log")

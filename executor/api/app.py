@@ -17,6 +17,7 @@ from executor.api import (
     observe,
     receipts,
     reference,
+    response_check,
     tokens,
     webhooks,
 )
@@ -29,17 +30,20 @@ from executor.api.keys import (
     IMAGES,
     INSTANCE,
     RECEIPTS,
+    REPLAYS,
     SETTINGS,
     TOKENS,
     WEBHOOK_ENDPOINTS,
     Instance,
 )
 from executor.api.problems import problem_middleware
+from executor.api.replay import replay_middleware
 from executor.api.validation import CHECKED_OPERATIONS, checked_operations, validation_middleware
 from executor.entitlements.service import Entitlements
 from executor.executions.service import Executions
 from executor.images.service import Images
 from executor.receipts.service import Receipts
+from executor.replays import Replays
 from executor.settings import Settings
 from executor.tokens import Tokens
 from executor.webhooks.endpoints import WebhookEndpoints
@@ -57,6 +61,7 @@ class Backend(Instance, Protocol):
     images: Images
     receipts: Receipts
     webhook_endpoints: WebhookEndpoints
+    replays: Replays
 
 
 health = web.RouteTableDef()
@@ -91,9 +96,12 @@ def make_app(backend: Backend, *, api: bool = True) -> web.Application:
         # The largest body any route takes; each route enforces its own cap (bodies.read_capped).
         client_max_size=max(settings.max_body_bytes, settings.max_module_bytes) + 1,
         # Outermost first: errors become problems; the caller is known; the request matches the contract.
-        middlewares=[problem_middleware, auth_middleware, validation_middleware],
+        # Then a creating POST's Idempotency-Key: a retry replays the first answer (replay.py).
+        middlewares=[problem_middleware, auth_middleware, validation_middleware, replay_middleware],
     )
     app[CHECKED_OPERATIONS] = checked_operations()
+    if settings.check_responses:
+        response_check.install(app)
     app[SETTINGS] = settings
     app[INSTANCE] = backend
     app[TOKENS] = backend.tokens
@@ -103,6 +111,7 @@ def make_app(backend: Backend, *, api: bool = True) -> web.Application:
     app[IMAGES] = backend.images
     app[RECEIPTS] = backend.receipts
     app[WEBHOOK_ENDPOINTS] = backend.webhook_endpoints
+    app[REPLAYS] = backend.replays
     app.add_routes(health)
     app.add_routes(observe.routes)
     if not api:

@@ -40,7 +40,8 @@ class CheckedOperation:
     params: tuple[tuple[Param, Any, str], ...]  # (param, validator, where: "query" | "header")
 
 
-def _validator(schema: Schema) -> Any:
+def contract_validator(schema: Schema) -> Any:
+    """A Draft 2020-12 validator of `schema`, which may refer to the document's named schemas."""
     # The operation's schema may refer to the document's named ones (#/components/schemas/...):
     # they sit beside it in one root, where such a pointer resolves.
     root = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "#/$defs/checked",
@@ -53,9 +54,9 @@ def checked_operations() -> dict[tuple[str, str], CheckedOperation]:
     found: dict[tuple[str, str], CheckedOperation] = {}
     for op in openapi.operations():
         headers = op.headers + ((openapi.IDEMPOTENCY_KEY,) if op.idempotent else ())
-        params = tuple((p, _validator(p.schema), "query") for p in op.query) + tuple(
-            (p, _validator(p.schema), "header") for p in headers)
-        body = _validator(op.body) if op.body is not None and op.body_media == "application/json" else None
+        params = tuple((p, contract_validator(p.schema), "query") for p in op.query) + tuple(
+            (p, contract_validator(p.schema), "header") for p in headers)
+        body = contract_validator(op.body) if op.body is not None and op.body_media == "application/json" else None
         found[(op.method, op.path)] = CheckedOperation(op, body, params)
     return found
 

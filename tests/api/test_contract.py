@@ -39,7 +39,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_the_routes_the_app_serves_are_the_operations_of_the_document() -> None:
     services = dict.fromkeys(("tokens", "agents", "entitlements", "executions", "images", "receipts",
-                              "webhook_endpoints", "instance_id", "pool", "queue"))
+                              "webhook_endpoints", "replays", "instance_id", "pool", "queue"))
     app = make_app(SimpleNamespace(settings=load_settings({}), **services))  # type: ignore[arg-type]
     served = set()
     for route in app.router.routes():
@@ -114,3 +114,9 @@ def test_bad_submissions(body: dict, pointer: str) -> None:
     """The submission's shape is the contract's SubmitExecution: each violation names where it is."""
     violations = body_violations(checked_operations()[("POST", "/v1/executions")], body)
     assert violations and violations[0]["pointer"] == pointer
+
+
+def test_every_problem_type_is_in_the_errors_doc() -> None:
+    listed = (REPO / "docs" / "errors.md").read_text()
+    missing = [slug for slug in openapi.problem_statuses() if f"| `{slug}` |" not in listed]
+    assert missing == [], f"docs/errors.md does not list {missing}"

@@ -118,7 +118,8 @@ OPERATIONS = (
     Operation(
         "GET", "/v1/agents/{id}/versions", "listVersions", "List an agent's versions, oldest first", TAG, ANY_ROLE,
         query=(LIMIT, CURSOR),
-        replies=(Reply(200, "A page of versions.", {"$ref": "#/components/schemas/AgentPage"}),),
+        replies=(Reply(200, "A page of the agent's versions, oldest first.",
+                       {"$ref": "#/components/schemas/AgentPage"}),),
     ),
     Operation(
         "GET", "/v1/agents/{id}/versions/{version}", "getVersion", "Read one version", TAG, ANY_ROLE,

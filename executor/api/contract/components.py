@@ -174,7 +174,6 @@ SCHEMAS: dict[str, Schema] = {
         "description": "An agent at one of its immutable versions.",
     },
     "AgentPage": page_of("Agent"),
-    "AgentVersionList": {**page_of("Agent"), "description": "An agent's versions, oldest first."},
     "AgentStats": closed({
         "agent_id": UUID,
         "name": {"type": "string"},
@@ -283,15 +282,16 @@ SCHEMAS: dict[str, Schema] = {
             "attempt": {"type": "integer", "minimum": 1}, "started_at": INSTANT, "duration_ms": COUNT,
             "status_code": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]}})},
     }),
-    "WebhookDeliveries": closed({"items": {"type": "array", "items": ref("WebhookDelivery")}}),
+    "WebhookDeliveries": page_of("WebhookDelivery"),
     # -- images -------------------------------------------------------------------------------
+    "Image": closed({
+        "id": {"type": "string", "pattern": "^sha256:", "description": "the engine's id; the list's order"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "size": MAYBE_COUNT,
+        "created": {"type": ["integer", "null"], "description": "Unix seconds"},
+        "used_by_agent_versions": COUNT}),
     "ImageList": closed({
-        "items": {"type": "array", "items": closed({
-            "id": {"type": "string", "pattern": "^sha256:"},
-            "tags": {"type": "array", "items": {"type": "string"}},
-            "size": MAYBE_COUNT,
-            "created": {"type": ["integer", "null"], "description": "Unix seconds"},
-            "used_by_agent_versions": COUNT})},
+        **page_of("Image")["properties"],
         "buildable": {"type": "array", "items": {"type": "string"},
                       "description": "the images EXECUTOR_IMAGES_DIR holds recipes for"},
     }),

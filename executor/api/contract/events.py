@@ -6,6 +6,19 @@ from executor.api.contract.operation import ANY_ROLE, Operation, Reply
 
 TAG = "events"
 
+# One event of the stream. OpenAPI 3.1 has no `itemSchema` (3.2 does): a text/event-stream `schema`
+# describes each event, read as an object of its fields (tools such as Schemathesis read it so).
+EVENT = {
+    "type": "object", "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's number."},
+        "event": {"enum": ["status", "final"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "`status`: id, status, error, started_at, finished_at; `final`: the Execution."},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
 OPERATIONS = (
     Operation(
         "GET", "/v1/executions/{id}/events", "streamExecutionEvents", "Follow an execution as it runs", TAG,
@@ -13,7 +26,7 @@ OPERATIONS = (
         replies=(Reply(200, "A `text/event-stream`: an `event: status` with the current state at once and at each "
                             "change (data: id, status, error, started_at, finished_at), then one `event: final` "
                             "whose data is the whole Execution, and the stream ends. `: keepalive` comments every "
-                            "15 s of silence.", {"type": "string"}, media="text/event-stream"),),
+                            "15 s of silence.", EVENT, media="text/event-stream"),),
         description="Events are numbered (`id:`); a client reconnecting with `Last-Event-ID` gets the current "
                     "state again, numbered after the id it saw. Whoever may read the execution may follow it.",
     ),

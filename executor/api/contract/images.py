@@ -4,6 +4,7 @@ agent version pins (docs/images.md). No registry is involved."""
 from __future__ import annotations
 
 from executor.api.contract.components import ref
+from executor.api.contract.executions import CURSOR, LIMIT
 from executor.api.contract.operation import OPERATOR, Operation, Reply, Schema
 
 TAG = "images"
@@ -26,8 +27,9 @@ SCHEMAS: dict[str, Schema] = {
 OPERATIONS = (
     Operation(
         "GET", "/v1/images", "listImages", "The executor/ images on the engine", TAG, OPERATORS,
-        replies=(Reply(200, "Each image with its tags and how many agent versions pin it, and the names that can "
-                            "be built.", ref("ImageList")),),
+        query=(LIMIT, CURSOR),
+        replies=(Reply(200, "A page of the images, by id, each with its tags and how many agent versions pin it, "
+                            "and the names that can be built.", ref("ImageList")),),
     ),
     Operation(
         "POST", "/v1/images/build", "buildImages", "Build images from the images folder", TAG, OPERATORS,

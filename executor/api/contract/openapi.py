@@ -95,8 +95,8 @@ def problem_slugs(op: Operation) -> list[str]:
         slugs.append("request_invalid")
     if "{" in op.path:
         slugs.append("not_found")
-    if op.idempotent:
-        slugs.append("idempotency_key_reused")
+    if op.idempotent:  # conflict: the key's first request has not finished (docs/idempotency.md)
+        slugs += ["idempotency_key_reused", "conflict"]
     return list(dict.fromkeys(slugs + list(op.problems)))
 
 
@@ -155,8 +155,9 @@ def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for reply in op.replies:
         answer: dict[str, Any] = {"description": reply.description}
-        if reply.headers:
-            answer["headers"] = _headers(reply.headers)
+        names = reply.headers + (("Idempotent-Replayed",) if op.idempotent and reply.status < 300 else ())
+        if names:
+            answer["headers"] = _headers(names)
         if reply.schema is not None:
             answer["content"] = {reply.media: {"schema": reply.schema}}
         responses[str(reply.status)] = answer

@@ -68,10 +68,11 @@ OPERATIONS = (
         body=ref("Attestation"), idempotent=True,
         replies=(Reply(201, "Kept (again: the same attestation twice is one); the receipt with every signature.",
                        BUNDLE),),
-        problems=("attestation_invalid", "conflict"),
+        problems=("attestation_invalid", "conflict", "receipt_unavailable"),
         description="The signature must hold over the receipt's DSSE PAE bytes, by a key that is not one of "
-                    "executor's. `conflict`: this keyid already attested with another signature. An execution "
-                    "with no receipt yet is `not_found` here.",
+                    "executor's. `conflict`: this keyid already attested with another signature. As for GET "
+                    "/v1/executions/{id}/receipt: an execution the caller may not see is `not_found`, and one "
+                    "that is not final yet `receipt_unavailable`.",
         examples={"a marketplace's countersignature": _ATTESTATION_EXAMPLE},
     ),
     Operation(

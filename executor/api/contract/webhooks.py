@@ -4,6 +4,7 @@ deliveries made for an execution with every attempt (docs/marketplace.md)."""
 from __future__ import annotations
 
 from executor.api.contract.components import ref
+from executor.api.contract.executions import CURSOR, LIMIT
 from executor.api.contract.operation import ANY_ROLE, OPERATOR, SERVICE, Operation, Reply, Schema
 from executor.webhooks.targets import MAX_URL_LENGTH
 
@@ -48,8 +49,9 @@ OPERATIONS = (
     Operation(
         "GET", "/v1/executions/{id}/webhooks", "listExecutionWebhooks", "An execution's webhook deliveries",
         TAG, ANY_ROLE,
-        replies=(Reply(200, "Every delivery made for the execution, with every attempt (never a secret).",
-                       ref("WebhookDeliveries")),),
+        query=(LIMIT, CURSOR),
+        replies=(Reply(200, "A page of the deliveries made for the execution, oldest first, with every attempt "
+                            "(never a secret).", ref("WebhookDeliveries")),),
         description="Whoever may read the execution may read its deliveries.",
     ),
 )
