@@ -6,7 +6,7 @@ from aiohttp import web
 
 from executor.api.auth import principal
 from executor.api.bodies import json_response, read_json
-from executor.api.executions import _wait_s
+from executor.api.executions import checked_wait_s
 from executor.api.keys import EXECUTIONS
 from executor.executions.batch import BatchSubmission
 
@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 async def submit_batch(request: web.Request) -> web.Response:
     """200 with one answer per item: each item's status is the one it would have had alone."""
     executions = request.app[EXECUTIONS]
-    wait_s = _wait_s(request, executions)  # the bounds of POST /v1/executions?wait=
+    wait_s = checked_wait_s(request, executions)  # the bounds of POST /v1/executions?wait=
     body = await read_json(request)  # checked against the contract's SubmitBatch
     answers = await BatchSubmission(executions, principal(request)).submit(body["items"], wait_s=wait_s)
     return json_response({"items": [answer.to_dict() for answer in answers]})

@@ -20,7 +20,7 @@ def _executions(request: web.Request) -> Executions:
     return request.app[EXECUTIONS]
 
 
-def _wait_s(request: web.Request, executions: Executions) -> float:
+def checked_wait_s(request: web.Request, executions: Executions) -> float:
     """?wait=, within this deployment's EXECUTOR_MAX_WAIT_S (the contract says only: a number >= 0)."""
     wait_s: float = query(request, "wait") or 0.0
     maximum = executions.settings.max_wait_s
@@ -37,7 +37,7 @@ def _location(record: ExecutionRecord) -> dict[str, str]:
 @routes.post("/v1/executions")
 async def submit(request: web.Request) -> web.Response:
     executions = _executions(request)
-    wait_s = _wait_s(request, executions)
+    wait_s = checked_wait_s(request, executions)
     submission = await executions.submit(principal(request), await read_json(request),
                                          idempotency_key=request.headers.get("Idempotency-Key"), watch=wait_s > 0)
     record = await executions.wait_final(submission.record, wait_s, watch=submission.watch)
@@ -65,7 +65,7 @@ async def list_executions(request: web.Request) -> web.Response:
 async def get_execution(request: web.Request) -> web.Response:
     executions = _executions(request)
     record = await executions.get(principal(request), request.match_info["id"])
-    record = await executions.wait_final(record, _wait_s(request, executions))
+    record = await executions.wait_final(record, checked_wait_s(request, executions))
     return json_response(record.to_dict())
 
 

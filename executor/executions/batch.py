@@ -170,7 +170,7 @@ class BatchSubmission:
                 return
             if depth + taken >= self.settings.max_queue_depth:
                 item.refuse(QueueFull(f"{depth + taken} jobs are waiting or running, the most this service queues; "
-                                      "retry later", retry_after_s=self.executions._drain_estimate_s(depth + taken)))
+                                      "retry later", retry_after_s=self.executions.drain_estimate_s(depth + taken)))
                 continue
             if not decision.allowed:
                 item.refuse(RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",

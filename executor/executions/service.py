@@ -129,7 +129,7 @@ class Executions:
         if depth >= self.settings.max_queue_depth:
             # Bounded: past the depth the answer is "later", not an ever longer wait.
             raise QueueFull(f"{depth} jobs are waiting or running, the most this service queues; retry later",
-                            retry_after_s=self._drain_estimate_s(depth))
+                            retry_after_s=self.drain_estimate_s(depth))
         rate_headers = ratelimit.headers(decision)
         if not decision.allowed:
             raise RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
@@ -171,7 +171,7 @@ class Executions:
             raise
         return Submission(record, replayed=False, headers=rate_headers, watch=watching)
 
-    def _drain_estimate_s(self, depth: int) -> float:
+    def drain_estimate_s(self, depth: int) -> float:
         """A Retry-After for a full queue: the excess over what the workers run at once, at ~1 s
         a task, within [1, 30] s. A hint, not a promise."""
         return float(min(30, max(1, (depth - self.settings.max_queue_depth) // self.settings.worker_concurrency + 1)))
