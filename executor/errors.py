@@ -26,7 +26,8 @@
         ├── RateLimited             429 rate_limited (Retry-After, RateLimit headers)
         ├── TooManyLive             429 too_many_live_executions (the per-user cap)
         ├── QueueFull               503 queue_full (EXECUTOR_MAX_QUEUE_DEPTH jobs waiting or running)
-        └── QueueUnavailable        503 queue_unavailable (Redis, the job queue, did not answer)
+        ├── QueueUnavailable        503 queue_unavailable (Redis, the job queue, did not answer)
+        └── WasmRuntimeUnavailable  503 wasm_runtime_unavailable (the WASM runtime image cannot be built here)
 
 A problem's `type` is `urn:executor:problem:<slug>`; the slugs are stable API.
 """
@@ -183,3 +184,9 @@ class QueueFull(Throttled):
 
 class QueueUnavailable(Problem):
     slug, status, title = "queue_unavailable", 503, "The job queue is unavailable"
+
+
+class WasmRuntimeUnavailable(Problem):
+    """The deployment's images folder has no buildable `wasm` image: the operator's to fix."""
+
+    slug, status, title = "wasm_runtime_unavailable", 503, "The WASM runtime image is unavailable"

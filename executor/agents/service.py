@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import docker.errors
 
 from executor.agents.versions import MOVES, check_may_manage, version_stats
 from executor.errors import (
@@ -19,6 +20,7 @@ from executor.errors import (
     RequestInvalid,
     RuntimeUnavailable,
     VersionWithdrawn,
+    WasmRuntimeUnavailable,
 )
 from executor.limits import resolve_limits
 from executor.pricing import parse_pricing
@@ -29,7 +31,7 @@ from executor.settings import Settings
 from executor.storage import agents as agent_sql
 from runtimes import wasm
 from runtimes.engine import DockerEngine
-from runtimes.images import build_images, content_tag
+from runtimes.images import ImageBuildError, build_images, content_tag
 from runtimes.wasm import memory_cap_bytes
 from runtimes.wasm_module import ModuleRejected, check_module
 
@@ -221,8 +223,14 @@ class Agents:
     async def _bake(self, agent: AgentVersion, cwasm: bytes, module_sha256: str) -> str:
         """The per-version image of a WASM agent, FROM the runtime image (built here if missing)."""
         engine = self.engine
-        (runtime,) = await asyncio.to_thread(build_images, engine.client, ["wasm"], progress=log.info,
-                                             images_dir=self.settings.images_dir)
+        try:
+            (runtime,) = await asyncio.to_thread(build_images, engine.client, ["wasm"], progress=log.info,
+                                                 images_dir=self.settings.images_dir)
+        except (ImageBuildError, OSError, docker.errors.DockerException) as exc:
+            # A folder without images/wasm, or a build the engine refused: the deployment's fault.
+            log.error("the WASM runtime image could not be built: %s", exc, exc_info=True)
+            raise WasmRuntimeUnavailable("the WASM runtime image cannot be built on this deployment "
+                                         "(EXECUTOR_IMAGES_DIR needs images/wasm); the operator was told") from None
         base = await engine.call(content_tag, engine.client, runtime)
         return await wasm.bake_image(engine, base, cwasm, tag=f"executor/agent-{agent.agent_id}:v{agent.version}",
                                      labels={"org.executor.module-sha256": module_sha256})

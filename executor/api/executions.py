@@ -61,7 +61,7 @@ async def list_executions(request: web.Request) -> web.Response:
     return json_response({"items": [r.to_dict() for r in records], "next_cursor": cursor})
 
 
-@routes.get("/v1/executions/{id}")
+@routes.get("/v1/executions/{id:(?!batch$)[^/]+}")  # /v1/executions/batch is the batch route's: 405
 async def get_execution(request: web.Request) -> web.Response:
     executions = _executions(request)
     record = await executions.get(principal(request), request.match_info["id"])

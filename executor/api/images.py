@@ -32,7 +32,7 @@ async def build(request: web.Request) -> web.Response:
                                     for b in built]})
 
 
-@routes.delete("/v1/images/{ref:.+}")
+@routes.delete("/v1/images/{ref:(?!build$).+}")  # /v1/images/build is the build route's: 405, not a name
 async def remove(request: web.Request) -> web.Response:
     """Remove an image with all its tags: 409 while an agent version runs it."""
     principal(request, Role.OPERATOR)

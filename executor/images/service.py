@@ -59,10 +59,16 @@ class Images:
             raise RequestInvalid(f"build failed: {exc}") from None
 
     async def remove(self, ref: str) -> None:
-        """Remove an image with all its tags: Conflict while an agent version pins it."""
+        """Remove an image with all its tags: Conflict while an agent version pins it.
+
+        Only an image the listing shows (tagged under executor/), named by one of its tags or its
+        full id: the engine would take a short id prefix or any other image too, and removing
+        those is not this API's business."""
         image_id = await self.engine.image_id(ref)
-        if image_id is None:
-            raise NotFound(f"no image {ref!r} on the engine")
+        managed = {image["id"]: image["tags"] for image in await self.engine.list_images(PREFIX)}
+        tags = managed.get(image_id or "", [])
+        if image_id is None or not tags or ref not in (image_id, *tags, *(t.removesuffix(":latest") for t in tags)):
+            raise NotFound(f"no image {ref!r} under {PREFIX} on the engine (name it by a tag or its full id)")
         users = await agent_sql.versions_using_image(self.db, image_id)
         if users:
             named = ", ".join(f"{row['name']} v{row['version']}" for row in users[:10])

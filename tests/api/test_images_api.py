@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import uuid
+
+import docker.errors
 
 from tests.api.test_request_errors import assert_problem
 
@@ -49,3 +52,22 @@ async def test_an_image_an_agent_uses_cannot_be_deleted(api, user_api, images, d
     assert unused not in [tag for image in docker_client.images.list() for tag in image.tags]
     status, problem, headers = await api.request("DELETE", f"/v1/images/{unused}")
     assert_problem(status, problem, headers, 404, "not_found")
+
+
+async def test_only_images_under_executor_named_in_full_can_be_deleted(api, images, docker_client) -> None:
+    """The engine would remove any image, and take a short id prefix for one: the API removes only
+    what its listing shows, named by a tag or the full id."""
+    unused = throwaway_image(docker_client, images["busybox"])
+    image = docker_client.images.get(unused)
+    outside = f"other-{uuid.uuid4().hex[:8]}/thing:1"
+    image.tag(outside)
+    try:
+        for ref in (outside, image.id[:12], image.id.removeprefix("sha256:")[:4], "sha256:" + image.id[7:19]):
+            status, problem, headers = await api.request("DELETE", f"/v1/images/{ref}")
+            assert_problem(status, problem, headers, 404, "not_found")
+            assert docker_client.images.get(unused).id == image.id  # still there
+        status, _, _ = await api.request("DELETE", f"/v1/images/{image.id}")
+        assert status == 204
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.images.remove(outside)

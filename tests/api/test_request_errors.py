@@ -133,3 +133,12 @@ async def test_strings_postgresql_cannot_store_are_refused(api) -> None:
         status, problem, headers = await api.post("/v1/executions", data=body)
         assert_problem(status, problem, headers, 422, "request_invalid")
         assert problem["errors"][0]["pointer"] == "/input" + pointer
+
+
+async def test_a_fixed_path_is_never_taken_for_a_parameter(api) -> None:
+    """/v1/executions/batch and /v1/images/build are routes of their own: another method there is
+    405 with their Allow, never an execution called "batch" or an image called "build"."""
+    for method, path, allowed in (("GET", "/v1/executions/batch", "POST"), ("DELETE", "/v1/images/build", "POST")):
+        status, problem, headers = await api.request(method, path)
+        assert_problem(status, problem, headers, 405, "method_not_allowed")
+        assert headers["Allow"] == allowed, headers

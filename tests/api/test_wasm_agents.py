@@ -11,6 +11,7 @@ import wasmtime
 from runtimes.base import INSTANCE_LABEL, POOL_LABEL
 from tests.api.test_pool import wait_for_pre_started
 from tests.api.test_request_errors import assert_problem
+from tests.conftest import private_tmpdir, serving
 from tests.images.test_wasm_runtime import ECHO_WAT, SPIN_WAT
 
 UNREACHABLE_WAT = '(module (memory (export "memory") 1) (func (export "_start") unreachable))'
@@ -137,3 +138,15 @@ async def test_pre_started_wasm_containers_serve_wasm_agents(api, service, docke
     record = await api.run(agent_id, {"second": 2})
     assert record["status"] == "COMPLETED" and record["pooled"] is True, record
     assert record["output"] == {"second": 2}
+
+
+async def test_a_deployment_that_cannot_build_the_wasm_runtime_answers_503(postgres, redis_server) -> None:
+    """An images folder without images/wasm is the operator's fault, not the uploader's: a clear
+    503 problem, and the version keeps no module."""
+    async with serving(postgres, redis_server, "no_wasm_runtime", redis_db="13", pool_enabled="false",
+                       images_dir=str(private_tmpdir("executor-no-wasm-images-"))) as (_, api):
+        agent_id = await register_wasm(api)
+        status, problem = await upload(api, agent_id, ECHO_WAT)
+        assert status == 503 and problem["type"] == "urn:executor:problem:wasm_runtime_unavailable", problem
+        status, agent, _ = await api.get(f"/v1/agents/{agent_id}")
+        assert status == 200 and agent["module_sha256"] is None, agent

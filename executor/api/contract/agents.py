@@ -99,14 +99,14 @@ OPERATIONS = (
         "PUT", "/v1/agents/{id}/module", "uploadModule", "Upload the newest version's WebAssembly module",
         TAG, MANAGERS, body_media="application/wasm",
         replies=(Reply(200, "Checked, compiled once, baked into the version's image.", AGENT),),
-        problems=("module_invalid", "conflict"),
+        problems=("module_invalid", "conflict", "wasm_runtime_unavailable"),
     ),
     Operation(
         "PUT", "/v1/agents/{id}/versions/{version}/module", "uploadVersionModule",
         "Upload a version's WebAssembly module", TAG, MANAGERS, body_media="application/wasm",
         path_params=VERSION_PARAMS,
         replies=(Reply(200, "Checked, compiled once, baked into the version's image.", AGENT),),
-        problems=("module_invalid", "conflict"),
+        problems=("module_invalid", "conflict", "wasm_runtime_unavailable"),
     ),
     Operation(
         "POST", "/v1/agents/{id}/versions", "publishVersion", "Publish a new immutable version", TAG, MANAGERS,
