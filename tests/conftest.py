@@ -215,6 +215,27 @@ async def serving(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name:
         yield svc, api
 
 
+@contextlib.contextmanager
+def with_api_sibling(first: ServiceProcess, name: str) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    """`first` and an API-only process on its database (see sibling), both started; stopped after."""
+    second = first.sibling(name, command="api")
+    first.start()
+    try:
+        second.start()
+        yield first, second
+    finally:
+        second.stop()
+        first.stop()
+
+
+@contextlib.asynccontextmanager
+async def operator_clients(pair: tuple[ServiceProcess, ServiceProcess]) -> AsyncIterator[tuple[Api, Api]]:
+    """The operator's client of each process of a pair."""
+    first, second = pair
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, first.base_url, first.operator_token), Api(session, second.base_url, first.operator_token)
+
+
 @contextlib.asynccontextmanager
 async def started(svc: ServiceProcess) -> AsyncIterator[Api]:
     """`svc` started, with an operator client; stopped after (a stop or restart the test made

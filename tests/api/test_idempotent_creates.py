@@ -13,14 +13,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from executor.api.replay import REPLAYED, answer_to_keep, replayed
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis
 from executor.replays import fingerprint, sweep_interval_s
-from tests.conftest import Api, ServiceProcess, make_service, serving
+from tests.conftest import Api, ServiceProcess, make_service, operator_clients, serving, with_api_sibling
 
 PROBLEM = "urn:executor:problem:"
 
@@ -262,21 +261,14 @@ def pair(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[s
          ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     """Two API-only processes (no worker) sharing one database."""
     first = dataclasses.replace(make_service(postgres, redis_server, "replays", redis_db="13"), command="api")
-    second = first.sibling("replays_b", command="api")
-    first.start()
-    try:
-        second.start()
-        yield first, second
-    finally:
-        second.stop()
-        first.stop()
+    with with_api_sibling(first, "replays_b") as pair:
+        yield pair
 
 
 @pytest.fixture
 async def clients(pair: tuple[ServiceProcess, ServiceProcess]) -> AsyncIterator[tuple[Api, Api]]:
-    first, second = pair
-    async with aiohttp.ClientSession() as session:
-        yield Api(session, first.base_url, first.operator_token), Api(session, second.base_url, first.operator_token)
+    async with operator_clients(pair) as clients:
+        yield clients
 
 
 async def test_two_processes_issue_one_token_for_one_key(clients: tuple[Api, Api]) -> None:

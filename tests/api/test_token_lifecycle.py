@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -19,7 +18,7 @@ from executor.embedded import EmbeddedPostgres, EmbeddedRedis
 from executor.errors import Conflict
 from executor.records.principals import Role
 from executor.tokens import Tokens
-from tests.conftest import Api, ServiceProcess, make_service, serving
+from tests.conftest import Api, ServiceProcess, make_service, operator_clients, serving, with_api_sibling
 from tests.test_cli import executor
 
 TOKEN_FIELDS = {"id", "role", "subject", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at"}
@@ -28,23 +27,16 @@ TOKEN_FIELDS = {"id", "role", "subject", "created_at", "created_by", "expires_at
 @pytest.fixture(scope="module")
 def pair(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     """Two API processes on one database: a whole service, and a second process serving the API only."""
-    first = make_service(postgres, redis_server, "tokens", redis_db="14", pool_enabled="false")
-    second = first.sibling("tokens_b", command="api")
-    first.start()
-    try:
-        second.start()
-        yield first, second
-    finally:
-        second.stop()
-        first.stop()
+    with with_api_sibling(make_service(postgres, redis_server, "tokens", redis_db="14", pool_enabled="false"),
+                          "tokens_b") as pair:
+        yield pair
 
 
 @pytest.fixture
 async def clients(pair: tuple[ServiceProcess, ServiceProcess]) -> AsyncIterator[tuple[Api, Api]]:
     """The operator's client of each process."""
-    first, second = pair
-    async with aiohttp.ClientSession() as session:
-        yield Api(session, first.base_url, first.operator_token), Api(session, second.base_url, first.operator_token)
+    async with operator_clients(pair) as clients:
+        yield clients
 
 
 def in_seconds(seconds: float) -> str:
