@@ -17,7 +17,6 @@ whose request never finished (its process died) is free again after IN_FLIGHT_LE
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -30,13 +29,13 @@ import asyncpg
 from executor.errors import Conflict, IdempotencyKeyReused
 from executor.schemas import off_loop
 from executor.storage import replays as replay_sql
+from executor.sweeps import Sweep, sweep_interval_s
 
 log = logging.getLogger(__name__)
 
 # How long a claimed key with no answer yet holds: past it, its request is taken for dead and a
 # retry runs. Far above any creating request's duration (they take milliseconds to seconds).
 IN_FLIGHT_LEASE_S = 300.0
-MIN_SWEEP_S, MAX_SWEEP_S = 0.5, 60.0
 
 
 def fingerprint(method: str, path: str, body: Any) -> bytes:
@@ -45,11 +44,6 @@ def fingerprint(method: str, path: str, body: Any) -> bytes:
     canonical = json.dumps([method.upper(), path, body], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False).encode()
     return hashlib.sha256(canonical).digest()
-
-
-def sweep_interval_s(ttl_s: float) -> float:
-    """How often expired rows are deleted: a tenth of the TTL, within [0.5 s, 60 s]."""
-    return min(max(ttl_s / 10, MIN_SWEEP_S), MAX_SWEEP_S)
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,7 @@ class Replays:
         self.db = db
         self.ttl_s = ttl_s
         self.lease_s = lease_s
-        self._task: asyncio.Task[None] | None = None
+        self._sweep = Sweep("replay-sweep", sweep_interval_s(ttl_s), self.purge)
 
     async def claim(self, caller: str, key: str, method: str, path: str, body: Any) -> Claim | Answer:
         """The key for this request (a Claim: run it), or the answer to replay. Raises
@@ -132,19 +126,7 @@ class Replays:
                 return deleted
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="replay-sweep")
+        self._sweep.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(sweep_interval_s(self.ttl_s))
-            try:
-                await self.purge()
-            except Exception as exc:  # a database blip: the next tick tries again
-                log.warning("could not delete expired Idempotency-Key answers: %s", exc)
+        await self._sweep.stop()

@@ -8,25 +8,17 @@ coordination: each statement is idempotent and skips rows another one holds
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
 
 from executor.observability.metrics import METRICS
 from executor.storage import retention as retention_sql
+from executor.sweeps import Sweep, sweep_interval_s
 
 log = logging.getLogger(__name__)
 
-MIN_INTERVAL_S = 0.5
-MAX_INTERVAL_S = 60.0
 BATCHES_PER_TICK = 20  # at most 20 x 500 rows a tick; a backlog drains over the next ticks
-
-
-def sweep_interval_s(retention_s: float) -> float:
-    """How often to sweep: a tenth of the retention, within [0.5 s, 60 s], so bodies outlive
-    the retention by at most about a tenth of it (a minute for long retentions)."""
-    return min(max(retention_s / 10, MIN_INTERVAL_S), MAX_INTERVAL_S)
 
 
 class BodyRetention:
@@ -38,21 +30,18 @@ class BodyRetention:
         self.retention_s = retention_s
         self.batch = batch
         self.batches_per_tick = batches_per_tick
-        self._task: asyncio.Task[None] | None = None
+        self._sweep = Sweep("body-retention", sweep_interval_s(retention_s), self.sweep)
 
     @property
     def enabled(self) -> bool:
         return self.retention_s > 0
 
     def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="body-retention")
+        if self.enabled:
+            self._sweep.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._sweep.stop()
 
     async def sweep(self) -> int:
         """One tick: batches until one comes back short or the tick's bound is reached; how many
@@ -69,12 +58,3 @@ class BodyRetention:
             log.info("retention: deleted the bodies of %d execution(s) finished more than %g s ago",
                      deleted, self.retention_s)
         return deleted
-
-    async def _run(self) -> None:
-        interval_s = sweep_interval_s(self.retention_s)
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.sweep()
-            except Exception as exc:  # a database blip: the next tick tries again
-                log.warning("retention: could not delete execution bodies: %s", exc)

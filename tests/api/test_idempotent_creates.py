@@ -18,7 +18,8 @@ from aiohttp import web
 
 from executor.api.replay import REPLAYED, answer_to_keep, replayed
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis
-from executor.replays import fingerprint, sweep_interval_s
+from executor.replays import fingerprint
+from executor.sweeps import sweep_interval_s
 from tests.conftest import Api, ServiceProcess, make_service, operator_clients, serving, with_api_sibling
 
 PROBLEM = "urn:executor:problem:"

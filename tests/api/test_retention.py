@@ -15,11 +15,12 @@ import asyncpg
 import pytest
 
 from executor.errors import ConfigurationError
-from executor.executions.retention import BodyRetention, sweep_interval_s
+from executor.executions.retention import BodyRetention
 from executor.receipts import merkle
 from executor.records.executions import FINAL_STATUSES, encode_input
 from executor.settings import load_settings
 from executor.storage.retention import DUE
+from executor.sweeps import sweep_interval_s
 from tests.conftest import Api, ServiceProcess, serving
 from tests.observability.promtext import parse
 from tests.receipts.outside import verify_independently
