@@ -344,6 +344,12 @@ class Api:
     async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         return await self.request("GET", path, **kwargs)
 
+    async def execution(self, execution_id: str) -> dict[str, Any]:
+        """The execution's record (asserting it is there)."""
+        status, record, _ = await self.get(f"/v1/executions/{execution_id}")
+        assert status == 200, record
+        return record
+
     async def get_bytes(self, path: str) -> bytes:
         """The exact body of a 200 answer, whatever its content type."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}

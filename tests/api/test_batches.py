@@ -72,12 +72,17 @@ async def _execution_ids(api: Api, query: str) -> list[str]:
     return [record["id"] for record in page["items"]]
 
 
-async def test_100_items_against_60_uses_accept_exactly_60_and_the_same_batch_again_changes_nothing(
-        operator: Api) -> None:
+async def _service_and_entitled_user(operator: Api, *, uses: int) -> tuple[Api, Api, str, dict[str, Any]]:
+    """A service, its `cat` agent, and a user granted `uses` runs of it."""
     service = await operator.new_token("service")
     user = await operator.new_token("user")
     agent_id = await service.register(["cat"])
-    granted = await service.grant(user.subject, agent_id, uses=60)
+    return service, user, agent_id, await service.grant(user.subject, agent_id, uses=uses)
+
+
+async def test_100_items_against_60_uses_accept_exactly_60_and_the_same_batch_again_changes_nothing(
+        operator: Api) -> None:
+    service, user, agent_id, granted = await _service_and_entitled_user(operator, uses=60)
     items = [{"agent_id": agent_id, "input": {"i": i}, "on_behalf_of": user.subject,
               "idempotency_key": f"order-{i}"} for i in range(100)]
 
@@ -203,10 +208,7 @@ async def test_wait_answers_the_items_that_end_in_time_with_their_final_record(m
 
 
 async def test_racing_copies_of_a_keyed_batch_make_each_execution_once(operator: Api) -> None:
-    service = await operator.new_token("service")
-    user = await operator.new_token("user")
-    agent_id = await service.register(["cat"])
-    granted = await service.grant(user.subject, agent_id, uses=10)
+    service, user, agent_id, granted = await _service_and_entitled_user(operator, uses=10)
     items = [{"agent_id": agent_id, "input": {"i": i}, "on_behalf_of": user.subject,
               "idempotency_key": f"race-{i}"} for i in range(20)]
 

@@ -70,14 +70,8 @@ async def _until(predicate: Any, timeout_s: float, what: str) -> Any:
     raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
-async def _record(api: Api, execution_id: str) -> dict[str, Any]:
-    status, record, _ = await api.get(f"/v1/executions/{execution_id}")
-    assert status == 200, record
-    return record
-
-
 async def _deleted(api: Api, execution_id: str) -> dict[str, Any] | None:
-    record = await _record(api, execution_id)
+    record = await api.execution(execution_id)
     return record if record["bodies_deleted_at"] is not None else None
 
 
@@ -164,7 +158,7 @@ async def _bodies_deleted_past_the_retention(svc: ServiceProcess, api: Api, db: 
                                    bytes.fromhex(head_statement["root_hash"]))
 
     # The execution still running was never touched.
-    running = await _record(api, live["id"])
+    running = await api.execution(live["id"])
     assert running["status"] == "RUNNING" and running["bodies_deleted_at"] is None and running["input"] == {"n": "live"}
     assert await api.get_bytes(f"/v1/executions/{live['id']}/input") == encode_input({"n": "live"})
     status, _, _ = await api.post(f"/v1/executions/{live['id']}/cancel")
@@ -193,7 +187,7 @@ async def test_with_no_retention_nothing_is_deleted(api: Api, service: ServicePr
     finally:
         await db.close()
     await asyncio.sleep(1.5)  # three sweeps' worth at the shortest interval, had one been running
-    kept = await _record(api, record["id"])
+    kept = await api.execution(record["id"])
     assert kept["bodies_deleted_at"] is None and kept["input"] == {"kept": True} and kept["output"] == {"kept": True}
     assert await api.get_bytes(f"/v1/executions/{record['id']}/input") == encode_input({"kept": True})
     assert await api.get_bytes(f"/v1/executions/{record['id']}/stdout") == encode_input({"kept": True})
@@ -203,7 +197,7 @@ async def test_with_no_retention_nothing_is_deleted(api: Api, service: ServicePr
 
 
 async def _running(api: Api, execution_id: str) -> bool:
-    return (await _record(api, execution_id))["status"] == "RUNNING"
+    return (await api.execution(execution_id))["status"] == "RUNNING"
 
 
 async def _bundle(api: Api, execution_id: str) -> dict[str, Any]:

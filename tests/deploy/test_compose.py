@@ -83,7 +83,7 @@ async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack,
         assert victim_instance in back, f"the restarted worker has another instance id: {list(back)}"
         assert final is not None, (
             f"execution {execution_id} was still not final {KILLED_WORKER_BOUND_S:.0f} s after its worker was killed"
-            f" (record: {await _record(operator, execution_id)}); workers:\n{stack.logs('worker')}")
+            f" (record: {await operator.execution(execution_id)}); workers:\n{stack.logs('worker')}")
         still_there = [c["Names"] for c in listed_containers(docker_client) if c["Id"] in left_behind]
         assert still_there == [], f"the restarted worker left its old containers: {still_there}"
         assert final["status"] in ("COMPLETED", "FAILED"), final
@@ -98,7 +98,7 @@ async def test_a_killed_workers_execution_ends_once_on_another(stack: Stack,
         print(f"execution {execution_id}: {final['status']} {took:.1f} s after the kill; ran on {sorted(runners)}")
 
         # Exactly one end: the restart changed nothing of it, and its one receipt says the same.
-        again = await _record(operator, execution_id)
+        again = await operator.execution(execution_id)
         assert (again["status"], again["finished_at"], again.get("error")) == \
             (final["status"], final["finished_at"], final.get("error")), (final, again)
         status, bundle, _ = await operator.get(f"/v1/executions/{execution_id}/receipt")
@@ -119,12 +119,6 @@ async def _task_container(client: docker.DockerClient, execution_id: str, timeou
     raise AssertionError(f"the task of execution {execution_id} never started")
 
 
-async def _record(api: Api, execution_id: str) -> dict[str, Any]:
-    status, record, _ = await api.get(f"/v1/executions/{execution_id}")
-    assert status == 200, record
-    return record
-
-
 async def _final_record(api: Api, client: docker.DockerClient, execution_id: str,
                         timeout: float) -> tuple[dict[str, Any] | None, set[str]]:
     """The record once final (None past the timeout), and the instances seen running its task."""
@@ -133,7 +127,7 @@ async def _final_record(api: Api, client: docker.DockerClient, execution_id: str
     while time.monotonic() < deadline:
         for container in listed_containers(client, label=f"{EXECUTION_LABEL}={execution_id}"):
             runners.add(container["Labels"].get(INSTANCE_LABEL, ""))
-        record = await _record(api, execution_id)
+        record = await api.execution(execution_id)
         if record["status"] in FINAL:
             return record, runners
         await asyncio.sleep(0.5)
