@@ -41,7 +41,7 @@ async def walk(api: Api, path: str, limit: int = 1) -> list[dict[str, Any]]:
     """Every item of a list, `limit` at a time, following next_cursor to the end."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
-    for _ in range(1000):
+    for _ in range(10_000):
         query = f"limit={limit}" + (f"&cursor={cursor}" if cursor else "")
         status, page, _ = await api.get(f"{path}?{query}")
         assert status == 200, page
@@ -55,17 +55,17 @@ async def walk(api: Api, path: str, limit: int = 1) -> list[dict[str, Any]]:
 
 
 async def assert_pages(api: Api, path: str, key: str) -> list[dict[str, Any]]:
-    """limit=1 gives one item and a next_cursor leading to the next; walking gives the whole list."""
-    status, whole, _ = await api.get(f"{path}?limit={MAX_PAGE}")
-    assert status == 200 and whole["next_cursor"] is None, whole
-    assert len(whole["items"]) >= 2, whole
+    """limit=1 gives one item and a next_cursor leading to the next; walking a small page at a time
+    gives the same list as walking the largest pages (which may be more than one: the engine's
+    images are not ours to count)."""
+    items = await walk(api, path, MAX_PAGE)
+    assert len(items) >= 2, items
     status, first, _ = await api.get(f"{path}?limit=1")
     assert status == 200 and len(first["items"]) == 1 and isinstance(first["next_cursor"], str), first
     status, second, _ = await api.get(f"{path}?limit=1&cursor={first['next_cursor']}")
     assert status == 200 and len(second["items"]) == 1, second
-    assert [first["items"][0][key], second["items"][0][key]] == [item[key] for item in whole["items"][:2]]
-    items: list[dict[str, Any]] = whole["items"]
-    assert [item[key] for item in await walk(api, path)] == [item[key] for item in items]
+    assert [first["items"][0][key], second["items"][0][key]] == [item[key] for item in items[:2]]
+    assert [item[key] for item in await walk(api, path, limit=7)] == [item[key] for item in items]
     return items
 
 

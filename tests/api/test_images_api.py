@@ -5,17 +5,30 @@ from __future__ import annotations
 import contextlib
 import io
 import uuid
+from collections.abc import Callable, Iterator
 
 import docker.errors
+import pytest
 
 from tests.api.test_request_errors import assert_problem
 
 
-def throwaway_image(docker_client, base: str) -> str:
-    tag = f"executor/throwaway:{uuid.uuid4().hex[:8]}"
-    dockerfile = f"FROM {base}\nLABEL test.image={uuid.uuid4()}\n".encode()
-    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, pull=False)
-    return tag
+@pytest.fixture
+def throwaway_image(docker_client, images) -> Iterator[Callable[[], str]]:
+    """Builds a fresh image under executor/ on busybox; every one is removed after the test."""
+    tags: list[str] = []
+
+    def build() -> str:
+        tag = f"executor/throwaway:{uuid.uuid4().hex[:8]}"
+        dockerfile = f"FROM {images['busybox']}\nLABEL test.image={uuid.uuid4()}\n".encode()
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, pull=False)
+        tags.append(tag)
+        return tag
+
+    yield build
+    for tag in tags:  # a pool may still hold a container of it: then the tag goes, the layers stay
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(tag, force=True)
 
 
 async def test_list_and_build(api, images) -> None:
@@ -34,8 +47,8 @@ async def test_list_and_build(api, images) -> None:
     assert_problem(status, problem, headers, 422, "request_invalid")
 
 
-async def test_an_image_an_agent_uses_cannot_be_deleted(api, user_api, images, docker_client) -> None:
-    tag = throwaway_image(docker_client, images["busybox"])
+async def test_an_image_an_agent_uses_cannot_be_deleted(api, user_api, docker_client, throwaway_image) -> None:
+    tag = throwaway_image()
     agent_id = await api.register(["cat"], image=tag)
     status, problem, headers = await api.request("DELETE", f"/v1/images/{tag}")
     assert_problem(status, problem, headers, 409, "conflict")
@@ -44,7 +57,7 @@ async def test_an_image_an_agent_uses_cannot_be_deleted(api, user_api, images, d
     record = await api.run(agent_id, {"ok": True})
     assert record["status"] == "COMPLETED"
 
-    unused = throwaway_image(docker_client, images["busybox"])
+    unused = throwaway_image()
     status, problem, headers = await user_api.request("DELETE", f"/v1/images/{unused}")
     assert_problem(status, problem, headers, 403, "forbidden")
     status, _, _ = await api.request("DELETE", f"/v1/images/{unused}")
@@ -54,10 +67,10 @@ async def test_an_image_an_agent_uses_cannot_be_deleted(api, user_api, images, d
     assert_problem(status, problem, headers, 404, "not_found")
 
 
-async def test_only_images_under_executor_named_in_full_can_be_deleted(api, images, docker_client) -> None:
+async def test_only_images_under_executor_named_in_full_can_be_deleted(api, docker_client, throwaway_image) -> None:
     """The engine would remove any image, and take a short id prefix for one: the API removes only
     what its listing shows, named by a tag or the full id."""
-    unused = throwaway_image(docker_client, images["busybox"])
+    unused = throwaway_image()
     image = docker_client.images.get(unused)
     outside = f"other-{uuid.uuid4().hex[:8]}/thing:1"
     image.tag(outside)
