@@ -248,6 +248,26 @@ async def started(svc: ServiceProcess) -> AsyncIterator[Api]:
         svc.stop()
 
 
+# A service tuned for the marketplace tests and the SDKs' flows: high rate limits, webhooks to
+# localhost allowed, fast webhook retries.
+MARKET_SETTINGS = {
+    "redis_db": "7",
+    "user_burst": "1000", "user_rate_per_s": "1000", "service_burst": "1000", "service_rate_per_s": "1000",
+    "max_live_per_user": "200",
+    "webhook_allow_private": "true", "webhook_retry_base_s": "0.3", "webhook_retry_max_s": "1",
+    "webhook_poll_s": "0.2", "webhook_timeout_s": "5",
+}
+
+
+@pytest.fixture(scope="session")
+def market_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str]
+                   ) -> Iterator[ServiceProcess]:
+    svc = make_service(postgres, redis_server, "market", **MARKET_SETTINGS)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
 @pytest.fixture(scope="session")
 def service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str],
             docker_client: docker.DockerClient) -> Iterator[ServiceProcess]:

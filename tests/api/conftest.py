@@ -4,7 +4,6 @@ limits, webhooks to localhost allowed, fast retries) and a webhook receiver."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,25 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from tests.conftest import Api, ServiceProcess, make_service
-
-MARKET_SETTINGS = {
-    "redis_db": "7",
-    "user_burst": "1000", "user_rate_per_s": "1000", "service_burst": "1000", "service_rate_per_s": "1000",
-    "max_live_per_user": "200",
-    "webhook_allow_private": "true", "webhook_retry_base_s": "0.3", "webhook_retry_max_s": "1",
-    "webhook_poll_s": "0.2", "webhook_timeout_s": "5",
-}
-
-
-@pytest.fixture(scope="session")
-def market_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, images: dict[str, str]
-                   ) -> Iterator[ServiceProcess]:
-    svc = make_service(postgres, redis_server, "market", **MARKET_SETTINGS)
-    svc.start()
-    yield svc
-    svc.stop()
+from executor.embedded import free_port
+from tests.conftest import Api, ServiceProcess
 
 
 @pytest.fixture

@@ -84,6 +84,25 @@ def test_every_problem_an_operation_names_has_a_status() -> None:
             assert slug in statuses, f"{op.operation_id}: unknown problem {slug!r}"
 
 
+def test_each_problem_reply_lists_its_slugs_for_generated_clients() -> None:
+    """`x-problem-types` on every problem reply: the slugs the SDKs turn into typed errors."""
+    statuses = openapi.problem_statuses()
+    for path, methods in openapi.document()["paths"].items():
+        for method, operation in methods.items():
+            for status, reply in operation["responses"].items():
+                if "application/problem+json" not in reply.get("content", {}):
+                    continue
+                slugs = reply["x-problem-types"]
+                assert slugs and all(statuses[slug] == int(status) for slug in slugs), (method, path, status)
+
+
+def test_the_clients_snapshot_is_the_document() -> None:
+    """clients/openapi.json, which both SDKs are generated from, is the served document. After a
+    contract change: `scripts/openapi-snapshot`, then regenerate the SDKs (clients/README.md)."""
+    snapshot = json.loads((REPO / "clients" / "openapi.json").read_text())
+    assert snapshot == json.loads(json.dumps(openapi.document())), "run scripts/openapi-snapshot"
+
+
 def test_every_example_in_readme_validates() -> None:
     """README's JSON examples each follow a `<!-- contract: SchemaName -->` line naming the schema they show."""
     readme = (REPO / "README.md").read_text()

@@ -112,6 +112,7 @@ def _problem_responses(op: Operation) -> dict[str, Any]:
             "description": f"Problem: {listed} (type `urn:executor:problem:<slug>`).",
             "headers": _headers(("Retry-After",)) if status in (429, 503) else {},
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "x-problem-types": by_status[status],  # slugs, for generated clients' typed errors
         }
     return out
 
