@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,7 @@ from executor.executions.retention import BodyRetention
 from executor.executions.service import Executions
 from executor.executions.worker import Worker
 from executor.images.service import Images
-from executor.observability.metrics import METRICS
+from executor.observability.metrics import Metrics
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue
 from executor.ratelimit import RateLimiter
@@ -44,10 +46,11 @@ from executor.storage.database import create_pool, migrate
 from executor.tokens import Tokens
 from executor.webhooks.dispatcher import WebhookDispatcher
 from executor.webhooks.endpoints import WebhookEndpoints
+from runtimes.base import TaskSpec
 from runtimes.container import ContainerRuntime
 from runtimes.engine import DockerEngine
 from runtimes.launcher import ContainerLauncher
-from runtimes.live import RunningTasks
+from runtimes.live import LiveContainer, RunningTasks
 from runtimes.metering import choose_meter
 from runtimes.pool import ContainerPool
 from runtimes.pool_shelves import PoolConfig
@@ -77,6 +80,7 @@ class Services:
     receipts: Receipts
     webhook_endpoints: WebhookEndpoints
     replays: Replays  # Idempotency-Key on the creating POSTs, with its sweep of expired answers
+    metrics: Metrics  # this process's counters and histograms (/metrics reads its gauges from the others)
     worker: Worker | None = None
     retention: BodyRetention | None = None  # EXECUTOR_RETENTION_S's sweep: run by every process, idempotent
     _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -125,6 +129,7 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     """Connect, migrate, and start the worker half when asked. Without the API (`executor
     worker`) nothing in the process waits for an execution's events."""
     faults.arm(settings.fault_points)
+    metrics = Metrics(instance_id=settings.resolved_instance_id)
     db = await create_pool(database_url)
     await migrate(db)
     client = redis.Redis.from_url(redis_url)
@@ -134,25 +139,26 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     await events.start()
     signer = open_signer(settings)
     await signer.publish(db)
-    finisher = Finisher(db, ReceiptIssuer(signer))
-    dispatcher = WebhookDispatcher(db, settings)
+    finisher = Finisher(db, ReceiptIssuer(signer), metrics=metrics)
+    dispatcher = WebhookDispatcher(db, settings, metrics=metrics)
     finisher.on_webhook = dispatcher.notify
     # The API half uses the engine too (pinning an image at registration, baking WASM images).
     engine = DockerEngine(threads=settings.docker_threads)
     agents = Agents(db, settings, engine)
     entitlements = Entitlements(db, agents)
     executions = Executions(db, queue, events, settings, finisher, RateLimiter(client),
-                            agents=agents, entitlements=entitlements)
+                            agents=agents, entitlements=entitlements, metrics=metrics)
     services = Services(
         settings, db, client, engine, queue, events, signer, finisher, dispatcher,
         tokens=Tokens(db), agents=agents, entitlements=entitlements, executions=executions,
         images=Images(db, settings, engine), receipts=Receipts(db, signer),
         webhook_endpoints=WebhookEndpoints(db, settings), replays=Replays(db, settings.idempotency_ttl_s),
+        metrics=metrics,
     )
     await dispatcher.start()
     services._head_task = asyncio.create_task(
         transparency_log.keep_signing_heads(db, signer, settings.log_head_interval_s), name="log-heads")
-    services.retention = BodyRetention(db, settings.retention_s)
+    services.retention = BodyRetention(db, settings.retention_s, metrics=metrics)
     services.retention.start()  # nothing runs when the retention is 0
     services.replays.start()
     if run_worker:
@@ -160,17 +166,42 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
         launcher = ContainerLauncher(services.engine, instance_id=settings.resolved_instance_id,
                                      meter=choose_meter(settings.metering, engine_info))
         running = RunningTasks()  # the runtime counts them, the pool reads them
-        pool = ContainerPool(launcher, PoolConfig(
+        # The pool launches only to refill: timing its launches times its refills.
+        pool = ContainerPool(_TimedLaunches(launcher, metrics.pool_refilled), PoolConfig(
             enabled=settings.pool_enabled, max_containers=settings.pool_max_containers,
             max_memory_mb=settings.pool_max_memory_mb, idle_s=settings.pool_idle_s,
             slots=settings.worker_concurrency,
         ), running=running)
         runtime = ContainerRuntime(launcher, claimer=pool, running=running,
                                    default_oci_runtime=engine_info.get("DefaultRuntime"),
-                                   on_container_started=METRICS.container_started)
+                                   on_container_started=metrics.container_started)
         services.worker = Worker(db, queue, events, runtime, settings, finisher, pool=pool)
         await services.worker.start()
     return services
+
+
+class _TimedLaunches:
+    """A pool's Launcher (runtimes/pool_shelves.py) that tells `observe` how long each
+    successful launch took, measured as the pool measures its refills."""
+
+    def __init__(self, launcher: ContainerLauncher, observe: Callable[[float], None]) -> None:
+        self._launcher = launcher
+        self._observe = observe
+
+    async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
+        started = time.monotonic()
+        live = await self._launcher.launch(spec, labels)
+        self._observe(time.monotonic() - started)
+        return live
+
+    async def idle_cpu_ns(self, live: LiveContainer) -> int | None:
+        return await self._launcher.idle_cpu_ns(live)
+
+    async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None:
+        await self._launcher.remove(container_id, cgroup_parent)
+
+    def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None:
+        self._launcher.remove_later(container_id, cgroup_parent)
 
 
 def open_signer(settings: Settings) -> Signer:

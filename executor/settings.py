@@ -17,8 +17,8 @@ from executor import faults
 from executor.errors import ConfigurationError
 
 PREFIX = "EXECUTOR_"
-# Read by clients (the curl line, `executor status`), not by the service.
-CLIENT_VARIABLES = frozenset({"EXECUTOR_TOKEN"})
+# Read by clients (the curl line, the CLI's client commands), not by the service.
+CLIENT_VARIABLES = frozenset({"EXECUTOR_TOKEN", "EXECUTOR_URL"})
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,9 @@ class Settings:
     webhook_allow_private: bool = False  # allow loopback, private and link-local addresses
     webhook_require_https: bool = False
 
-    log_format: str = "json"  # "json" (one object a line, executor/observability/logs.py) or "text"
+    # "auto": human lines when stderr is a terminal, else JSON lines; "human" or "json" force one
+    # ("text" is the former name of "human"). docs/logs.md; NO_COLOR turns the colours off.
+    log_format: str = "auto"
 
     @property
     def resolved_instance_id(self) -> str:
@@ -227,8 +229,8 @@ def _check(settings: Settings) -> None:
     if not 0 <= settings.pool_default_min <= settings.pool_default_max <= settings.pool_max_containers:
         raise ConfigurationError(
             "need 0 <= EXECUTOR_POOL_DEFAULT_MIN <= EXECUTOR_POOL_DEFAULT_MAX <= EXECUTOR_POOL_MAX_CONTAINERS")
-    if settings.log_format not in ("json", "text"):
-        raise ConfigurationError("EXECUTOR_LOG_FORMAT must be json or text")
+    if settings.log_format not in ("auto", "human", "json", "text"):
+        raise ConfigurationError("EXECUTOR_LOG_FORMAT must be auto, human or json")
     if settings.metering not in ("auto", "cgroup", "stats", "off"):
         raise ConfigurationError("EXECUTOR_METERING must be auto, cgroup, stats or off")
     if settings.schema_budget_ms <= 0:

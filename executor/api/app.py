@@ -8,11 +8,14 @@ from aiohttp import web
 
 from executor.agents.service import Agents
 from executor.api import (
+    access,
     agents,
     batches,
+    console_routes,
     entitlements,
     events,
     executions,
+    http_metrics,
     images,
     observe,
     receipts,
@@ -86,7 +89,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 # Every route table of the API, besides health and observe (which a worker serves too).
 API_ROUTES = (executions.routes, batches.routes, events.routes, agents.routes, tokens.routes, images.routes,
-              receipts.routes, entitlements.routes, webhooks.routes, reference.routes)
+              receipts.routes, entitlements.routes, webhooks.routes, reference.routes,
+              console_routes.routes)
 
 
 def make_app(backend: Backend, *, api: bool = True) -> web.Application:
@@ -95,11 +99,14 @@ def make_app(backend: Backend, *, api: bool = True) -> web.Application:
     app = web.Application(
         # The largest body any route takes; each route enforces its own cap (bodies.read_capped).
         client_max_size=max(settings.max_body_bytes, settings.max_module_bytes) + 1,
-        # Outermost first: errors become problems; the caller is known; the request matches the contract.
+        # Outermost first: the request has its id (for the logs, X-Request-Id, problems' `instance`);
+        # errors become problems; the caller is known; the request matches the contract.
         # Then a creating POST's Idempotency-Key: a retry replays the first answer (replay.py).
-        middlewares=[problem_middleware, auth_middleware, validation_middleware, replay_middleware],
+        middlewares=[access.request_id_middleware, http_metrics.http_metrics_middleware, problem_middleware,
+                     auth_middleware, validation_middleware, replay_middleware],
     )
     app[CHECKED_OPERATIONS] = checked_operations()
+    access.install(app)  # X-Request-Id on every answer
     if settings.check_responses:
         response_check.install(app)
     app[SETTINGS] = settings

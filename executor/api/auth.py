@@ -14,12 +14,15 @@ from executor.records.principals import Principal, Role
 # receipt must be able to check it without an account (docs/receipts.md).
 # The contract says which (an operation with no roles), and so does the document it publishes.
 PUBLIC_PATHS = frozenset(op.path for op in openapi.operations() if op.roles is None)
+# The console's static files (contract/console.py) are public: a name that is not one of them is
+# answered `not_found` to anyone, never `unauthenticated`.
+PUBLIC_PREFIXES = ("/console/",)
 PRINCIPAL_KEY = "principal"
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path not in PUBLIC_PATHS:
+    if request.path not in PUBLIC_PATHS and not request.path.startswith(PUBLIC_PREFIXES):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

@@ -1,4 +1,5 @@
-"""Every error leaves the API as RFC 9457 application/problem+json."""
+"""Every error leaves the API as RFC 9457 application/problem+json, its `instance` naming the
+request it answers: `urn:executor:request:<request id>` (the id in X-Request-Id, access.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from executor.errors import PROBLEM_TYPE_PREFIX, Problem, RequestInvalid, Throttled
+from executor.observability.logs import bind_request, current_request, new_request_id
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_KEY = "request_id"  # the request's id, on the request (access.py), as auth.py keeps the principal
+INSTANCE_PREFIX = "urn:executor:request:"
 
 # aiohttp's own HTTP errors (routing, body size) under stable slugs.
 _HTTP_SLUGS = {
@@ -33,10 +38,18 @@ _HTTP_SLUGS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _body(problem: dict[str, Any], request_id: str | None) -> bytes:
+    """The document, with the request it answers as its `instance` when there is one (the
+    request bound for the logs: this runs inside access.request_id_middleware)."""
+    if request_id is not None:
+        problem = {**problem, "instance": INSTANCE_PREFIX + request_id}
+    return json.dumps(problem).encode()
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=problem.status,
-        body=json.dumps(problem.to_dict()).encode(),
+        body=_body(problem.to_dict(), current_request()),
         content_type=PROBLEM_JSON,
         headers=headers,
     )
@@ -49,7 +62,8 @@ def _from_http(exc: web.HTTPException) -> web.Response:
     if exc.status == 413:
         body["detail"] = "the request body is larger than the configured maximum"
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-    return web.Response(status=exc.status, body=json.dumps(body).encode(), content_type=PROBLEM_JSON, headers=headers)
+    return web.Response(status=exc.status, body=_body(body, current_request()), content_type=PROBLEM_JSON,
+                        headers=headers)
 
 
 @web.middleware
@@ -79,11 +93,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 class _ProblemRequestHandler(RequestHandler):
     """aiohttp answers a request its HTTP parser refuses (a header holding a NUL byte, a body
     in a Content-Encoding it cannot undo, broken chunking) before any route or middleware
-    sees it, in text/plain; this answers the same status as a problem."""
+    sees it, in text/plain; this answers the same status as a problem, with a request id of its
+    own when no middleware gave it one (the caller's X-Request-Id is not read then)."""
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs it; raises if a response began
+        request_id = request.get(REQUEST_ID_KEY) or new_request_id()
+        with bind_request(request_id):
+            super().handle_error(request, status, exc, message)  # logs it; raises if a response began
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:  # a status the standard library does not name
@@ -91,7 +108,8 @@ class _ProblemRequestHandler(RequestHandler):
         slug = _HTTP_SLUGS.get(status, "internal_error" if status >= 500 else "http_error")
         detail = phrase if status >= 500 else (message or phrase).splitlines()[0]
         body = {"type": PROBLEM_TYPE_PREFIX + slug, "title": phrase, "status": status, "detail": detail}
-        response = web.Response(status=status, body=json.dumps(body).encode(), content_type=PROBLEM_JSON)
+        response = web.Response(status=status, body=_body(body, request_id), content_type=PROBLEM_JSON,
+                                headers={REQUEST_ID_HEADER: request_id})
         response.force_close()
         return response
 

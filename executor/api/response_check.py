@@ -20,7 +20,7 @@ from aiohttp import web
 
 from executor.api.contract import openapi
 from executor.api.contract.operation import Operation
-from executor.api.problems import PROBLEM_JSON
+from executor.api.problems import PROBLEM_JSON, REQUEST_ID_KEY
 from executor.api.validation import OPERATION_KEY, contract_validator, route_path
 from executor.errors import PROBLEM_TYPE_PREFIX
 
@@ -50,7 +50,9 @@ async def _check_response(request: web.Request, response: web.StreamResponse) ->
         streamed=not isinstance(response, web.Response))
     if reasons:
         where = f"{request.method} {route_path(request) or request.path} -> {response.status}"
-        log.error("contract violation: %s: %s", where, "; ".join(reasons)[:_MAX_REASON * 3])
+        # After the middlewares (the request's id is no longer bound): named here.
+        log.error("contract violation: %s: %s", where, "; ".join(reasons)[:_MAX_REASON * 3],
+                  extra={"request_id": request.get(REQUEST_ID_KEY)})
 
 
 def _operation_of(request: web.Request) -> Operation | None:

@@ -60,3 +60,14 @@ async def deliveries(request: web.Request) -> web.Response:
     found, cursor = await request.app[WEBHOOK_ENDPOINTS].deliveries(record.id, limit=query(request, "limit"),
                                                                      cursor=query(request, "cursor"))
     return json_response({"items": [delivery.to_dict() for delivery in found], "next_cursor": cursor})
+
+
+@routes.post("/v1/executions/{id}/webhooks/{delivery_id}/resend")
+async def resend(request: web.Request) -> web.Response:
+    # An operator resends any delivery; a service those signed with its own endpoint. The execution
+    # must be one the caller may read (404 otherwise, as for its list of deliveries).
+    caller = principal(request, Role.SERVICE, Role.OPERATOR)
+    record = await request.app[EXECUTIONS].get(caller, request.match_info["id"])
+    owner = None if caller.role is Role.OPERATOR else caller.party
+    delivery = await request.app[WEBHOOK_ENDPOINTS].resend(record.id, request.match_info["delivery_id"], owner=owner)
+    return json_response(delivery.to_dict())

@@ -42,6 +42,7 @@ from executor.executions import admission
 from executor.executions.batch_items import RACED, Item, ItemAnswer, accept
 from executor.executions.service import Executions, Watch
 from executor.limits import resolve_limits
+from executor.observability.logs import current_request
 from executor.records.agents import AgentVersion
 from executor.records.executions import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status, encode_input
 from executor.records.principals import Principal
@@ -94,6 +95,8 @@ class BatchSubmission:
         watches = await self._enqueue(created, watch=wait_s > 0)
         if wait_s > 0:
             await self._wait(items, wait_s, watches)
+        for item in items:
+            self.executions.metrics.refused(item.answer.problem)  # a refusal for now is counted per item
         for item in items:
             if item.leader is not None:  # the same key and body as an earlier item: its answer, replayed
                 leader = item.leader.answer
@@ -268,7 +271,8 @@ class BatchSubmission:
         if watch:
             watches = {r.id: Watch(executions.events.waiter(r.id), executions.events.generation) for r in records}
         try:
-            replies: list[str | Exception] = await executions.queue.enqueue_many([r.id for r in records])
+            replies: list[str | Exception] = await executions.queue.enqueue_many(
+                [r.id for r in records], request_id=current_request())
         except Exception as exc:  # the connection failed: any of them may be missing
             replies = [exc] * len(records)
         for item, record, reply in zip(created, records, replies, strict=True):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from executor import faults
-from executor.observability.metrics import METRICS
+from executor.observability.metrics import Metrics
 from executor.pricing import MeteredUsage, cost_of
 from executor.receipts import dsse
 from executor.receipts.issuer import ReceiptIssuer
@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 
 
 class Finisher:
-    def __init__(self, db: asyncpg.Pool, issuer: ReceiptIssuer) -> None:
+    def __init__(self, db: asyncpg.Pool, issuer: ReceiptIssuer, *, metrics: Metrics | None = None) -> None:
         self.db = db
         self.issuer = issuer
+        self.metrics = metrics if metrics is not None else Metrics()
         self.on_webhook: Callable[[], None] | None = None  # wakes this process's dispatcher after a commit
 
     async def finish(self, record: ExecutionRecord, outcome: Outcome, *, from_status: Status,
@@ -64,7 +65,8 @@ class Finisher:
             faults.point("before_commit")
         if queued and self.on_webhook is not None:
             self.on_webhook()
-        _observe(final)
+        self.metrics.receipt_issued()
+        _observe(self.metrics, final)
         return final
 
     async def _queue_webhook(self, conn: asyncpg.Connection, final: ExecutionRecord, receipt: StoredReceipt) -> bool:
@@ -101,9 +103,9 @@ def webhook_payload(record: ExecutionRecord, receipt: StoredReceipt) -> bytes:
                            datetime.now(UTC))
 
 
-def _observe(final: ExecutionRecord) -> None:
+def _observe(metrics: Metrics, final: ExecutionRecord) -> None:
     error = final.error.type.value if final.error else None
-    METRICS.execution_finished(
+    metrics.execution_finished(
         final.status.value, error,
         final.usage.wall_ms / 1000 if final.usage.wall_ms is not None else None,
         (final.started_at - final.created_at).total_seconds() if final.started_at else None)

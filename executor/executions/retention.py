@@ -12,7 +12,7 @@ import logging
 
 import asyncpg
 
-from executor.observability.metrics import METRICS
+from executor.observability.metrics import Metrics
 from executor.storage import retention as retention_sql
 from executor.sweeps import Sweep, sweep_interval_s
 
@@ -25,8 +25,9 @@ class BodyRetention:
     """Deletes the bodies of final executions `retention_s` after they finished; off at 0."""
 
     def __init__(self, db: asyncpg.Pool, retention_s: float, *, batch: int = retention_sql.BATCH,
-                 batches_per_tick: int = BATCHES_PER_TICK) -> None:
+                 batches_per_tick: int = BATCHES_PER_TICK, metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics if metrics is not None else Metrics()
         self.retention_s = retention_s
         self.batch = batch
         self.batches_per_tick = batches_per_tick
@@ -51,7 +52,7 @@ class BodyRetention:
             ids = await retention_sql.delete_due_bodies(self.db, self.retention_s, limit=self.batch)
             deleted += len(ids)
             if ids:
-                METRICS.bodies_deleted(len(ids))
+                self.metrics.bodies_deleted(len(ids))
             if len(ids) < self.batch:
                 break
         if deleted:

@@ -30,11 +30,14 @@ from executor.errors import (
     QueueUnavailable,
     RateLimited,
     RequestInvalid,
+    Throttled,
     TooManyLive,
 )
 from executor.executions import admission
 from executor.executions.finish import Finisher
 from executor.limits import resolve_limits
+from executor.observability.logs import current_request
+from executor.observability.metrics import Metrics
 from executor.pagination import encode_cursor, page_filters
 from executor.queue.events import Events
 from executor.queue.stream import JobQueue, QueueStats
@@ -97,8 +100,10 @@ class Executions:
     queue and the events are Redis: jobs for the workers, and word of each execution's end."""
 
     def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings,
-                 finisher: Finisher, limiter: RateLimiter, *, agents: Agents, entitlements: Entitlements) -> None:
+                 finisher: Finisher, limiter: RateLimiter, *, agents: Agents, entitlements: Entitlements,
+                 metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics if metrics is not None else Metrics()  # counts the refusals for now (Throttled)
         self.limiter = limiter
         self.queue = queue
         self.events = events
@@ -128,12 +133,13 @@ class Executions:
             raise QueueUnavailable("Redis (rate limits and the job queue) is unavailable; retry later") from exc
         if depth >= self.settings.max_queue_depth:
             # Bounded: past the depth the answer is "later", not an ever longer wait.
-            raise QueueFull(f"{depth} jobs are waiting or running, the most this service queues; retry later",
-                            retry_after_s=self.drain_estimate_s(depth))
+            raise self._refused(QueueFull(
+                f"{depth} jobs are waiting or running, the most this service queues; retry later",
+                retry_after_s=self.drain_estimate_s(depth)))
         rate_headers = ratelimit.headers(decision)
         if not decision.allowed:
-            raise RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
-                              retry_after_s=decision.retry_after_s, headers=rate_headers)
+            raise self._refused(RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
+                                            retry_after_s=decision.retry_after_s, headers=rate_headers))
         agent = await self.agents.for_run(request.agent_id, request.version)
         if agent.image_digest is None:
             raise Conflict(f"agent {agent.agent_id} version {agent.version} has no module yet: "
@@ -171,6 +177,11 @@ class Executions:
             raise
         return Submission(record, replayed=False, headers=rate_headers, watch=watching)
 
+    def _refused(self, refusal: Throttled) -> Throttled:
+        """`refusal`, counted (executor_admission_refusals_total) on its way to being raised."""
+        self.metrics.refused(refusal)
+        return refusal
+
     def drain_estimate_s(self, depth: int) -> float:
         """A Retry-After for a full queue: the excess over what the workers run at once, at ~1 s
         a task, within [1, 30] s. A hint, not a promise."""
@@ -183,8 +194,8 @@ class Executions:
         if parties.user is not None:
             cap = self.settings.max_live_per_user
             if cap and await execution_sql.count_live(conn, parties.owner) >= cap:
-                raise TooManyLive(f"user {parties.user!r} already has {cap} executions pending or running",
-                                  retry_after_s=1.0)
+                raise self._refused(TooManyLive(
+                    f"user {parties.user!r} already has {cap} executions pending or running", retry_after_s=1.0))
             entitlement_id, granted_by = await self.entitlements.take_use(conn, user=parties.user,
                                                                           agent_id=agent.agent_id)
             if service is None and granted_by.startswith("service:"):
@@ -208,7 +219,8 @@ class Executions:
 
     async def _enqueue(self, record: ExecutionRecord, agent: AgentVersion) -> None:
         try:
-            await self.queue.enqueue(record.id)
+            # The request's id rides with the job: the worker's lines for this execution carry it.
+            await self.queue.enqueue(record.id, request_id=current_request())
         except Exception as exc:
             # Nothing will run it: finish it now so that no record stays PENDING for ever.
             log.error("could not enqueue execution %s: %s", record.id, exc)

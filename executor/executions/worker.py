@@ -37,7 +37,7 @@ from executor.executions.finish import Finisher
 from executor.executions.leases import Leases
 from executor.executions.outcome import outcome_of
 from executor.executions.tasks import build_task, fuel_budget, interpret
-from executor.observability.logs import bind_execution
+from executor.observability.logs import bind_execution, bind_request
 from executor.queue.events import Events
 from executor.queue.stream import Job, JobQueue
 from executor.records.agents import AgentVersion
@@ -215,7 +215,7 @@ class Worker:
         running = self._running.setdefault(job.execution_id, _Running())
         done = False
         try:
-            with bind_execution(job.execution_id):
+            with bind_execution(job.execution_id), bind_request(job.request_id):
                 done = await self._run(job, running)
             if done:
                 # The "finished" event goes in the ack's transaction: one round trip to Redis.

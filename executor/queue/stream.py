@@ -10,6 +10,9 @@ that died, and another worker takes it over (`reclaim`: XAUTOCLAIM).
 
 An entry leaves the stream only by `ack` (XACK and XDEL in one transaction), or by
 `drop` for an entry nobody will ever ack: see `entries` and docs/scaling.md.
+
+An entry's fields: `execution_id`, and `request_id` when the job was enqueued while a request
+was handled (the worker logs under it: docs/logs.md); entries without it are read as well.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, TypeAlias, cast
 
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 STREAM = "executor:jobs"
 GROUP = "workers"
@@ -36,6 +40,7 @@ class Job:
     entry_id: str
     execution_id: uuid.UUID
     reclaimed: bool = False  # taken over from a worker that stopped renewing it
+    request_id: str | None = None  # of the request that enqueued it, for the worker's log lines
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,20 @@ def _execution_id(fields: dict[bytes | str, bytes | str] | None) -> uuid.UUID | 
         return None
 
 
+def _request_id(fields: dict[bytes | str, bytes | str] | None) -> str | None:
+    raw = fields.get(b"request_id") if fields else None
+    if isinstance(raw, bytes):
+        raw = raw.decode(errors="replace")
+    return raw[:128] if raw else None
+
+
+def _fields(execution_id: uuid.UUID, request_id: str | None) -> dict[FieldT, EncodableT]:
+    fields: dict[FieldT, EncodableT] = {"execution_id": str(execution_id)}
+    if request_id is not None:
+        fields["request_id"] = request_id
+    return fields
+
+
 class JobQueue:
     def __init__(self, client: redis.Redis, *, stream: str = STREAM, group: str = GROUP) -> None:
         self._redis = client
@@ -94,17 +113,18 @@ class JobQueue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def enqueue(self, execution_id: uuid.UUID) -> str:
-        entry_id = await self._redis.xadd(self.stream, {"execution_id": str(execution_id)})
+    async def enqueue(self, execution_id: uuid.UUID, *, request_id: str | None = None) -> str:
+        entry_id = await self._redis.xadd(self.stream, _fields(execution_id, request_id))
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
-    async def enqueue_many(self, execution_ids: Sequence[uuid.UUID]) -> list[str | Exception]:
+    async def enqueue_many(self, execution_ids: Sequence[uuid.UUID], *,
+                           request_id: str | None = None) -> list[str | Exception]:
         """One XADD per id, all in one round trip (a pipeline, not a transaction: each job stands
         alone): per id, its entry id or the error Redis answered for it. A connection that fails
         raises, and then any of them may or may not have been added."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for execution_id in execution_ids:
-                pipe.xadd(self.stream, {"execution_id": str(execution_id)})
+                pipe.xadd(self.stream, _fields(execution_id, request_id))
             replies = await pipe.execute(raise_on_error=False)
         return [reply if isinstance(reply, Exception) else _text(reply) for reply in replies]
 
@@ -133,7 +153,7 @@ class JobQueue:
             if execution_id is None:  # deleted while pending, or malformed: nothing to run
                 await self.ack(entry)
                 continue
-            jobs.append(Job(entry, execution_id, reclaimed=reclaimed))
+            jobs.append(Job(entry, execution_id, reclaimed=reclaimed, request_id=_request_id(fields)))
         return jobs
 
     async def renew(self, consumer: str, entry_ids: list[str]) -> None:

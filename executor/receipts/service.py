@@ -3,6 +3,7 @@ the published keys, the log's heads and proofs, and verification as a service.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import uuid
@@ -117,6 +118,14 @@ class Receipts:
     async def head(self) -> log.SignedHead:
         """The log's current head, signed now."""
         return await log.sign_head(self.db, self.signer)
+
+    async def log_size(self) -> int | None:
+        """The transparency log's tree size (every receipt issued); None when PostgreSQL does not
+        answer within 2 s (a metrics scrape must not fail for it)."""
+        try:
+            return await asyncio.wait_for(log.size(self.db), 2.0)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
 
     async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         """The hashes proving leaf `index` is in the tree of `tree_size` leaves (RFC 9162)."""

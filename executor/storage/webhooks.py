@@ -114,6 +114,12 @@ async def record_attempt(conn: Connection, delivery_id: uuid.UUID, *, locked_by:
     return status
 
 
+async def count_pending(conn: Connection) -> int:
+    """Deliveries waiting for their first or next attempt (the outbox's depth, for /metrics)."""
+    count: int = await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+    return count
+
+
 async def release(conn: Connection, *, locked_by: str) -> int:
     """Give up the leases a stopping dispatcher still holds, so its deliveries are due again at once."""
     done = await conn.execute(
@@ -121,18 +127,29 @@ async def release(conn: Connection, *, locked_by: str) -> int:
     return int(done.split()[-1])
 
 
+async def requeue_failed(conn: Connection, execution_id: uuid.UUID, delivery_id: uuid.UUID) -> bool:
+    """Make a failed delivery of this execution due again now (a resend); False when it is not
+    failed (or not there). Its attempts stay, and go on being numbered from the last one."""
+    done = await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), locked_until = NULL,"
+        " locked_by = NULL WHERE id = $1 AND execution_id = $2 AND status = 'failed'",
+        delivery_id, execution_id)
+    return bool(int(done.split()[-1]))
+
+
 async def deliveries_of(conn: Connection, execution_id: uuid.UUID, *, limit: int | None = None,
-                        after: tuple[datetime, uuid.UUID] | None = None) -> list[Delivery]:
+                        after: tuple[datetime, uuid.UUID] | None = None,
+                        only: uuid.UUID | None = None) -> list[Delivery]:
     """An execution's deliveries, oldest first, each with its attempts (never the payload or a secret):
-    at most `limit` of them, those after the (created_at, id) `after` when given."""
+    at most `limit` of them, those after the (created_at, id) `after` when given, the one `only` when given."""
     after_at, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
         "SELECT id, execution_id, event_type, url, endpoint_owner, status, attempts, next_attempt_at, created_at,"
         " delivered_at, last_error, encode(sha256(payload), 'hex') AS payload_sha256,"
         " length(payload) AS payload_bytes FROM webhook_deliveries WHERE execution_id = $1"
         " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))"
-        " ORDER BY created_at, id LIMIT $4",
-        execution_id, after_at, after_id, limit)
+        " AND ($5::uuid IS NULL OR id = $5) ORDER BY created_at, id LIMIT $4",
+        execution_id, after_at, after_id, limit, only)
     attempts: dict[uuid.UUID, list[Attempt]] = {row["id"]: [] for row in rows}
     for a in await conn.fetch(
             "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error FROM webhook_attempts"

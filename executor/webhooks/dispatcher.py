@@ -23,6 +23,7 @@ import asyncpg
 import tenacity
 
 from executor.errors import RequestInvalid
+from executor.observability.metrics import Metrics
 from executor.records.webhooks import DueDelivery
 from executor.settings import Settings
 from executor.storage import webhooks as webhook_sql
@@ -37,8 +38,9 @@ _USER_AGENT = "executor-webhooks/1"
 
 class WebhookDispatcher:
     def __init__(self, db: asyncpg.Pool, settings: Settings, *, batch_size: int = 16,
-                 lease_s: float | None = None) -> None:
+                 lease_s: float | None = None, metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics if metrics is not None else Metrics()
         self.settings = settings
         self.batch_size = batch_size
         # Long enough that a live attempt (bounded by the timeout) always ends within its lease:
@@ -131,11 +133,12 @@ class WebhookDispatcher:
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         status_code, error = await self._post(delivery)
-        duration_ms = int((time.monotonic() - clock) * 1000)
+        duration_s = time.monotonic() - clock
         status = await webhook_sql.record_attempt(
-            self.db, delivery.id, locked_by=self.instance, started_at=started_at, duration_ms=duration_ms,
+            self.db, delivery.id, locked_by=self.instance, started_at=started_at, duration_ms=int(duration_s * 1000),
             status_code=status_code, error=error, max_attempts=self.settings.webhook_max_attempts,
             retry_in_s=self.retry_delay(attempt))
+        self.metrics.webhook_attempt(duration_s, ok=error is None, gave_up=error is not None and status == "failed")
         where = _loggable(delivery.url)
         if error is None:
             log.info("webhook %s delivered to %s (attempt %d, HTTP %s)", delivery.id, where, attempt, status_code)

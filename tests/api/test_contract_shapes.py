@@ -25,6 +25,8 @@ NOT_REQUESTED = {
     ("DELETE", "/v1/images/{ref}"): "204, no body (tests/api/test_images_api.py removes an image)",
     ("PUT", "/v1/agents/{id}/module"): "needs a compiled module (tests/api/test_wasm_agents.py)",
     ("PUT", "/v1/agents/{id}/versions/{version}/module"): "needs a compiled module (test_wasm_agents.py)",
+    ("POST", "/v1/executions/{id}/webhooks/{delivery_id}/resend"):
+        "needs a delivery that gave up (tests/api/test_webhook_resend.py); its 409 is checked here",
 }
 EXERCISED: set[tuple[str, str]] = set()
 
@@ -158,6 +160,8 @@ async def test_tokens_and_the_contract_itself(api: Api) -> None:
     anonymous = api.as_token(None)
     await call(anonymous, "GET", "/v1/openapi.json")
     await call(anonymous, "GET", "/docs")
+    for path in ("/console", "/console/console.js", "/console/verify.js", "/console/console.css"):
+        await call(anonymous, "GET", path)
 
 
 async def test_receipts_keys_and_the_log(api: Api, images: dict[str, str]) -> None:
@@ -209,6 +213,11 @@ async def test_webhooks(api: Api) -> None:
             break
         await asyncio.sleep(0.2)
     assert deliveries["items"], deliveries
+    # Only a delivery that gave up may be sent again: this one is still being retried.
+    delivery = deliveries["items"][0]
+    problem = await call(api, "POST", "/v1/executions/{id}/webhooks/{delivery_id}/resend",
+                         f"/v1/executions/{hooked['id']}/webhooks/{delivery['id']}/resend")
+    assert problem["type"] == "urn:executor:problem:conflict", problem
 
 
 async def test_images_status_metrics_and_health(api: Api, images: dict[str, str]) -> None:

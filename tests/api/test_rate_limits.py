@@ -8,8 +8,17 @@ import time
 import asyncpg
 
 from tests.conftest import serving
+from tests.observability.promtext import parse
 
 PROBLEM = "urn:executor:problem:"
+
+
+async def refusals(operator) -> dict[str, float]:
+    """executor_admission_refusals_total by reason, from /metrics."""
+    status, text, _ = await operator.get("/metrics")
+    assert status == 200, text
+    found = parse(text.decode()).series("executor_admission_refusals_total")
+    return {labels["reason"]: value for labels, value in found}
 
 
 async def test_429_with_retry_after_past_the_rate(postgres, redis_server, images) -> None:
@@ -42,6 +51,7 @@ async def test_429_with_retry_after_past_the_rate(postgres, redis_server, images
         assert status == 429 and int(headers["Retry-After"]) >= 1
         status, problem, headers = await operator.post("/v1/executions", json=run)
         assert status == 202 and "RateLimit" not in headers  # operators are not limited
+        assert await refusals(operator) == {"rate_limited": 2, "too_many_live_executions": 0, "queue_full": 0}
 
 
 async def test_the_per_user_cap_on_live_executions_holds_under_load(postgres, redis_server, images) -> None:
@@ -87,6 +97,7 @@ async def test_the_per_user_cap_on_live_executions_holds_under_load(postgres, re
             await db.close()
         assert 0 < most_live <= cap, most_live
         assert len(accepted) > cap and refused > 0  # the cap frees as executions end
+        assert (await refusals(operator))["too_many_live_executions"] == refused
         # Another user is not held by this one's cap.
         status, record, _ = await other.post("/v1/executions?wait=30", json={"agent_id": agent_id, "input": {}})
         assert status == 201 and record["status"] == "COMPLETED"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -96,3 +98,14 @@ def _check_histogram(out: Exposition, name: str) -> None:
         assert counts == sorted(counts), f"{name}{labels}: buckets not cumulative"
         assert counts[-1] == count, f"{name}{labels}: +Inf bucket {counts[-1]} != count {count}"
         assert len(out.series(f"{name}_sum")) >= 1
+
+
+def promtool_check(text: bytes) -> str:
+    """`promtool check metrics` (Debian package prometheus) on an exposition: what it complains
+    of, '' when nothing. Blocking: from a coroutine, call it in a thread."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (scripts/setup installs it)"
+    found = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    complaints = (found.stdout + found.stderr).decode().strip()
+    assert found.returncode == 0, complaints
+    return complaints

@@ -141,7 +141,7 @@ def test_redact_leaves_ordinary_text_alone() -> None:
         "{'Authorization': '[REDACTED]', 'Accept': '*/*'}"
 
 
-def test_text_format_keeps_the_plain_layout_with_the_execution(logged) -> None:
+def test_text_is_the_former_name_of_the_human_format(logged) -> None:
     buffer = io.StringIO()
     logger = logging.getLogger("test.observability.text")
     logger.propagate = False
@@ -154,8 +154,8 @@ def test_text_format_keeps_the_plain_layout_with_the_execution(logged) -> None:
     finally:
         logger.removeHandler(handler)
     first, second = buffer.getvalue().splitlines()
-    assert first.endswith(" ERROR test.observability.text [abc]: with exe_[REDACTED]")
-    assert second.endswith(" ERROR test.observability.text: without")
+    assert first.endswith(" ERROR test.observability.text with exe_[REDACTED] execution_id=abc")
+    assert second.endswith(" ERROR test.observability.text without")
     with pytest.raises(ValueError):
         make_handler("xml")
 
@@ -182,11 +182,12 @@ def test_configure_logging_replaces_the_root_handlers_and_captures_warnings() ->
     assert "careful" in written[1]["message"]
 
 
-def test_the_log_format_setting_is_json_or_text() -> None:
+def test_the_log_format_setting_is_auto_human_or_json() -> None:
     from executor.errors import ConfigurationError
     from executor.settings import load_settings
 
-    assert load_settings({}).log_format == "json"
-    assert load_settings({"EXECUTOR_LOG_FORMAT": "text"}).log_format == "text"
+    assert load_settings({}).log_format == "auto"
+    for fmt in ("auto", "human", "json", "text"):
+        assert load_settings({"EXECUTOR_LOG_FORMAT": fmt}).log_format == fmt
     with pytest.raises(ConfigurationError, match="EXECUTOR_LOG_FORMAT"):
         load_settings({"EXECUTOR_LOG_FORMAT": "xml"})

@@ -78,7 +78,10 @@ SCHEMAS: dict[str, Schema] = {
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
             "errors": {"type": "array", "items": ref("Violation")},
-        }, optional=("errors",)),
+            "instance": {"type": "string", "pattern": "^urn:executor:request:",
+                         "description": "the request this answers, `urn:executor:request:<id>`: the id in its "
+                                        "`X-Request-Id` header and in the service's log lines (docs/logs.md)"},
+        }, optional=("errors", "instance")),
         "description": "RFC 9457 problem details (`application/problem+json`).",
     },
     "Violation": {

@@ -16,8 +16,8 @@ from executor.api.contract.operation import Operation, Param, Schema
 from executor.errors import Problem
 
 # Each module exports OPERATIONS and may export SCHEMAS (see __init__.py).
-AREAS = ("components", "docs", "health", "executions", "batches", "events", "agents", "entitlements", "tokens",
-         "receipts", "webhooks", "images", "observe")
+AREAS = ("components", "docs", "console", "health", "executions", "batches", "events", "agents", "entitlements",
+         "tokens", "receipts", "webhooks", "images", "observe")
 
 # Problems aiohttp itself answers (routing), beside executor/errors.py's classes.
 _ROUTING_PROBLEMS = {"method_not_allowed": 405}
@@ -38,7 +38,16 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
     "Cache-Control": {"description": "`no-store` on answers that hold a secret.", "schema": {"type": "string"}},
+    "X-Request-Id": {
+        "description": "This request's id, on every answer: the caller's own `X-Request-Id` when it is 1 to 128 "
+                       "characters a URN holds unescaped (letters, digits and `-._~!$&'()*+,;=:@/`, not starting "
+                       "with `/`), else one the service made. Its log lines and a problem's `instance` carry it "
+                       "(docs/logs.md).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+    },
 }
+# Headers on every answer, success or problem.
+EVERY_ANSWER = ("X-Request-Id",)
 
 IDEMPOTENCY_KEY = Param(
     "Idempotency-Key",
@@ -110,7 +119,7 @@ def _problem_responses(op: Operation) -> dict[str, Any]:
         listed = ", ".join(f"`{slug}`" for slug in by_status[status])
         out[str(status)] = {
             "description": f"Problem: {listed} (type `urn:executor:problem:<slug>`).",
-            "headers": _headers(("Retry-After",)) if status in (429, 503) else {},
+            "headers": _headers((("Retry-After",) if status in (429, 503) else ()) + EVERY_ANSWER),
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
             "x-problem-types": by_status[status],  # slugs, for generated clients' typed errors
         }
@@ -157,8 +166,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     for reply in op.replies:
         answer: dict[str, Any] = {"description": reply.description}
         names = reply.headers + (("Idempotent-Replayed",) if op.idempotent and reply.status < 300 else ())
-        if names:
-            answer["headers"] = _headers(names)
+        answer["headers"] = _headers(names + EVERY_ANSWER)
         if reply.schema is not None:
             answer["content"] = {reply.media: {"schema": reply.schema}}
         responses[str(reply.status)] = answer

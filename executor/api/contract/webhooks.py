@@ -54,4 +54,16 @@ OPERATIONS = (
                             "(never a secret).", ref("WebhookDeliveries")),),
         description="Whoever may read the execution may read its deliveries.",
     ),
+    Operation(
+        "POST", "/v1/executions/{id}/webhooks/{delivery_id}/resend", "resendExecutionWebhook",
+        "Send a failed delivery again", TAG, OWNERS,
+        replies=(Reply(200, "The delivery, pending again and due now, with every attempt it keeps.",
+                       ref("WebhookDelivery")),),
+        problems=("conflict",),
+        description="For a delivery that is `failed` (its attempts used up): it is queued again, due now, for one "
+                    "more attempt, numbered after the ones it keeps; should that attempt fail, it is failed again. "
+                    "Same id, same payload (webhook-id unchanged), signed with the endpoint's current secret. "
+                    "An operator resends any delivery, a service those made to its own endpoint (any other id is "
+                    "`not_found`), of an execution it may read. `conflict`: the delivery is pending or delivered.",
+    ),
 )
