@@ -8,7 +8,7 @@ from typing import Any
 
 import standardwebhooks
 
-from executor.client import verify_webhook
+from executor_client import verify_webhook
 from tests.api.conftest import Receiver, wait_for
 from tests.conftest import Api, ServiceProcess
 
