@@ -26,13 +26,16 @@ from urllib.parse import quote
 
 import redis
 
+from executor.errors import DependencyUnavailable
+
 SUPERUSER = "executor"
 POSTGRES_ROOT = Path("/usr/lib/postgresql")  # Debian: one bin dir per major version
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # the database names we accept need no quoting
 
 
-class EmbeddedError(Exception):
-    """A private server could not be found, started or stopped (the message says why)."""
+class EmbeddedError(DependencyUnavailable):
+    """A private server could not be found, started or stopped (the message says why): for the
+    CLI a dependency that is not there, one line and exit 3."""
 
 
 def free_port() -> int:

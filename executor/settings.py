@@ -82,6 +82,9 @@ class Settings:
     oci_runtime: str | None = None  # e.g. "runsc"
     oci_runtimes: str | None = None  # e.g. "runc,runsc"
     register_examples: bool = True
+    # The comma-separated images `up` builds before it registers the examples (their bases first);
+    # unset: executor.examples.EXAMPLE_IMAGES. Tests set a throwaway image of their own here.
+    example_images: str | None = None
     # Tests and drills: every answer is checked against the API contract; a mismatch is logged at
     # ERROR as "contract violation" (executor/api/response_check.py). Off in production: it costs.
     check_responses: bool = False

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import docker.errors
 
-from executor.agents.versions import MOVES, check_may_manage, version_stats
+from executor.agents.versions import MOVES, check_may_manage, hourly, version_stats
 from executor.errors import (
     Conflict,
     ImageNotFound,
@@ -190,10 +190,13 @@ class Agents:
         return latest  # a WASM agent without its module yet: submission says so
 
     async def stats(self, agent_id: str) -> dict[str, Any]:
-        """Per version: executions, how they ended, success rate, p50/p95 durations."""
+        """Per version: executions, how they ended, success rate, p50/p95 durations; and the
+        agent's executions per hour over the last 24 hours."""
         agent = await self.get(agent_id)
         rows = await agent_sql.version_stats(self.db, agent.agent_id)
-        return {"agent_id": str(agent.agent_id), "name": agent.name, "versions": [version_stats(row) for row in rows]}
+        hours = await agent_sql.hourly_executions(self.db, agent.agent_id)
+        return {"agent_id": str(agent.agent_id), "name": agent.name, "versions": [version_stats(row) for row in rows],
+                "hourly": [hourly(row) for row in hours]}
 
     async def upload_module(self, agent_id: str, data: bytes, version: int | None = None) -> AgentVersion:
         """Check an uploaded .wasm, compile it once, bake it into the version's image (the newest

@@ -9,6 +9,7 @@ pin the version they ran, so their records and receipts stay true after either.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -45,6 +46,12 @@ def version_stats(row: asyncpg.Record) -> dict[str, Any]:
         "duration_ms": {"p50": _ms(row["wall_p50"]), "p95": _ms(row["wall_p95"])},
         "latency_ms": {"p50": _ms(row["latency_p50"]), "p95": _ms(row["latency_p95"])},
     }
+
+
+def hourly(row: asyncpg.Record) -> dict[str, Any]:
+    """One hour of the stats' `hourly` series, from its row of storage.agents.hourly_executions."""
+    start = row["start"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {"start": start, "executions": row["executions"], "completed": row["completed"], "failed": row["failed"]}
 
 
 def _ms(value: Any) -> float | None:

@@ -20,8 +20,19 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/status")
 async def status(request: web.Request) -> web.Response:
+    """This instance's worker and pool, and the shared job queue as the /metrics gauges read it
+    (`executor_queue_depth`, `executor_queue_oldest_job_age_seconds`); `queue` is null when
+    Redis does not answer."""
     principal(request, Role.OPERATOR)
-    return json_response(request.app[INSTANCE].status())
+    queue = await request.app[EXECUTIONS].queue_stats()
+    return json_response({**request.app[INSTANCE].status(), "queue": _queue(queue)})
+
+
+def _queue(stats: QueueStats | None) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    oldest = None if stats.oldest_age_s is None else round(stats.oldest_age_s, 3)
+    return {"depth": stats.depth, "oldest_age_s": oldest}
 
 
 @routes.get("/metrics")

@@ -147,9 +147,11 @@ async def _serve(settings: Settings, database_url: str, redis_url: str, *, annou
         await web.TCPSite(runner, settings.host, settings.port).start()
         base_url = f"http://{settings.host}:{settings.port}"
         log.info("executor %s (%s) listening on %s", settings.resolved_instance_id, role, base_url)
+        stop = _stop_on_signal()  # before the banner: once it shows, SIGTERM stops cleanly
         if announce:
             _print_banner(base_url, new_operator_token, examples)
-        await _wait_for_signal()
+        await stop.wait()
+        log.info("stopping: letting running tasks finish")
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -161,6 +163,8 @@ async def _prepare_examples(services: Services) -> list[tuple[AgentVersion, Exam
     from runtimes.images import build_images, find_images_dir
 
     settings = services.settings
+    names = [name.strip() for name in (settings.example_images or "").split(",") if name.strip()] \
+        or list(EXAMPLE_IMAGES)
     # The first start builds the Debian base with debootstrap (about a minute): on a terminal a
     # line with the elapsed time and the step; otherwise (and with JSON logs) one log line a step.
     progress = Progress("building the example images", plain=lambda line: log.info("image build: %s", line),
@@ -170,7 +174,7 @@ async def _prepare_examples(services: Services) -> list[tuple[AgentVersion, Exam
         client = engine()
         try:
             with progress, build_errors():
-                build_images(client, list(EXAMPLE_IMAGES), progress=progress.step,
+                build_images(client, names, progress=progress.step,
                              debian_mirror=settings.debian_mirror, images_dir=settings.images_dir)
         finally:
             client.close()
@@ -205,10 +209,10 @@ def _print_banner(base_url: str, new_token: str | None, examples: list[tuple[Age
     print("\n".join(lines) + "\n", flush=True)
 
 
-async def _wait_for_signal() -> None:
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (from now on, in the running loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping: letting running tasks finish")
+    return stop

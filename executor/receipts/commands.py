@@ -2,6 +2,9 @@
 
 `receipts verify` and `log audit` are what an outside party runs: they need only the
 receipt or the log's public endpoints and the public keys (a file, or a URL).
+
+They return records and print nothing: executor/cli/receipts.py prints them (a table, lines,
+or JSON with `--json`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,28 @@ from executor.receipts.verify import (
 from executor.settings import Settings
 
 
-def rotate(settings: Settings, database_url: str | None) -> int:
+@dataclass(frozen=True)
+class AuditRound:
+    """One round of `log audit`: the head fetched, checked against the head kept before."""
+
+    round: int
+    report: Report
+    tree_size: int | None = None
+    root_hash: str | None = None
+    timestamp: str | None = None
+    kept_tree_size: int | None = None  # None: no head was kept, this one is the first
+
+    @property
+    def valid(self) -> bool:
+        return self.report.valid and self.tree_size is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "valid": self.valid, "tree_size": self.tree_size, "root_hash": self.root_hash,
+                "timestamp": self.timestamp, "kept_tree_size": self.kept_tree_size,
+                "failures": [{"reason": f.reason, "detail": f.detail} for f in self.report.failures]}
+
+
+def rotate(settings: Settings, database_url: str | None) -> dict[str, Any]:
     if settings.signing_key:
         raise ConfigurationError("the signing key comes from EXECUTOR_SIGNING_KEY: rotate by changing it")
     from executor.storage import receipts as receipt_sql
@@ -36,27 +62,24 @@ def rotate(settings: Settings, database_url: str | None) -> int:
     new = rotate_ring(settings.resolved_signing_key_file)
     if database_url:  # a running service publishes it too, before its first signature with it
         _run_with_db(database_url, lambda db: receipt_sql.publish_keys(db, [(new.kid, bytes(new.public))]))
-    print(json.dumps({"kid": new.kid, "created_at": new.created_at.isoformat(),
-                      "ring": str(settings.resolved_signing_key_file)}))
-    return 0
+    return {"kid": new.kid, "created_at": new.created_at.isoformat(), "ring": str(settings.resolved_signing_key_file)}
 
 
-def list_keys(settings: Settings, database_url: str) -> int:
+def list_keys(settings: Settings, database_url: str) -> list[dict[str, Any]]:
+    """Every published key, retired ones included, oldest first; `signing` and `held_here` say
+    which one this host signs with and which private halves its ring holds."""
     from executor.storage import receipts as receipt_sql
 
     ring = [] if settings.signing_key else read_ring(settings.resolved_signing_key_file)
     held = {k.kid for k in ring}
     signing = ring[-1].kid if ring else None
     published = _run_with_db(database_url, lambda db: receipt_sql.published_keys(db, include_retired=True))
-    for key in published:
-        state = "retired " + key.retired_at.isoformat() if key.retired_at else "published"
-        notes = ", ".join(note for note, holds in (("signing", key.kid == signing), ("held here", key.kid in held))
-                          if holds)
-        print(f"{key.kid}  {key.created_at.isoformat()}  {state}" + (f"  ({notes})" if notes else ""))
-    return 0
+    return [{"kid": key.kid, "created_at": key.created_at.isoformat(),
+             "retired_at": key.retired_at.isoformat() if key.retired_at else None,
+             "signing": key.kid == signing, "held_here": key.kid in held} for key in published]
 
 
-def retire(settings: Settings, database_url: str, kid: str) -> int:
+def retire(settings: Settings, database_url: str, kid: str) -> dict[str, Any]:
     """Stop publishing a key (its receipts stop verifying against the JWK set) and drop its private half."""
     from executor.storage import receipts as receipt_sql
 
@@ -64,13 +87,11 @@ def retire(settings: Settings, database_url: str, kid: str) -> int:
     retired_at = _run_with_db(database_url, lambda db: receipt_sql.retire_key(db, kid))
     if retired_at is None and not dropped:
         raise ExecutorError(f"no key {kid}")
-    print(json.dumps({"kid": kid, "retired_at": retired_at.isoformat() if retired_at else None,
-                      "private_key_dropped": dropped}))
-    return 0
+    return {"kid": kid, "retired_at": retired_at.isoformat() if retired_at else None, "private_key_dropped": dropped}
 
 
 def verify(receipt_path: str, *, keys_source: str, input_path: str | None, output_path: str | None,
-           head_path: str | None, as_json: bool) -> int:
+           head_path: str | None) -> Report:
     bundle = _load_json(receipt_path)
     keys = load_keys(keys_source)
     report = verify_bundle(
@@ -79,13 +100,14 @@ def verify(receipt_path: str, *, keys_source: str, input_path: str | None, outpu
         output_bytes=Path(output_path).read_bytes() if output_path else None,
         trusted_head=_load_json(head_path) if head_path else None,
     )
-    print(json.dumps(report.to_dict(), indent=2) if as_json else _describe(report))
-    return 0 if report.valid else 1
+    return report
 
 
-def audit(base_url: str, *, keys_source: str, state_path: Path, rounds: int, interval_s: float) -> int:
-    """Fetch the log's head `rounds` times; each must be signed and extend the head kept in
-    `state_path` (a consistency proof), which it then replaces."""
+def audit(base_url: str, *, keys_source: str, state_path: Path, rounds: int,
+          interval_s: float) -> Iterator[AuditRound]:
+    """Fetch the log's head `rounds` times, a round as it ends; each head must be signed and
+    extend the head kept in `state_path` (a consistency proof), which it then replaces. The
+    first round that does not verify is the last one (the kept head stays)."""
     keys = load_keys(keys_source)
     for round_number in range(rounds):
         if round_number:
@@ -103,12 +125,11 @@ def audit(base_url: str, *, keys_source: str, state_path: Path, rounds: int, int
                 proof = [bytes.fromhex(h) for h in answer["hashes"]]
             check_consistency(kept, new, proof, report)
         if not report.valid or new is None:
-            print(_describe(report, what="log"))
-            return 1
-        print(f"ok: head of size {new['tree_size']} (root {new['root_hash'][:16]}…, {new['timestamp']})"
-              + (f" extends the kept head of size {kept['tree_size']}" if kept else ", kept as the first head"))
+            yield AuditRound(round_number + 1, report, kept_tree_size=kept["tree_size"] if kept else None)
+            return
         state_path.write_text(json.dumps(envelope))
-    return 0
+        yield AuditRound(round_number + 1, report, tree_size=new["tree_size"], root_hash=new["root_hash"],
+                         timestamp=new["timestamp"], kept_tree_size=kept["tree_size"] if kept else None)
 
 
 def load_keys(source: str) -> dict[str, nacl.signing.VerifyKey]:
@@ -120,7 +141,8 @@ def load_keys(source: str) -> dict[str, nacl.signing.VerifyKey]:
         raise ExecutorError(f"{source}: not a JWK set of Ed25519 keys: {exc}") from exc
 
 
-def _describe(report: Report, *, what: str = "receipt") -> str:
+def describe(report: Report, *, what: str = "receipt") -> str:
+    """A report for people: the receipt, each signature, and valid or every failure."""
     lines = []
     statement = report.statement
     if statement:

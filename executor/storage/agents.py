@@ -125,6 +125,25 @@ async def version_stats(db: asyncpg.Pool, agent_id: uuid.UUID) -> list[asyncpg.R
     return rows
 
 
+async def hourly_executions(db: asyncpg.Pool, agent_id: uuid.UUID, hours: int = 24) -> list[asyncpg.Record]:
+    """Executions of the agent (any version) per UTC hour they were accepted in, over the last
+    `hours` hours up to the current one, oldest first; an hour without any is a row of zeros."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "WITH now_hour AS (SELECT date_trunc('hour', now() AT TIME ZONE 'UTC') AS at),"
+        " hours AS (SELECT generate_series(at - ($2::int - 1) * interval '1 hour', at, interval '1 hour')"
+        "   AT TIME ZONE 'UTC' AS start FROM now_hour),"
+        # one pass over the agent's executions of the period, each put in its hour
+        " recent AS (SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start, status"
+        "   FROM executions WHERE agent_id = $1 AND created_at >= (SELECT min(start) FROM hours))"
+        " SELECT h.start, count(r.start) AS executions,"
+        " count(r.start) FILTER (WHERE r.status = 'COMPLETED') AS completed,"
+        " count(r.start) FILTER (WHERE r.status IN ('FAILED', 'TIMEOUT')) AS failed"
+        " FROM hours h LEFT JOIN recent r ON r.start = h.start GROUP BY h.start ORDER BY h.start",
+        agent_id, hours,
+    )
+    return rows
+
+
 async def get_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: int | None = None) -> AgentVersion | None:
     """The given version, or the latest one."""
     if version is None:

@@ -3,6 +3,8 @@ execution, and counted in the agent's stats."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import Api
@@ -101,3 +103,22 @@ async def test_stats_per_version(market: Api) -> None:
     user = await market.new_token("user")
     status, _, _ = await user.get(f"/v1/agents/{agent_id}/stats")
     assert status == 403
+
+
+async def test_stats_count_executions_per_hour(market: Api) -> None:
+    """The last 24 UTC hours, oldest first, empty hours included; this agent ran twice, just now."""
+    service = await market.new_token("service")
+    agent_id = await service.register(["cat"], output_schema={"type": "object", "required": ["ok"]})
+    assert (await service.run(agent_id, {"ok": 1}))["status"] == "COMPLETED"
+    assert (await service.run(agent_id, {"no": 1}))["status"] == "FAILED"
+
+    status, stats, _ = await service.get(f"/v1/agents/{agent_id}/stats")
+    assert status == 200, stats
+    hours = stats["hourly"]
+    assert len(hours) == 24
+    starts = [datetime.fromisoformat(h["start"]) for h in hours]
+    assert all(h["start"].endswith(":00:00Z") for h in hours), hours
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(starts))
+    assert starts[-1] <= datetime.now(UTC) < starts[-1] + timedelta(hours=1, minutes=1)  # the current hour
+    assert sum(h["executions"] for h in hours) == 2
+    assert sum(h["completed"] for h in hours) == 1 and sum(h["failed"] for h in hours) == 1

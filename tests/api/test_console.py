@@ -152,10 +152,16 @@ async def test_agents_fleet_and_tokens(page: Page, api: Api, service: ServicePro
     await page.goto(f"/console#/agents/{agent_id}")
     await expect(page.locator("tr[data-version='1'] td").nth(4)).to_have_text("3", timeout=WAIT_MS)  # executions
     await expect(page.locator("tr[data-version='1'] td").nth(6)).to_have_text("100.0 %")  # success rate
+    # The chart of executions per hour: one bar per hour of the last 24, the three runs in them.
+    bars = page.locator("#hourly svg.chart rect.bar")
+    await expect(bars).to_have_count(24)
+    counts = [int(n) for n in await bars.evaluate_all("(rects) => rects.map((r) => r.dataset.executions)")]
+    assert sum(counts) == 3 and sum(counts[-2:]) == 3, counts  # run just now: this hour (or the one before)
     await _shot(page, "agents")
 
     await page.goto("/console#/fleet")
     await expect(page.locator("#instance table.facts").first).to_contain_text("instance", timeout=WAIT_MS)
+    await expect(page.locator("#queue .depth")).to_have_text(re.compile(r"^\d+$"))  # the shared job queue
     await expect(page.locator("#images table")).to_contain_text("executor/busybox:latest", timeout=WAIT_MS)
     await _shot(page, "fleet", full_page=False)  # the engine may hold many images
 

@@ -224,7 +224,11 @@ async def test_images_status_metrics_and_health(api: Api, images: dict[str, str]
     await call(api, "GET", "/v1/images")
     built = await call(api, "POST", "/v1/images/build", json={"names": ["busybox"]})
     assert built["items"][0]["cached"] is True
-    await call(api, "GET", "/v1/status")
+    current = await call(api, "GET", "/v1/status")
+    # The shared job queue, read as the /metrics gauges read it (an idle queue: nothing waiting).
+    assert set(current["queue"]) == {"depth", "oldest_age_s"}, current
+    assert current["queue"]["depth"] >= 0
+    assert (current["queue"]["oldest_age_s"] is None) == (current["queue"]["depth"] == 0), current
     metrics = await call(api, "GET", "/metrics")
     assert b"executor_worker_running_tasks" in metrics
     anonymous = api.as_token(None)

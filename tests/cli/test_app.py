@@ -72,3 +72,11 @@ def test_client_commands_ignore_the_server_settings() -> None:
     done = run("migrate", env={"EXECUTOR_NOT_A_SETTING": "1"})
     one_line_error(done, 2, "configuration_invalid")
     assert "EXECUTOR_NOT_A_SETTING" in done.stderr
+
+
+def test_a_private_server_that_cannot_start_is_one_line_and_3(tmp_path) -> None:
+    """pytest's tmp_path is root's alone: the private PostgreSQL (run as `postgres`) cannot use a
+    state directory inside it. That is a dependency that is not there, not a traceback."""
+    done = run("up", env={"EXECUTOR_STATE_DIR": str(tmp_path / "state"), "EXECUTOR_PORT": str(free_port()),
+                          "EXECUTOR_EXAMPLE_IMAGES": "busybox"}, timeout=120)
+    one_line_error(done, 3, "dependency_unavailable")

@@ -2,7 +2,10 @@
 seconds, the step) with human log lines; otherwise one plain line a step and JSON log lines.
 
 Each test builds an image of its own (a fresh content hash: never cached) on the busybox base,
-in a copy of the images folder, and removes it after."""
+in a copy of the images folder, and removes it after. `executor up` builds the example images
+on its first start (the Debian base among them, about a minute with debootstrap); its test
+gives it, through EXECUTOR_EXAMPLE_IMAGES, an example of its own on a base of its own instead,
+so that the shared executor/* images are neither rebuilt nor retagged."""
 
 from __future__ import annotations
 
@@ -12,18 +15,20 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
+from executor.embedded import free_port
 from tests.cli.conftest import run
-from tests.conftest import REPO
+from tests.conftest import REPO, private_tmpdir
 
 HUMAN_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} INFO ", re.MULTILINE)
 
@@ -98,3 +103,83 @@ def test_a_build_elsewhere_prints_one_line_a_step(slow_image) -> None:
     assert json.loads(lines[0])["message"].startswith(f"building {name} from ")  # JSON logs: not a terminal
     (built,) = json.loads(done.stdout)
     assert built["name"] == name and built["cached"] is False
+
+
+@pytest.fixture
+def example_on_a_new_base(images, docker_client: docker.DockerClient,
+                          tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """(example, its base, images folder): an example image on a base image that nobody else has
+    built (three seconds), like stats-python on the Debian base."""
+    suffix = uuid.uuid4().hex[:8]
+    base, example = f"cli-up-base-{suffix}", f"cli-up-{suffix}"
+    folder = tmp_path / "images"
+    shutil.copytree(REPO / "images" / "busybox", folder / "busybox")
+    for name, recipe, build in ((base, '{"base": "busybox"}', "RUN sleep 3"),
+                                (example, f'{{"base": "{base}"}}', "RUN true")):
+        (folder / name).mkdir()
+        (folder / name / "image.json").write_text(recipe)
+        (folder / name / "Dockerfile").write_text(f"ARG BASE\nFROM ${{BASE}}\n{build}\nLABEL test={name}\n")
+    yield example, base, folder
+    for name in (example, base):
+        for image in docker_client.images.list(name=f"executor/{name}"):
+            docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """Where `executor up` keeps its private PostgreSQL and Redis (traversable by their user)."""
+    path = private_tmpdir("executor-cli-up-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_on_a_terminal_shows_the_base_build_and_human_logs(example_on_a_new_base, state_dir: Path) -> None:
+    example, base, folder = example_on_a_new_base
+    env = build_env(folder, NO_COLOR="1", EXECUTOR_EXAMPLE_IMAGES=example, EXECUTOR_STATE_DIR=str(state_dir),
+                    EXECUTOR_PORT=str(free_port()))
+    parent, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "executor", "up"], stdin=child, stdout=child, stderr=child,
+                               env=env, cwd=REPO, close_fds=True)
+    os.close(child)
+    shown = b""
+    deadline = time.monotonic() + 120
+
+    def read_until(done: Callable[[str], bool]) -> str:
+        nonlocal shown
+        while not done(shown.decode("utf-8", "replace")) and time.monotonic() < deadline:
+            ready, _, _ = select.select([parent], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(parent, 65536)
+                except OSError:  # EIO: the child closed its end
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif process.poll() is not None:
+                break
+        return shown.decode("utf-8", "replace")
+
+    try:
+        # Up only when serving (its signal handlers are in place): then SIGTERM stops it cleanly.
+        text = read_until(lambda text: "executor is up on" in text)
+        assert "executor is up on" in text, text
+        process.send_signal(signal.SIGTERM)
+        text = read_until(lambda text: False)  # to the end of its output
+        assert process.wait(timeout=30) == 0, text
+    finally:
+        os.close(parent)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # The base is built first, its step on the line redrawn in place (a spinner, the seconds).
+    redrawn = [part for part in text.split("\r") if "building the example images" in part]
+    assert len(redrawn) >= 5, text
+    assert re.search(r"building the example images [1-9]\d*s  " + re.escape(base) + r": Step \d/\d : RUN sleep 3",
+                     text), text
+    assert f"{example}: " in text and text.index(f"{base}: ") < text.index(f"{example}: "), text
+    assert "\x1b[K" in text
+    # Human log lines (EXECUTOR_LOG_FORMAT unset: auto), never JSON, no colour (NO_COLOR).
+    assert HUMAN_LOG_LINE.search(text) and '{"ts"' not in text, text
+    assert re.search(r"\x1b\[[0-9;]*m", text) is None, text
+    assert "stopping: letting running tasks finish" in text, text

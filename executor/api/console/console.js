@@ -410,13 +410,49 @@ function agentsView(signal) {
 const pct = (rate) => (rate === null ? "—" : `${(rate * 100).toFixed(1)} %`);
 const ms = (value) => (value === null ? "—" : `${Math.round(value)} ms`);
 
+// An SVG element (built like h, attributes only: the CSP forbids style attributes, CSS classes do it).
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
+  for (const child of children) el.append(child instanceof Node ? child : String(child));
+  return el;
+}
+
+// The stats' `hourly` series as bars: one per hour (`rect.bar`, its failed part `rect.failed` on top).
+function hourlyChart(hours) {
+  const [barW, gap, height, axis] = [14, 2, 80, 16];
+  const top = Math.max(1, ...hours.map((b) => b.executions));
+  const scale = (n) => Math.round((n / top) * height);
+  const width = hours.length * (barW + gap);
+  const hour = (start) => start.slice(11, 16);
+  const chart = svg("svg", { class: "chart", width, height: height + axis, viewBox: `0 0 ${width} ${height + axis}`,
+    role: "img", "aria-label": `executions per hour, at most ${top}` });
+  hours.forEach((b, i) => {
+    const x = i * (barW + gap);
+    const label = `${time(b.start)}: ${b.executions} executions, ${b.completed} completed, ${b.failed} failed`;
+    chart.append(svg("rect", { class: "bar", x, y: height - scale(b.executions), width: barW,
+      height: scale(b.executions), "data-start": b.start, "data-executions": b.executions }, svg("title", {}, label)));
+    if (b.failed) {
+      chart.append(svg("rect", { class: "failed", x, y: height - scale(b.failed), width: barW, height: scale(b.failed) },
+        svg("title", {}, label)));
+    }
+  });
+  chart.append(svg("line", { class: "axis", x1: 0, y1: height + 0.5, x2: width, y2: height + 0.5 }),
+    svg("text", { x: 0, y: height + axis - 3 }, hour(hours[0].start)),
+    svg("text", { x: width, y: height + axis - 3, "text-anchor": "end" }, hour(hours[hours.length - 1].start)));
+  const total = hours.reduce((sum, b) => sum + b.executions, 0);
+  const failed = hours.reduce((sum, b) => sum + b.failed, 0);
+  return h("div", { class: "hourly" }, chart,
+    h("p", { class: "note" }, `${total} executions in 24 h, ${failed} failed or timed out (red); the tallest bar is `,
+      `${top}. Hover a bar for its hour.`));
+}
+
 function agentView(id, signal) {
   const base = `/v1/agents/${encodeURIComponent(id)}`;
   const title = h("h2", {}, "Agent ", h("code", {}, id));
   const versions = h("section", { id: "versions" });
-  $("view").append(title, versions,
-    h("p", { class: "note" }, "The statistics are totals per version (GET /v1/agents/{id}/stats): they hold no series ",
-      "over time, so there is no chart of executions over time."));
+  const hourly = h("section", { id: "hourly" });
+  $("view").append(title, versions, h("h3", {}, "Executions per hour, the last 24 hours (UTC)"), hourly);
   const load = async () => {
     const all = [];
     let cursor = null;
@@ -427,8 +463,9 @@ function agentView(id, signal) {
     } while (cursor);
     let stats = new Map();
     let statsProblem = null;
+    let found = null;
     try {
-      const found = await get(`${base}/stats`, { signal });
+      found = await get(`${base}/stats`, { signal });
       title.replaceChildren("Agent ", found.name, " ", h("code", {}, id));
       stats = new Map(found.versions.map((v) => [v.version, v]));
     } catch (error) {
@@ -439,6 +476,7 @@ function agentView(id, signal) {
       await post(`${base}/versions/${v.version}/${action}`);
       await load();
     });
+    hourly.replaceChildren(found && found.hourly ? hourlyChart(found.hourly) : "—");
     versions.replaceChildren(statsProblem ? problemLine(statsProblem) : "", table(
       ["version", "status", "image", "runtime", "executions", "live", "success", "duration p50 / p95",
         "latency p50 / p95", "by outcome", ""],
@@ -461,12 +499,20 @@ function agentView(id, signal) {
 const mb = (bytes) => (bytes === null ? "—" : `${(bytes / 1e6).toFixed(1)} MB`);
 
 function fleetView(signal) {
+  const queue = h("p", { id: "queue" }, "—");
   const status = h("section", { id: "instance" });
   const images = h("section", { id: "images" });
-  $("view").append(h("h2", {}, "Fleet"), h("h3", {}, "This instance (GET /v1/status, every 2 s)"), status,
-    h("h3", {}, "Images"), images);
+  $("view").append(h("h2", {}, "Fleet"), h("h3", {}, "The job queue (all instances)"), queue,
+    h("h3", {}, "This instance (GET /v1/status, every 2 s)"), status, h("h3", {}, "Images"), images);
   every(signal, async () => {
-    try { status.replaceChildren(facts(await get("/v1/status", { signal }))); } catch (error) {
+    try {
+      const current = await get("/v1/status", { signal });
+      const { queue: q, ...instance } = current;
+      queue.replaceChildren(q === null || q === undefined ? "unknown (Redis did not answer)"
+        : h("span", {}, "depth ", h("strong", { class: "depth" }, q.depth), q.oldest_age_s === null ? ", empty"
+          : [", the oldest job queued ", h("strong", { class: "oldest" }, `${q.oldest_age_s.toFixed(1)} s`), " ago"]));
+      status.replaceChildren(facts(instance));
+    } catch (error) {
       if (!signal.aborted) status.replaceChildren(problemLine(error));
     }
   });

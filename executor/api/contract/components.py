@@ -193,7 +193,14 @@ SCHEMAS: dict[str, Schema] = {
             "duration_ms": closed({"p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}}),
             "latency_ms": closed({"p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}}),
         })},
-    }),
+        "hourly": {"type": "array", "minItems": 24, "maxItems": 24, "items": closed({
+            "start": {**INSTANT, "description": "the hour's start, UTC"},
+            "executions": {**COUNT, "description": "accepted in that hour, any version"},
+            "completed": {**COUNT, "description": "of those, ended COMPLETED"},
+            "failed": {**COUNT, "description": "of those, ended FAILED or TIMEOUT"},
+        }), "description": "executions per hour over the last 24 hours, oldest first, the current hour last;"
+                           " an hour without any is there with zeros"},
+    }, optional=("hourly",)),
     # -- entitlements -------------------------------------------------------------------------
     "Entitlement": closed({
         "id": UUID,
@@ -311,6 +318,12 @@ SCHEMAS: dict[str, Schema] = {
             "refill_seconds_total": {"type": "number", "minimum": 0},
             "container_start_seconds": {"type": "number", "minimum": 0}})],
                  "description": "the pre-started containers; null: no pool here"},
+        "queue": {"anyOf": [{"type": "null"}, closed({
+            "depth": {**COUNT, "description": "jobs accepted and not yet finished (waiting or running)"},
+            "oldest_age_s": {"type": ["number", "null"], "minimum": 0,
+                             "description": "seconds since the oldest of them was queued; null: none"}})],
+                  "description": "the job queue all instances share (the /metrics gauges executor_queue_depth and"
+                                 " executor_queue_oldest_job_age_seconds); null: Redis did not answer"},
     }),
     "Health": closed({"status": {"const": "ok"}}),
     "Readiness": {

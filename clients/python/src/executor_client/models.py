@@ -14,6 +14,7 @@ __all__ = [
     "AgentPool",
     "AgentPricing",
     "AgentStats",
+    "AgentStatsHourlyItem",
     "AgentStatsVersionsItem",
     "AgentStatsVersionsItemByStatus",
     "AgentStatsVersionsItemDurationMs",
@@ -75,6 +76,7 @@ __all__ = [
     "SignedLogHead",
     "Status",
     "StatusPool",
+    "StatusQueue",
     "StatusWorker",
     "SubmitBatch",
     "SubmitExecution",
@@ -301,10 +303,24 @@ class AgentStatsVersionsItem(TypedDict):
     latency_ms: AgentStatsVersionsItemLatencyMs
 
 
-class AgentStats(TypedDict):
-    agent_id: str
-    name: str
-    versions: list[AgentStatsVersionsItem]
+class AgentStatsHourlyItem(TypedDict):
+    # the hour's start, UTC
+    start: str
+    # accepted in that hour, any version
+    executions: int
+    # of those, ended COMPLETED
+    completed: int
+    # of those, ended FAILED or TIMEOUT
+    failed: int
+
+
+class AgentStats(TypedDict, total=False):
+    agent_id: Required[str]
+    name: Required[str]
+    versions: Required[list[AgentStatsVersionsItem]]
+    # executions per hour over the last 24 hours, oldest first, the current hour last; an hour without any is
+    # there with zeros
+    hourly: list[AgentStatsHourlyItem]
 
 
 class Entitlement(TypedDict):
@@ -560,11 +576,21 @@ class StatusPool(TypedDict):
     container_start_seconds: float
 
 
+class StatusQueue(TypedDict):
+    # jobs accepted and not yet finished (waiting or running)
+    depth: int
+    # seconds since the oldest of them was queued; null: none
+    oldest_age_s: float | None
+
+
 class Status(TypedDict):
     instance: str
     worker: StatusWorker
     # the pre-started containers; null: no pool here
     pool: StatusPool | None
+    # the job queue all instances share (the /metrics gauges executor_queue_depth and
+    # executor_queue_oldest_job_age_seconds); null: Redis did not answer
+    queue: StatusQueue | None
 
 
 class Health(TypedDict):

@@ -1016,6 +1016,20 @@ export interface components {
                     p95: number | null;
                 };
             }[];
+            /** @description executions per hour over the last 24 hours, oldest first, the current hour last; an hour without any is there with zeros */
+            hourly?: {
+                /**
+                 * Format: date-time
+                 * @description the hour's start, UTC
+                 */
+                start: string;
+                /** @description accepted in that hour, any version */
+                executions: number;
+                /** @description of those, ended COMPLETED */
+                completed: number;
+                /** @description of those, ended FAILED or TIMEOUT */
+                failed: number;
+            }[];
         };
         Entitlement: {
             /** Format: uuid */
@@ -1270,6 +1284,13 @@ export interface components {
                 refills: number;
                 refill_seconds_total: number;
                 container_start_seconds: number;
+            };
+            /** @description the job queue all instances share (the /metrics gauges executor_queue_depth and executor_queue_oldest_job_age_seconds); null: Redis did not answer */
+            queue: null | {
+                /** @description jobs accepted and not yet finished (waiting or running) */
+                depth: number;
+                /** @description seconds since the oldest of them was queued; null: none */
+                oldest_age_s: number | null;
             };
         };
         Health: {
