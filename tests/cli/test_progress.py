@@ -47,32 +47,52 @@ def slow_image(images, docker_client: docker.DockerClient, tmp_path: Path) -> It
         docker_client.images.remove(image.id, force=True)
 
 
-def run_on_a_terminal(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    """`executor ARGS` with stdin, stdout and stderr on a pseudo-terminal: (exit code, what it showed)."""
-    parent, child = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "executor", *args], stdin=child, stdout=child, stderr=child,
-                               env=env, cwd=REPO, close_fds=True)
-    os.close(child)
-    shown = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([parent], [], [], 0.2)
+class Terminal:
+    """`executor ARGS` with stdin, stdout and stderr on a pseudo-terminal, and what it has shown."""
+
+    def __init__(self, *args: str, env: dict[str, str], timeout: float = 120) -> None:
+        self.parent, child = pty.openpty()
+        self.process = subprocess.Popen([sys.executable, "-m", "executor", *args], stdin=child, stdout=child,
+                                        stderr=child, env=env, cwd=REPO, close_fds=True)
+        os.close(child)
+        self.shown = b""
+        self.deadline = time.monotonic() + timeout
+
+    def read_until(self, done: Callable[[str], bool] = lambda text: False) -> str:
+        """What it has shown once `done` says so, its output ends or the deadline passes."""
+        while not done(self.text) and time.monotonic() < self.deadline:
+            ready, _, _ = select.select([self.parent], [], [], 0.2)
             if ready:
                 try:
-                    chunk = os.read(parent, 65536)
+                    chunk = os.read(self.parent, 65536)
                 except OSError:  # EIO: the child closed its end
                     break
                 if not chunk:
                     break
-                shown += chunk
-            elif process.poll() is not None:
+                self.shown += chunk
+            elif self.process.poll() is not None:
                 break
-        return process.wait(timeout=10), shown.decode("utf-8", "replace")
-    finally:
-        os.close(parent)
-        if process.poll() is None:
-            process.kill()
+        return self.text
+
+    @property
+    def text(self) -> str:
+        return self.shown.decode("utf-8", "replace")
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.parent)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_on_a_terminal(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
+    """`executor ARGS` on a pseudo-terminal to its end: (exit code, what it showed)."""
+    with Terminal(*args, env=env, timeout=timeout) as terminal:
+        text = terminal.read_until()
+        return terminal.process.wait(timeout=10), text
 
 
 def build_env(folder: Path, **more: str) -> dict[str, str]:
@@ -137,41 +157,13 @@ def test_up_on_a_terminal_shows_the_base_build_and_human_logs(example_on_a_new_b
     example, base, folder = example_on_a_new_base
     env = build_env(folder, NO_COLOR="1", EXECUTOR_EXAMPLE_IMAGES=example, EXECUTOR_STATE_DIR=str(state_dir),
                     EXECUTOR_PORT=str(free_port()))
-    parent, child = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "executor", "up"], stdin=child, stdout=child, stderr=child,
-                               env=env, cwd=REPO, close_fds=True)
-    os.close(child)
-    shown = b""
-    deadline = time.monotonic() + 120
-
-    def read_until(done: Callable[[str], bool]) -> str:
-        nonlocal shown
-        while not done(shown.decode("utf-8", "replace")) and time.monotonic() < deadline:
-            ready, _, _ = select.select([parent], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(parent, 65536)
-                except OSError:  # EIO: the child closed its end
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif process.poll() is not None:
-                break
-        return shown.decode("utf-8", "replace")
-
-    try:
+    with Terminal("up", env=env) as terminal:
         # Up only when serving (its signal handlers are in place): then SIGTERM stops it cleanly.
-        text = read_until(lambda text: "executor is up on" in text)
+        text = terminal.read_until(lambda text: "executor is up on" in text)
         assert "executor is up on" in text, text
-        process.send_signal(signal.SIGTERM)
-        text = read_until(lambda text: False)  # to the end of its output
-        assert process.wait(timeout=30) == 0, text
-    finally:
-        os.close(parent)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        terminal.process.send_signal(signal.SIGTERM)
+        text = terminal.read_until()  # to the end of its output
+        assert terminal.process.wait(timeout=30) == 0, text
     # The base is built first, its step on the line redrawn in place (a spinner, the seconds).
     redrawn = [part for part in text.split("\r") if "building the example images" in part]
     assert len(redrawn) >= 5, text
