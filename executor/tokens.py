@@ -13,12 +13,13 @@ import hashlib
 import logging
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from executor.errors import Conflict, Forbidden, NotFound, RequestInvalid
+from executor.instants import parse_instant
 from executor.pagination import decode_cursor, encode_cursor
 from executor.records.principals import IssuedToken, Principal, Role, TokenInfo
 from executor.storage import tokens as token_sql
@@ -43,22 +44,8 @@ def _invalid(pointer: str, detail: str) -> RequestInvalid:
 
 
 def parse_expiry(raw: Any) -> datetime | None:
-    """`expires_at`: an RFC 3339 date-time with its offset, or None (never). Its form is the
-    contract's; this reads it (a naive time names no instant: refused)."""
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
-    except ValueError:
-        value = None
-    if value is None:
-        raise _invalid("/expires_at", "an RFC 3339 date-time such as 2027-01-31T00:00:00Z")
-    if value.tzinfo is None:
-        raise _invalid("/expires_at", "the date-time needs an offset (Z or +hh:mm)")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00:00-05:00 is past datetime.max in UTC
-        raise _invalid("/expires_at", "out of range") from None
+    """`expires_at`: an RFC 3339 date-time with its offset, or None (never)."""
+    return parse_instant(raw, "/expires_at")
 
 
 class Tokens:

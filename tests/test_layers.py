@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # From the bottom up. See docs/architecture.md for what each layer owns.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"errors", "settings", "faults", "jsondoc", "observability"}),
-    ("records", {"records", "pricing", "limits", "pagination", "schemas", "schema_keywords", "schema_refs",
+    ("records", {"records", "pricing", "limits", "pagination", "instants", "schemas", "schema_keywords", "schema_refs",
                  "schema_regex", "ratelimit", "sweeps"}),
     ("adapters", {"storage", "queue", "runtimes", "embedded"}),
     ("domain", {"tokens", "agents", "entitlements", "executions", "receipts", "webhooks", "images", "replays"}),

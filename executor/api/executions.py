@@ -57,6 +57,8 @@ async def list_executions(request: web.Request) -> web.Response:
         cursor=query(request, "cursor"),
         limit=query(request, "limit"),
         user=query(request, "user"),
+        created_since=query(request, "created_since"),
+        created_before=query(request, "created_before"),
     )
     return json_response({"items": [r.to_dict() for r in records], "next_cursor": cursor})
 

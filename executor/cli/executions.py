@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from executor.cli.exits import CommandError, Exit
@@ -23,6 +24,9 @@ def register(commands: Subcommands) -> None:
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--agent", metavar="AGENT_ID")
     listing.add_argument("--user", metavar="SUBJECT")
+    listing.add_argument("--since", type=_instant, metavar="TIME",
+                         help="created at or after TIME (RFC 3339 with its offset, e.g. 2026-12-06T09:00:00Z)")
+    listing.add_argument("--before", type=_instant, metavar="TIME", help="created strictly before TIME")
     listing.add_argument("--limit", type=_positive, metavar="N", help="at most N (default: all)")
     get = client_command(executions, "get", "one execution's record", _get)
     get.add_argument("id")
@@ -43,9 +47,21 @@ def _positive(text: str) -> int:
     return value
 
 
+def _instant(text: str) -> str:
+    """An RFC 3339 instant, normalised to UTC (a `+` would not survive a query string unquoted)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an RFC 3339 date-time such as 2026-12-06T09:00:00Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("the date-time needs an offset (Z or +hh:mm)")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _list(api: Api, args: argparse.Namespace) -> int:
-    items = api.items("/v1/executions", query={"status": args.status, "agent_id": args.agent, "user": args.user},
-                      limit=args.limit)
+    items = api.items("/v1/executions", query={
+        "status": args.status, "agent_id": args.agent, "user": args.user,
+        "created_since": args.since, "created_before": args.before}, limit=args.limit)
     if args.json:
         print_json(items)
         return 0

@@ -23,8 +23,8 @@ from executor.errors import (
     Forbidden,
     NotFound,
     Problem,
-    RequestInvalid,
 )
+from executor.instants import parse_instant
 from executor.pagination import encode_cursor, page_filters
 from executor.records.entitlements import Entitlement, EntitlementState
 from executor.records.principals import Principal, Role
@@ -36,25 +36,6 @@ _REFUSALS: dict[EntitlementState, type[Problem]] = {
     EntitlementState.REVOKED: EntitlementRevoked,
     EntitlementState.USED_UP: EntitlementUsedUp,
 }
-
-
-def _invalid(pointer: str, detail: str) -> RequestInvalid:
-    return RequestInvalid(f"{pointer.lstrip('/')}: {detail}", errors=[{"pointer": pointer, "detail": detail}])
-
-
-def parse_time(raw: Any, pointer: str) -> datetime | None:
-    """An RFC 3339 time with its offset (a naive time is ambiguous: refused)."""
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise _invalid(pointer, "an RFC 3339 date-time or null")
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise _invalid(pointer, "an RFC 3339 date-time such as 2027-01-31T00:00:00Z") from None
-    if value.tzinfo is None:
-        raise _invalid(pointer, "the date-time needs an offset (Z or +hh:mm)")
-    return value
 
 
 class Entitlements:
@@ -69,7 +50,7 @@ class Entitlements:
         body's shape was checked against the contract's GrantEntitlement."""
         user, uses = body["user"], body.get("uses")
         agent = await self.agents.get(body["agent_id"])
-        expires_at = parse_time(body.get("expires_at"), "/expires_at")
+        expires_at = parse_instant(body.get("expires_at"), "/expires_at")
         return await entitlement_sql.grant(self.db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
                                            expires_at=expires_at, uses=uses)
 

@@ -19,6 +19,7 @@ import asyncpg
 from executor.entitlements.service import Entitlements
 from executor.errors import Problem, Throttled, TooManyLive
 from executor.executions import admission
+from executor.observability.logs import current_request
 from executor.records.agents import AgentVersion
 from executor.records.executions import ExecutionRecord
 from executor.settings import Limits, Settings
@@ -131,7 +132,7 @@ async def accept(conn: asyncpg.Connection, items: list[Item], *, caller: str, se
                 agent_id=agent.agent_id, agent_version=agent.version, owner=parties.owner, input=item.request.input,
                 stdin=item.stdin, limits=item.limits, service=service,
                 submitted_by=parties.caller if parties.caller != parties.owner else None,
-                entitlement_id=entitlement_id, webhook_url=item.webhook_url,
+                entitlement_id=entitlement_id, webhook_url=item.webhook_url, request_id=current_request(),
             )))
     admitted.sort(key=lambda pair: pair[0].index)  # created in the order given
     records = await execution_sql.insert_many(conn, [new for _, new in admitted])

@@ -122,12 +122,13 @@ class Leases:
             dropped.append(entry.entry_id)
             if entry.execution_id is not None:
                 dropped_for.add(entry.execution_id)
-        missing: list[uuid.UUID] = []
+        missing: list[tuple[uuid.UUID, str | None]] = []
         if whole or dropped:  # PostgreSQL read after the snapshot: newer than it
-            missing = [execution_id for execution_id in await execution_sql.pending_ids(self.db)
+            missing = [(execution_id, request_id)
+                       for execution_id, request_id in await execution_sql.pending_ids(self.db)
                        if execution_id not in covered and (whole or execution_id in dropped_for)]
-        for execution_id in missing:  # before the drop: a crash in between leaves a duplicate, not a loss
-            await self.queue.enqueue(execution_id)
+        for execution_id, request_id in missing:  # before the drop: a crash leaves a duplicate, not a loss
+            await self.queue.enqueue(execution_id, request_id=request_id)
         await self.queue.drop(dropped)
         gone = [] if whole else await self.queue.idle_consumers(_IDLE_CONSUMER_S)
         for consumer in gone:

@@ -35,6 +35,7 @@ from executor.errors import (
 )
 from executor.executions import admission
 from executor.executions.finish import Finisher
+from executor.instants import parse_instant
 from executor.limits import resolve_limits
 from executor.observability.logs import current_request
 from executor.observability.metrics import Metrics
@@ -204,7 +205,7 @@ class Executions:
             agent_id=agent.agent_id, agent_version=agent.version, owner=parties.owner, input=request.input,
             stdin=stdin, limits=limits, service=service,
             submitted_by=parties.caller if parties.caller != parties.owner else None,
-            entitlement_id=entitlement_id, webhook_url=webhook_url,
+            entitlement_id=entitlement_id, webhook_url=webhook_url, request_id=current_request(),
         ))
 
     async def _replay(self, caller: str, key: str, fingerprint: bytes) -> Submission | None:
@@ -234,10 +235,11 @@ class Executions:
 
     async def list(
         self, principal: Principal, *, status: str | None, agent_id: str | None, cursor: str | None, limit: int,
-        user: str | None = None,
+        user: str | None = None, created_since: str | None = None, created_before: str | None = None,
     ) -> tuple[list[ExecutionRecord], str | None]:
         """A page of what the caller may see: an operator everything, a service its own and its
-        users', anyone else their own; `user` narrows to one user's."""
+        users', anyone else their own; `user` narrows to one user's, `created_since`/`created_before`
+        to a half-open window of creation time."""
         if status is not None and status not in Status.__members__:
             raise RequestInvalid(f"unknown status {status!r}", errors=[{"pointer": "?status", "detail": "unknown"}])
         agent, before = page_filters(agent_id, cursor)
@@ -251,8 +253,10 @@ class Executions:
             if principal.role is Role.USER and user != principal.subject:
                 raise Forbidden("a user sees only their own executions")
             owner = f"user:{user}"
+        window = (parse_instant(created_since, "?created_since"), parse_instant(created_before, "?created_before"))
         records = await execution_sql.list_page(
-            self.db, owner=owner, service=service, status=status, agent_id=agent, before=before, limit=limit
+            self.db, owner=owner, service=service, status=status, agent_id=agent, before=before, limit=limit,
+            created=window,
         )
         next_cursor = encode_cursor(records[-1].created_at, records[-1].id) if len(records) == limit else None
         return records, next_cursor

@@ -81,16 +81,17 @@ class NewExecution:
     submitted_by: str | None = None
     entitlement_id: uuid.UUID | None = None
     webhook_url: str | None = None
+    request_id: str | None = None  # of the request that submitted it: for the logs of a job re-queued
 
 
 async def insert(conn: Connection, new: NewExecution) -> ExecutionRecord:
     """A PENDING execution."""
     row = await conn.fetchrow(
         "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits,"
-        " service, submitted_by, entitlement_id, webhook_url)"
-        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {_COLUMNS}",
+        " service, submitted_by, entitlement_id, webhook_url, request_id)"
+        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {_COLUMNS}",
         uuid.uuid4(), new.agent_id, new.agent_version, new.owner, new.input, new.stdin, len(new.stdin),
-        new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url,
+        new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url, new.request_id,
     )
     return _record(row)
 
@@ -102,11 +103,11 @@ async def insert_many(conn: asyncpg.Connection, news: list[NewExecution]) -> lis
         return []
     rows = await conn.fetchmany(
         "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits,"
-        " service, submitted_by, entitlement_id, webhook_url, created_at)"
-        " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())"
+        " service, submitted_by, entitlement_id, webhook_url, request_id, created_at)"
+        " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, $13, clock_timestamp())"
         f" RETURNING {_COLUMNS}",
         [(uuid.uuid4(), new.agent_id, new.agent_version, new.owner, new.input, new.stdin, len(new.stdin),
-          new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url)
+          new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url, new.request_id)
          for new in news],
     )
     return [_record(row) for row in rows]
@@ -162,16 +163,20 @@ async def list_page(
     agent_id: uuid.UUID | None,
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    created: tuple[datetime | None, datetime | None] = (None, None),
 ) -> list[ExecutionRecord]:
-    """Newest first; `before` is the (created_at, id) of the last record of the previous page."""
+    """Newest first; `before` is the (created_at, id) of the last record of the previous page;
+    `created` a window [since, before) of creation time, either end open when None."""
     rows = await db.fetch(
         f"SELECT {_COLUMNS} FROM executions"
         " WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR status = $2)"
         " AND ($3::uuid IS NULL OR agent_id = $3)"
         " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))"
         " AND ($7::text IS NULL OR service = $7)"
+        " AND ($8::timestamptz IS NULL OR created_at >= $8) AND ($9::timestamptz IS NULL OR created_at < $9)"
         " ORDER BY created_at DESC, id DESC LIMIT $6",
         owner, status, agent_id, before[0] if before else None, before[1] if before else None, limit, service,
+        created[0], created[1],
     )
     return [_record(row) for row in rows]
 
@@ -257,7 +262,8 @@ async def live_ids(db: asyncpg.Pool) -> set[str]:
     return {str(row["id"]) for row in rows}
 
 
-async def pending_ids(db: asyncpg.Pool) -> list[uuid.UUID]:
-    rows = await db.fetch("SELECT id FROM executions WHERE status = 'PENDING' AND NOT cancel_requested"
+async def pending_ids(db: asyncpg.Pool) -> list[tuple[uuid.UUID, str | None]]:
+    """(id, the submitting request's id) of each PENDING execution, oldest first."""
+    rows = await db.fetch("SELECT id, request_id FROM executions WHERE status = 'PENDING' AND NOT cancel_requested"
                           " ORDER BY created_at")
-    return [row["id"] for row in rows]
+    return [(row["id"], row["request_id"]) for row in rows]

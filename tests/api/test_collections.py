@@ -5,7 +5,9 @@ Here for the two lists that came last to it: an execution's webhook deliveries a
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -117,3 +119,35 @@ async def test_other_lists_point_at_their_query_parameters(api: Api) -> None:
         for query, pointer in (("agent_id=not-a-uuid", "?agent_id"), ("cursor=bm90LW91cnM", "?cursor")):
             status, problem, _ = await api.get(f"{path}?{query}")
             assert status == 422 and [e["pointer"] for e in problem["errors"]] == [pointer], (path, query, problem)
+
+
+async def test_executions_by_creation_window(api: Api) -> None:
+    """`created_since` is inclusive and `created_before` exclusive: consecutive windows split the
+    list without a gap or a repeat; both narrow the other filters and page like the rest."""
+    agent_id = await api.register(["cat"])
+    ids = [(await api.run(agent_id, {"n": n}))["id"] for n in range(3)]
+    status, page, _ = await api.get(f"/v1/executions?agent_id={agent_id}")
+    assert status == 200 and [e["id"] for e in page["items"]] == ids[::-1], page
+    created = {e["id"]: e["created_at"] for e in page["items"]}
+    middle = quote(created[ids[1]])  # the record's own form, with its offset; `+` must be escaped
+
+    async def listed(query: str) -> list[str]:
+        status, page, _ = await api.get(f"/v1/executions?agent_id={agent_id}&{query}")
+        assert status == 200, (query, page)
+        return [e["id"] for e in page["items"]]
+
+    assert await listed(f"created_since={middle}") == [ids[2], ids[1]]
+    assert await listed(f"created_before={middle}") == [ids[0]]
+    assert await listed(f"created_since={middle}&created_before={middle}") == []
+    assert await listed(f"created_since={middle}&limit=1") == [ids[2]]
+    assert await listed("created_before=2000-01-01T00:00:00Z") == []
+    assert await listed("created_since=2000-01-01T00:00:00%2B05:00") == ids[::-1]
+    # A window in another offset names the same instants.
+    first = datetime.fromisoformat(created[ids[0]]).astimezone(timezone(timedelta(hours=-7)))
+    assert await listed(f"created_since={quote(first.isoformat())}") == ids[::-1]
+
+    for bad in ("yesterday", "2026-12-06T10:00:00", "2026-12-06 10:00:00Z", "2026-13-01T00:00:00Z", ""):
+        for name in ("created_since", "created_before"):
+            status, problem, _ = await api.get(f"/v1/executions?{name}={quote(bad)}")
+            assert status == 422 and problem["type"] == PROBLEM + "request_invalid", (name, bad, problem)
+            assert [e["pointer"] for e in problem["errors"]] == [f"?{name}"], (name, bad, problem)

@@ -142,6 +142,20 @@ async def test_an_operator_follows_verifies_and_cancels_executions(page: Page, a
     await expect(page.locator(f"tr[data-id='{record['id']}'] td.status")).to_have_text("COMPLETED")
     await _shot(page, "executions")
 
+    # A window of creation time, typed in the browser's own zone: from the running one's instant
+    # (to the millisecond) on, it alone; before it, not it.
+    local = await page.evaluate("""(iso) => { const d = new Date(iso);
+        return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23); }""", running["created_at"])
+    await page.fill("input[name=created_since]", local)
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator(f"tr[data-id='{record['id']}']")).to_have_count(0, timeout=WAIT_MS)
+    await expect(page.locator(f"tr[data-id='{running['id']}']")).to_have_count(1)
+    await page.fill("input[name=created_since]", "")
+    await page.fill("input[name=created_before]", local)
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator(f"tr[data-id='{running['id']}']")).to_have_count(0, timeout=WAIT_MS)
+    await expect(page.locator(f"tr[data-id='{record['id']}']")).to_have_count(1)
+
 
 async def test_agents_fleet_and_tokens(page: Page, api: Api, service: ServiceProcess) -> None:
     agent_id = await api.register(["cat"])

@@ -4,11 +4,13 @@ catches a log rewritten behind a head it kept."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -98,9 +100,16 @@ async def rewrite_history(database_url: str) -> None:
         await db.close()
 
 
-def audit(svc: ServiceProcess, state: Path) -> subprocess.CompletedProcess[str]:
+def audit(svc: ServiceProcess, state: Path, *more: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "executor", "log", "audit", "--url", svc.base_url,
-                           "--state", str(state)], env=svc.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+                           "--state", str(state), *more], env=svc.env, cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+
+
+def audit_rounds(svc: ServiceProcess, state: Path, *more: str) -> tuple[int, list[dict[str, Any]]]:
+    """`log audit --json`: its exit code and its rounds, one JSON object a line and nothing else."""
+    done = audit(svc, state, "--json", *more)
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
 
 
 async def test_an_auditor_catches_a_log_rewritten_behind_its_head(postgres, redis_server, images,
@@ -120,10 +129,17 @@ async def audit_then_rewrite(svc: ServiceProcess, api: Api, tmp_path: Path) -> N
         await api.run(agent_id, {"n": n})
     second = audit(svc, state)
     assert second.returncode == 0 and "extends the kept head of size 3" in second.stdout, second.stdout + second.stderr
+    code, rounds = audit_rounds(svc, state, "--rounds", "2", "--interval", "0.1")
+    assert code == 0 and [r["round"] for r in rounds] == [1, 2], rounds
+    assert all(r["valid"] and r["tree_size"] == 7 and r["kept_tree_size"] == 7 and r["failures"] == []
+               for r in rounds), rounds
 
     await rewrite_history(svc.env["EXECUTOR_DATABASE_URL"])
     forked = audit(svc, state)  # same size, another root
     assert forked.returncode == 1 and "head_mismatch" in forked.stdout, forked.stdout + forked.stderr
+    code, rounds = audit_rounds(svc, state, "--rounds", "3")  # the first bad round ends the audit
+    assert code == 1 and len(rounds) == 1 and not rounds[0]["valid"], rounds
+    assert [f["reason"] for f in rounds[0]["failures"]] == ["head_mismatch"], rounds
     await api.run(agent_id, {"n": "after"})
     rewritten = audit(svc, state)  # a bigger tree that does not extend the kept one
     assert rewritten.returncode == 1 and "consistency_proof_invalid" in rewritten.stdout, rewritten.stdout

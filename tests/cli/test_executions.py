@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 
 from executor.cli import http
 from tests.cli.conftest import Cli, as_json, document, one_line_error
@@ -18,6 +19,14 @@ async def test_list_get_wait_and_logs(cli: Cli, api) -> None:
     assert [e["id"] for e in as_json(cli("executions", "list", "--agent", agent_id, "--limit", "1", "--json"))] \
         == [second["id"]]
     assert as_json(cli("executions", "list", "--agent", agent_id, "--status", "FAILED", "--json")) == []
+    # A window of creation time, given in any offset (the `+` of one must reach the service intact).
+    since = datetime.fromisoformat(second["created_at"]).astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert [e["id"] for e in as_json(cli("executions", "list", "--agent", agent_id, "--since", since.isoformat(),
+                                         "--json"))] == [second["id"]]
+    assert [e["id"] for e in as_json(cli("executions", "list", "--agent", agent_id, "--before", since.isoformat(),
+                                         "--json"))] == [first["id"]]
+    naive = cli("executions", "list", "--since", "2026-12-06T09:00:00")
+    assert naive.returncode == 2 and "offset" in naive.stderr and "Traceback" not in naive.stderr
 
     table = cli("executions", "list", "--agent", agent_id)
     assert table.returncode == 0, table.stderr

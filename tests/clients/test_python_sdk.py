@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -202,6 +202,11 @@ async def test_every_list_iterator_walks_past_one_page(operator: AsyncExecutor, 
     assert sorted([v["version"] async for v in service.versions(first, page_size=2)]) == [1, 2, 3]
     assert len(set(await walk(service.entitlements(user=subject, page_size=2)))) == 3
     assert sorted(await walk(user.executions(page_size=2))) == sorted(r["id"] for r in records)
+    # A window of creation time, as an aware datetime in any zone: [since, before).
+    since = datetime.fromisoformat(records[1]["created_at"]).astimezone(timezone(timedelta(hours=-3)))
+    assert await walk(user.executions(created_since=since, page_size=1)) == [records[2]["id"], records[1]["id"]]
+    page = await user.list_executions(created_before=since)
+    assert [e["id"] for e in page["items"]] == [records[0]["id"]]
     tokens = await walk(service.tokens(subject=subject, page_size=2))
     assert len(tokens) == 3 and len(set(tokens)) == 3
     images = await walk(operator.images(page_size=1))

@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from executor.executions.leases import Leases
 from executor.queue.stream import GROUP, STREAM, JobQueue
 from tests.api.conftest import final_record, wait_for
+from tests.api.test_request_ids import lines_of
 from tests.conftest import make_service, started
 
 
@@ -28,9 +29,10 @@ async def test_the_periodic_round_drops_stranded_entries_and_requeues_what_is_pe
     try:
         async with started(front) as api:
             agent_id = await api.register(["cat"])
-            ids = []
+            ids, request_ids = [], [f"reconcile-{uuid.uuid4()}" for _ in range(2)]
             for n in range(2):
-                status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {"n": n}})
+                status, record, _ = await api.post("/v1/executions", json={"agent_id": agent_id, "input": {"n": n}},
+                                                   headers={"X-Request-Id": request_ids[n]})
                 assert status == 202, record
                 ids.append(record["id"])
         queue = JobQueue(client)
@@ -50,6 +52,9 @@ async def test_the_periodic_round_drops_stranded_entries_and_requeues_what_is_pe
         assert (done.dropped, done.enqueued, done.consumers_removed) == (2, 1, 0), done
         entries = await queue.entries()
         assert [(str(e.execution_id), e.holder) for e in entries] == [(ids[1], "live-worker"), (ids[0], None)]
+        # The new entry was made from PostgreSQL alone, and still names the request that submitted it.
+        fields = [f for _, f in await client.xrange(STREAM) if f[b"execution_id"].decode() == ids[0]]
+        assert [f.get(b"request_id") for f in fields] == [request_ids[0].encode()], fields
         assert (await leases.reconcile()).dropped == 0  # nothing left to do
 
         async with started(svc) as api:  # a worker: runs the new entry, reclaims the held one
@@ -57,6 +62,10 @@ async def test_the_periodic_round_drops_stranded_entries_and_requeues_what_is_pe
                 final = await wait_for(lambda e=execution_id: final_record(api, e), timeout=60)
                 assert final["status"] == "COMPLETED" and final["output"] == {"n": n}, final
             await wait_for(lambda: _empty(queue), timeout=30)
+        # ... and so do the worker's lines of each (docs/logs.md).
+        for execution_id, request_id in zip(ids, request_ids, strict=True):
+            lines = await lines_of(svc, request_id, logger="executor.executions.finish")
+            assert [line["execution_id"] for line in lines] == [execution_id], lines
     finally:
         await db.close()
         await client.aclose()

@@ -167,6 +167,9 @@ async function main() {
     for await (const item of user.executions({ limit: 1 })) seen.push(item.id);
     check("executions() pages through the user's executions", seen.includes(execution.id) && seen.includes(second.id),
       `${seen.length} executions`);
+    const recent = await user.listExecutions({ created_since: second.created_at });
+    check("listExecutions({ created_since }) keeps the window [since, …)",
+      recent.items.length === 1 && recent.items[0].id === second.id, recent.items.map((e) => e.id).join(","));
     const events = [];
     for await (const event of user.events(second.id)) events.push(event.event);
     check("events() of a final execution ends with its final event", events.at(-1) === "final", events.join(","));

@@ -205,7 +205,10 @@ function start() {
 
 // -- executions ---------------------------------------------------------------------------------
 
-const filters = { status: "", agent_id: "", user: "" };
+const filters = { status: "", agent_id: "", user: "", created_since: "", created_before: "" };
+
+// A datetime-local value is the browser's local time without an offset; the API wants an instant.
+const instant = (local) => (local ? new Date(local).toISOString() : "");
 const agentNames = new Map();
 
 async function loadAgentNames() {
@@ -228,21 +231,28 @@ function executionsView(signal) {
   status.value = filters.status;
   const agent = h("input", { name: "agent_id", placeholder: "agent id", value: filters.agent_id });
   const user = h("input", { name: "user", placeholder: "user", value: filters.user });
+  const since = h("input", { name: "created_since", type: "datetime-local", step: "0.001", title: "created at or after",
+    value: filters.created_since });
+  const before = h("input", { name: "created_before", type: "datetime-local", step: "0.001", title: "created before",
+    value: filters.created_before });
   const body = h("div", { id: "executions" });
   const pages = [null]; // the cursor of each page seen: [first, second, ...]
   const nav = h("p", { class: "pager" });
   const form = h("form", { class: "filters", onsubmit: (event) => {
     event.preventDefault();
-    Object.assign(filters, { status: status.value, agent_id: agent.value.trim(), user: user.value.trim() });
+    Object.assign(filters, { status: status.value, agent_id: agent.value.trim(), user: user.value.trim(),
+      created_since: since.value, created_before: before.value });
     pages.length = 1;
     refresh();
-  } }, status, agent, user, h("button", { type: "submit" }, "Filter"));
+  } }, status, agent, user, h("label", {}, "from ", since), h("label", {}, "to ", before),
+    h("button", { type: "submit" }, "Filter"));
   $("view").append(h("h2", {}, "Executions"),
-    h("p", { class: "note" }, "Newest first, refreshed every 2 s. Filters: status, agent, user (the API filters no ",
-      "time range: the list is by time, newest first)."), form, body, nav);
+    h("p", { class: "note" }, "Newest first, refreshed every 2 s. Filters: status, agent, user, and a window of ",
+      "creation time in your browser's time zone (from is included, to is not)."), form, body, nav);
   const refresh = async () => {
     const cursor = pages[pages.length - 1];
-    const page = await get(`/v1/executions${query({ ...filters, limit: 25, cursor })}`, { signal });
+    const created = { created_since: instant(filters.created_since), created_before: instant(filters.created_before) };
+    const page = await get(`/v1/executions${query({ ...filters, ...created, limit: 25, cursor })}`, { signal });
     const unknown = page.items.some((e) => !agentNames.has(e.agent_id));
     if (unknown) await loadAgentNames().catch(() => {});
     body.replaceChildren(table(["id", "status", "agent", "version", "owner", "created", "duration"],

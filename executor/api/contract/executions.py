@@ -76,7 +76,12 @@ OPERATIONS = (
         query=(LIMIT, CURSOR,
                Param("status", {"type": "string", "enum": [s.value for s in Status]}, "Only those in this state."),
                Param("agent_id", {"type": "string", "minLength": 1}, "Only those of this agent."),
-               Param("user", {"type": "string", "minLength": 1, "maxLength": 200}, "Only this user's.")),
+               Param("user", {"type": "string", "minLength": 1, "maxLength": 200}, "Only this user's."),
+               Param("created_since", {"type": "string", "format": "date-time"},
+                     "Only those created at or after this RFC 3339 instant (with its offset)."),
+               Param("created_before", {"type": "string", "format": "date-time"},
+                     "Only those created strictly before this instant: with `created_since`, a half-open "
+                     "window, so consecutive windows neither miss nor repeat one.")),
         problems=("forbidden",),
         replies=(Reply(200, "A page of the executions the caller may see.",
                        {"$ref": "#/components/schemas/ExecutionPage"}),),

@@ -157,17 +157,22 @@ class Executor:
                                                   query=without_none(wait=wait or None), timeout=timeout, wait=wait))
 
     def list_executions(self, *, status: m.ExecutionStatus | None = None, agent_id: str | None = None,
-                              user: str | None = None, limit: int | None = None, cursor: str | None = None,
-                              timeout: float | None = None) -> m.ExecutionPage:
-        query = without_none(status=status, agent_id=agent_id, user=user, limit=limit, cursor=cursor)
+                              user: str | None = None, created_since: datetime | str | None = None,
+                              created_before: datetime | str | None = None, limit: int | None = None,
+                              cursor: str | None = None, timeout: float | None = None) -> m.ExecutionPage:
+        """One page; `created_since`/`created_before` bound creation time to [since, before)."""
+        query = without_none(status=status, agent_id=agent_id, user=user, created_since=rfc3339(created_since),
+                             created_before=rfc3339(created_before), limit=limit, cursor=cursor)
         return cast(m.ExecutionPage, self._json("listExecutions", query=query, timeout=timeout))
 
     def executions(self, *, status: m.ExecutionStatus | None = None, agent_id: str | None = None,
-                   user: str | None = None, page_size: int = DEFAULT_PAGE_SIZE,
+                   user: str | None = None, created_since: datetime | str | None = None,
+                   created_before: datetime | str | None = None, page_size: int = DEFAULT_PAGE_SIZE,
                    timeout: float | None = None) -> Iterator[m.Execution]:
         """Every execution the caller may see, newest first, page after page."""
-        return self._pages("listExecutions", None, without_none(status=status, agent_id=agent_id, user=user),
-                           page_size, timeout)
+        query = without_none(status=status, agent_id=agent_id, user=user, created_since=rfc3339(created_since),
+                             created_before=rfc3339(created_before))
+        return self._pages("listExecutions", None, query, page_size, timeout)
 
     def cancel(self, execution_id: str, *, timeout: float | None = None) -> m.Execution:
         return cast(m.Execution, self._json("cancelExecution", path={"id": execution_id}, timeout=timeout))

@@ -1781,6 +1781,10 @@ export interface operations {
                 agent_id?: string;
                 /** @description Only this user's. */
                 user?: string;
+                /** @description Only those created at or after this RFC 3339 instant (with its offset). */
+                created_since?: string;
+                /** @description Only those created strictly before this instant: with `created_since`, a half-open window, so consecutive windows neither miss nor repeat one. */
+                created_before?: string;
             };
             header?: never;
             path?: never;
