@@ -45,13 +45,16 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.phases import Timings, cpu_per_execution, cpu_snapshot, floor_round_trip, phase_table  # noqa: E402
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from runtimes.base import TASK_USER, TaskLimits, TaskSpec  # noqa: E402
 from runtimes.container import hardened_host_config  # noqa: E402
 from runtimes.engine import DockerEngine  # noqa: E402
 from runtimes.images import build_images  # noqa: E402
 
-LIMITS = TaskLimits(memory_mb=64, cpus=1.0, pids=32, timeout_s=10.0)
+# pids 64, the service's default: gVisor's own threads count against the limit, and runsc fails to start
+# a sandbox under 32 (measured: `docker run --runtime runsc --pids-limit 32` exits 125).
+LIMITS = TaskLimits(memory_mb=64, cpus=1.0, pids=64, timeout_s=10.0)
 INPUT = {"text": "hello world"}
 PAYLOAD = json.dumps(INPUT, separators=(",", ":")).encode()
 
@@ -107,22 +110,33 @@ def raw_docker_py(engine: DockerEngine, image: str, labels: dict[str, str] | Non
     return elapsed
 
 
-async def api_run(session: aiohttp.ClientSession, base_url: str, token: str, agent_id: str) -> float:
+async def api_run(session: aiohttp.ClientSession, base_url: str, token: str, agent_id: str,
+                  timings: Timings | None = None) -> float:
     t0 = time.perf_counter()
     async with session.post(f"{base_url}/v1/executions?wait=30", json={"agent_id": agent_id, "input": INPUT},
                             headers={"Authorization": f"Bearer {token}"}) as response:
         record = await response.json()
     elapsed = time.perf_counter() - t0
     assert record["status"] == "COMPLETED" and record["output"] == INPUT, record
+    if timings is not None:
+        timings.add(elapsed, response.headers.get("Server-Timing"))
     return elapsed
 
 
-async def api_sequential(base_url: str, token: str, agent_id: str, n: int) -> list[float]:
+async def api_sequential(base_url: str, token: str, agent_id: str, n: int,
+                         timings: Timings | None = None, gap_s: float = 0.0) -> list[float]:
+    """n runs one after the other; with `gap_s`, that long between an answer and the next request."""
+    samples = []
     async with aiohttp.ClientSession() as session:
-        return [await api_run(session, base_url, token, agent_id) for _ in range(n)]
+        for _ in range(n):
+            samples.append(await api_run(session, base_url, token, agent_id, timings))
+            if gap_s:
+                await asyncio.sleep(gap_s)
+    return samples
 
 
-async def api_throughput(base_url: str, token: str, agent_id: str, concurrency: int, total: int) -> float:
+async def api_throughput(base_url: str, token: str, agent_id: str, concurrency: int, total: int,
+                         timings: Timings | None = None) -> float:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         remaining = total
 
@@ -130,7 +144,7 @@ async def api_throughput(base_url: str, token: str, agent_id: str, concurrency: 
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                await api_run(session, base_url, token, agent_id)
+                await api_run(session, base_url, token, agent_id, timings)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -230,9 +244,10 @@ def hit_rate(before: dict, after: dict) -> str:
     return f"{100 * hits / (hits + misses):.0f}% ({hits} hits, {misses} misses)" if hits + misses else "-"
 
 
-def row(name: str, samples: list[float], reference: float) -> str:
+def row(name: str, samples: list[float], reference: float, floor: float) -> str:
     p50, p95 = statistics.median(samples) * 1000, percentile(samples, 95) * 1000
-    return f"| {name:<22} | {p50:8.1f} | {p95:8.1f} | {max(samples) * 1000:8.1f} | {p50 / reference:10.2f}x |"
+    return (f"| {name:<24} | {p50:8.1f} | {p95:8.1f} | {max(samples) * 1000:8.1f} | {p50 / reference:10.2f}x "
+            f"| {p50 - floor:+9.1f} |")
 
 
 def verdict(value: float, target: float, *, at_most: bool) -> str:
@@ -240,12 +255,33 @@ def verdict(value: float, target: float, *, at_most: bool) -> str:
     return f"{value:.2f} (target {'<=' if at_most else '>='} {target}): {'met' if met else 'NOT met'}"
 
 
+SPACED = "pooled runc, 250 ms apart"
+
+
+@dataclass
+class ServicePath:
+    """One way of running the task through the service: its process, base URL and agent."""
+
+    name: str
+    pool: bool
+    runtime: str
+    process: subprocess.Popen | None = None
+    base_url: str = ""
+    agent_id: str = ""
+
+
+def runsc_available(client: docker.DockerClient) -> bool:
+    return "runsc" in (client.info().get("Runtimes") or {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=40, help="sequential runs per path")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", default="8,32", help="comma-separated client counts for throughput")
     parser.add_argument("--total", type=int, default=96, help="executions per throughput measurement")
+    parser.add_argument("--no-runsc", action="store_true", help="leave out the gVisor paths")
     args = parser.parse_args()
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
 
     workdir = Path(tempfile.mkdtemp(prefix="executor-bench-"))
     workdir.chmod(0o755)
@@ -254,80 +290,137 @@ def main() -> None:
     client = docker.from_env()
     image = build_images(client, ["busybox"], progress=lambda line: None)[0].tag
     # The reference is stock docker-py, as a user writes it: not the service's tuned client.
-    engine = DockerEngine(threads=max(32, args.concurrency * 2),
-                          client=docker.from_env(max_pool_size=max(32, args.concurrency * 2)))
-    processes = []
+    threads = max(32, 2 * max(concurrencies))
+    engine = DockerEngine(threads=threads, client=docker.from_env(max_pool_size=threads))
+    runtimes = ["runc"] + ([] if args.no_runsc or not runsc_available(client) else ["runsc"])
+    paths = [ServicePath(f"{'pooled' if pool else 'cold'} {runtime}", pool, runtime)
+             for runtime in runtimes for pool in (True, False)]
+    timings = {path.name: Timings() for path in paths} | {SPACED: Timings()}
+    concurrent_timings: dict[tuple[str, int], Timings] = {}
+    floors: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
+    samples: dict[str, list[float]] = {path.name: [] for path in paths} | {"run": [], "py": [], SPACED: []}
+    throughput: dict[tuple[str, int], float] = {}
+    cpu: dict[tuple[str, int], dict[str, float]] = {}
     try:
         postgres.start()
         redis_url = redis_server.start()
         token = "exe_bench_" + secrets.token_urlsafe(16)
-        services = {}
-        for index, (name, pool) in enumerate((("pooled", True), ("cold", False))):
-            process, base_url = start_service(postgres.create_database(f"bench_{name}"),
-                                              redis_url.rsplit("/", 1)[0] + f"/{index}", workdir / name, token, pool)
-            processes.append(process)
-            services[name] = (base_url, register_agent(base_url, token, image))
+        for index, path in enumerate(paths):
+            extra = {"EXECUTOR_SERVER_TIMING": "true", "EXECUTOR_OCI_RUNTIME": path.runtime,
+                     "EXECUTOR_OCI_RUNTIMES": ",".join(runtimes)}
+            path.process, path.base_url = start_service(
+                postgres.create_database(f"bench_{index}"), redis_url.rsplit("/", 1)[0] + f"/{index}",
+                workdir / f"service-{index}", token, path.pool, extra)
+            path.agent_id = register_agent(path.base_url, token, image)
 
         for _ in range(3):  # warm up every path once
             raw_docker_run(image), raw_docker_py(engine, image)
-        for base_url, agent_id in services.values():
-            asyncio.run(api_sequential(base_url, token, agent_id, 3))
-        pool_before = pool_status(services["pooled"][0], token)
+            for runtime in runtimes:
+                floor_round_trip(engine, image, PAYLOAD, LIMITS, runtime)
+        for path in paths:
+            asyncio.run(api_sequential(path.base_url, token, path.agent_id, 3))
 
         # Interleave the paths in rounds so drift in the machine hits them alike.
-        samples: dict[str, list[float]] = {"pooled": [], "cold": [], "run": [], "py": []}
         for _ in range(args.n // 10 or 1):
-            for name in ("pooled", "cold"):
-                base_url, agent_id = services[name]
-                samples[name] += asyncio.run(api_sequential(base_url, token, agent_id, 10))
+            for path in paths:
+                samples[path.name] += asyncio.run(api_sequential(path.base_url, token, path.agent_id, 10,
+                                                                 timings[path.name]))
+            # The pooled service again, each request 250 ms after the last answer: by then the engine
+            # has removed the last container and started its replacement, as a sparse client sees it.
+            samples[SPACED] += asyncio.run(api_sequential(paths[0].base_url, token, paths[0].agent_id, 10,
+                                                          timings[SPACED], gap_s=0.25))
             samples["run"] += [raw_docker_run(image) for _ in range(10)]
             samples["py"] += [raw_docker_py(engine, image) for _ in range(10)]
-        pool_sequential = pool_status(services["pooled"][0], token)
-        # Throughput: one path at a time, the pooled service stopped before the others run
-        # (its idle containers and their checks would load the engine they measure).
-        throughput = {}
-        base_url, agent_id = services["pooled"]
-        throughput["pooled"] = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
-        pool_concurrent = pool_status(base_url, token)
-        processes[0].terminate()
-        processes[0].wait(60)
-        time.sleep(2)
-        base_url, agent_id = services["cold"]
-        throughput["cold"] = asyncio.run(api_throughput(base_url, token, agent_id, args.concurrency, args.total))
-        time.sleep(2)
-        throughput["py"] = docker_py_throughput(engine, image, args.concurrency, args.total)
+            for runtime in runtimes:
+                floors[runtime] += [floor_round_trip(engine, image, PAYLOAD, LIMITS, runtime) * 1000
+                                    for _ in range(10)]
+
+        # CPU per execution and throughput: one service at a time, each stopped after (a pooled
+        # one's idle containers would load the engine the next one measures).
+        for path in paths:
+            assert path.process is not None
+            before = cpu_snapshot(path.process.pid)
+            asyncio.run(api_sequential(path.base_url, token, path.agent_id, args.n))
+            cpu[(path.name, 1)] = cpu_per_execution(before, cpu_snapshot(path.process.pid), args.n)
+            for concurrency in concurrencies:
+                found = concurrent_timings.setdefault((path.name, concurrency), Timings())
+                before = cpu_snapshot(path.process.pid)
+                throughput[(path.name, concurrency)] = asyncio.run(api_throughput(
+                    path.base_url, token, path.agent_id, concurrency, args.total, found))
+                cpu[(path.name, concurrency)] = cpu_per_execution(before, cpu_snapshot(path.process.pid),
+                                                                  args.total)
+            path.process.terminate()
+            path.process.wait(60)
+            time.sleep(2)
+        for concurrency in concurrencies:
+            throughput[("py", concurrency)] = docker_py_throughput(engine, image, concurrency, args.total)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(60)
+        for path in paths:
+            if path.process is not None and path.process.poll() is None:
+                path.process.terminate()
+                path.process.wait(60)
         engine.close()
         client.close()
         redis_server.stop()
         postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    report(args, paths, samples, floors, timings, concurrent_timings, throughput, cpu, concurrencies)
 
+
+def report(args: argparse.Namespace, paths: list[ServicePath], samples: dict[str, list[float]],
+           floors: dict[str, list[float]], timings: dict[str, Timings],
+           concurrent_timings: dict[tuple[str, int], Timings], throughput: dict[tuple[str, int], float],
+           cpu: dict[tuple[str, int], dict[str, float]], concurrencies: list[int]) -> None:
     median = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    floor = {runtime: statistics.median(values) for runtime, values in floors.items()}
     print(f"\nexecutor latency benchmark: {len(samples['py'])} sequential runs per path, busybox `cat`, "
-          "same hardening\n")
-    print("| path                   | p50 ms   | p95 ms   | max ms   | p50 / docker-py |")
-    print("|------------------------|----------|----------|----------|-------------|")
-    print(row("api, pooled", samples["pooled"], median["py"]))
-    print(row("api, cold (no pool)", samples["cold"], median["py"]))
-    print(row("raw docker run --rm -i", samples["run"], median["py"]))
-    print(row("raw docker-py", samples["py"], median["py"]))
-    print(f"\npool hit rate, sequential: {hit_rate(pool_before, pool_sequential)}")
-    print(f"\nthroughput at {args.concurrency} concurrent clients, {args.total} executions per path:\n")
-    print("| path                | exec/s  | / docker-py |")
-    print("|---------------------|---------|-------------|")
-    for name, label in (("pooled", "api, pooled"), ("cold", "api, cold (no pool)"), ("py", "raw docker-py")):
-        print(f"| {label:<19} | {throughput[name]:7.2f} | {throughput[name] / throughput['py']:10.2f}x |")
-    print(f"\npool hit rate, concurrent: {hit_rate(pool_sequential, pool_concurrent)}\n")
-    print("api cold p50 / docker-py p50 = " + verdict(median["cold"] / median["py"], 1.15, at_most=True))
-    print("api cold throughput / docker-py = " + verdict(throughput["cold"] / throughput["py"], 0.85, at_most=False))
-    print("api pooled p50 / docker run p50 = " + verdict(median["pooled"] / median["run"], 0.30, at_most=True))
-    print("api pooled throughput / docker-py = "
-          + verdict(throughput["pooled"] / throughput["py"], 0.90, at_most=False))
+          "same hardening, interleaved\n")
+    print("| path                     | p50 ms   | p95 ms   | max ms   | p50 / docker-py | p50 - floor |")
+    print("|--------------------------|----------|----------|----------|-----------------|-------------|")
+    for path in paths:
+        print(row(f"api, {path.name}", samples[path.name], median["py"], floor[path.runtime]))
+    print(row(f"api, {SPACED}", samples[SPACED], median["py"], floor["runc"]))
+    print(row("raw docker run --rm -i", samples["run"], median["py"], floor["runc"]))
+    print(row("raw docker-py (cold)", samples["py"], median["py"], floor["runc"]))
+    for runtime, values in floors.items():
+        print(row(f"floor, {runtime}", [v / 1000 for v in values], median["py"], floor[runtime]))
+
+    print("\nwhere the time goes, one client (ms, from the service's Server-Timing marks):\n")
+    print(phase_table(timings, floors))
+    for concurrency in concurrencies:
+        print(f"\nwhere the time goes at {concurrency} concurrent clients (ms):\n")
+        print(phase_table({name: t for (name, c), t in concurrent_timings.items() if c == concurrency}, {}))
+
+    print(f"\nthroughput, {args.total} executions per measurement (exec/s, and / docker-py at the same "
+          "concurrency):\n")
+    print("| path | " + " | ".join(f"{c} clients | / docker-py" for c in concurrencies) + " |")
+    print("|---|" + "---|---|" * len(concurrencies))
+    for name in [path.name for path in paths] + ["py"]:
+        label = "raw docker-py (cold)" if name == "py" else f"api, {name}"
+        print(f"| {label} | " + " | ".join(
+            f"{throughput[(name, c)]:.2f} | {throughput[(name, c)] / throughput[('py', c)]:.2f}x"
+            for c in concurrencies) + " |")
+
+    print("\norchestration CPU per execution (ms; from /proc; the engine is dockerd + containerd):\n")
+    print("| path | clients | service (API + worker) | PostgreSQL | Redis | engine |")
+    print("|---|---|---|---|---|---|")
+    for (name, clients), parts in cpu.items():
+        print(f"| {name} | {clients} | {parts['service']:.1f} | {parts['postgres']:.1f} | {parts['redis']:.1f} "
+              f"| {parts['engine']:.1f} |")
+
+    print()
+    for path in paths:
+        if path.pool:
+            print(f"api {path.name} p50 - floor ({path.runtime}) = "
+                  + verdict(median[path.name] - floor[path.runtime], 10.0, at_most=True) + " ms")
+    print(f"api {SPACED} p50 - floor (runc) = " + verdict(median[SPACED] - floor["runc"], 10.0, at_most=True) + " ms")
+    print("api cold runc p50 / docker-py p50 = " + verdict(median["cold runc"] / median["py"], 1.05, at_most=True))
+    for concurrency in concurrencies:
+        for name in ("pooled runc", "cold runc"):
+            print(f"api {name} throughput / docker-py at {concurrency} clients = "
+                  + verdict(throughput[(name, concurrency)] / throughput[("py", concurrency)], 1.0, at_most=False))
+    print("api pooled runc p50 / docker run p50 = " + verdict(median["pooled runc"] / median["run"], 0.15,
+                                                              at_most=True))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@
         ├── IdempotencyKeyReused    422 idempotency_key_reused (the same key with another body)
         ├── RateLimited             429 rate_limited (Retry-After, RateLimit headers)
         ├── TooManyLive             429 too_many_live_executions (the per-user cap)
-        ├── QueueFull               503 queue_full (EXECUTOR_MAX_QUEUE_DEPTH jobs waiting or running)
+        ├── QueueFull               503 queue_full (too many jobs queued, or too long a wait: shedding.py)
         ├── QueueUnavailable        503 queue_unavailable (Redis, the job queue, did not answer)
         └── WasmRuntimeUnavailable  503 wasm_runtime_unavailable (the WASM runtime image cannot be built here)
 

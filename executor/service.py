@@ -33,8 +33,8 @@ from executor.executions.service import Executions
 from executor.executions.worker import Worker
 from executor.images.service import Images
 from executor.observability.metrics import Metrics
+from executor.queue.classes import JobQueues
 from executor.queue.events import Events
-from executor.queue.stream import JobQueue
 from executor.ratelimit import RateLimiter
 from executor.receipts import log as transparency_log
 from executor.receipts.issuer import ReceiptIssuer
@@ -57,6 +57,8 @@ from runtimes.pool_shelves import PoolConfig
 
 log = logging.getLogger(__name__)
 
+_REDIS_CONNECTION_WAIT_S = 10.0  # a Redis call waits this long for a free connection, then fails
+
 
 @dataclass
 class Services:
@@ -67,7 +69,7 @@ class Services:
     db: asyncpg.Pool
     redis: redis.Redis
     engine: DockerEngine
-    queue: JobQueue
+    queue: JobQueues
     events: Events
     signer: Signer
     finisher: Finisher
@@ -132,9 +134,10 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     metrics = Metrics(instance_id=settings.resolved_instance_id)
     db = await create_pool(database_url)
     await migrate(db)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=settings.redis_max_connections, timeout=_REDIS_CONNECTION_WAIT_S))
     await _wait_for_redis(client)
-    queue = JobQueue(client)
+    queue = JobQueues(client)
     events = Events(client, waiters=serve_api)
     await events.start()
     signer = open_signer(settings)

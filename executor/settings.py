@@ -47,6 +47,9 @@ def _default_state_dir() -> Path:
 class Settings:
     database_url: str | None = None
     redis_url: str | None = None
+    # Connections a process opens to Redis at most; past it a call waits for one to be free (up to
+    # 10 s), as PostgreSQL's pool does, instead of failing (redis-py's own default: fail at 100).
+    redis_max_connections: int = 512
     host: str = "127.0.0.1"
     port: int = 8080
     state_dir: Path = field(default_factory=_default_state_dir)
@@ -75,6 +78,10 @@ class Settings:
     job_visibility_s: float = 30.0
     max_attempts: int = 2  # starts of one execution (a worker died mid-run: run again), then platform_error
     max_queue_depth: int = 10000  # jobs accepted and not yet finished; past it, 503 with Retry-After
+    # The longest a new job may expect to wait for a worker (jobs waiting / drain rate, or the
+    # oldest one's wait); past it, submissions answer 503 queue_full with Retry-After
+    # (executor/executions/shedding.py). 0: no bound.
+    max_queue_wait_s: float = 5.0
     fault_points: str | None = None  # tests and drills only: executor/faults.py
     docker_threads: int = 32
     # OCI runtimes (docs/security.md): the default for agents that ask for none (None: the engine's
@@ -88,6 +95,9 @@ class Settings:
     # Tests and drills: every answer is checked against the API contract; a mismatch is logged at
     # ERROR as "contract violation" (executor/api/response_check.py). Off in production: it costs.
     check_responses: bool = False
+    # Benchmarks and diagnosis: answers carry a Server-Timing header with where the request's time
+    # went, the worker's phases included (executor/observability/timing.py). Off by default.
+    server_timing: bool = False
     debian_mirror: str = "http://deb.debian.org/debian"  # for debootstrap of the Debian base image
     # The folder of image build contexts (runtimes/images.py). Unset: those installed with the
     # package, else the checkout's images/.
@@ -261,10 +271,15 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError(f"EXECUTOR_FAULT_POINTS: {exc}") from exc
     if settings.images_dir is not None and not settings.images_dir.is_dir():
         raise ConfigurationError(f"EXECUTOR_IMAGES_DIR: {settings.images_dir} is not a directory")
+    if settings.max_queue_wait_s < 0:
+        raise ConfigurationError("EXECUTOR_MAX_QUEUE_WAIT_S must be >= 0 (0: no bound)")
     if settings.worker_memory_mb < 0:
         raise ConfigurationError("EXECUTOR_WORKER_MEMORY_MB must be >= 0 (0: no budget)")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")
+    if settings.redis_max_connections < 4:
+        # the event subscription and the worker's blocking read each hold one for good
+        raise ConfigurationError("EXECUTOR_REDIS_MAX_CONNECTIONS must be >= 4")
 
 
 _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

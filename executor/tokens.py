@@ -21,7 +21,7 @@ import asyncpg
 from executor.errors import Conflict, Forbidden, NotFound, RequestInvalid
 from executor.instants import parse_instant
 from executor.pagination import decode_cursor, encode_cursor
-from executor.records.principals import IssuedToken, Principal, Role, TokenInfo
+from executor.records.principals import DEFAULT_PRIORITY, PRIORITIES, IssuedToken, Principal, Role, TokenInfo
 from executor.storage import tokens as token_sql
 
 TOKEN_PREFIX = "exe_"
@@ -48,6 +48,19 @@ def parse_expiry(raw: Any) -> datetime | None:
     return parse_instant(raw, "/expires_at")
 
 
+def check_granted(role: Role, granted: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The priority classes a new token is granted: a service token's only, and `normal` among
+    them (what a submission without a priority asks for). Kept in the order of PRIORITIES."""
+    if granted is None:
+        return None
+    if role is not Role.SERVICE:
+        raise _invalid("/priorities", "only a service token is granted priority classes (an operator may use any, "
+                                      "a user normal)")
+    if DEFAULT_PRIORITY not in granted:
+        raise _invalid("/priorities", f"must include {DEFAULT_PRIORITY!r}, which a submission asks for by default")
+    return tuple(p for p in PRIORITIES if p in granted)
+
+
 class Tokens:
     """Issuing, listing and revoking tokens, and telling whose a presented one is."""
 
@@ -55,11 +68,12 @@ class Tokens:
         self.db = db
 
     async def issue(self, role: Role, subject: str, *, created_by: str | None = None,
-                    expires_at: datetime | None = None) -> IssuedToken:
+                    expires_at: datetime | None = None, granted: tuple[str, ...] | None = None) -> IssuedToken:
         """Store a new random token for role and subject; RequestInvalid when `expires_at` is past."""
         secret = new_token()
         info = await token_sql.insert_token(self.db, hash_token(secret), role.value, subject,
-                                            created_by=created_by, expires_at=expires_at)
+                                            created_by=created_by, expires_at=expires_at,
+                                            granted=check_granted(role, granted))
         if info is None:
             raise _invalid("/expires_at", "must be in the future")
         return IssuedToken(secret, info)
@@ -70,8 +84,12 @@ class Tokens:
         role = Role(body["role"])
         if caller.role is Role.SERVICE and role is not Role.USER:
             raise Forbidden("a service issues user tokens only")
+        granted = body.get("priorities")
+        if granted is not None and caller.role is not Role.OPERATOR:
+            raise Forbidden("only an operator sets the priority classes of a token")
         return await self.issue(role, body["subject"], created_by=caller.party,
-                                expires_at=parse_expiry(body.get("expires_at")))
+                                expires_at=parse_expiry(body.get("expires_at")),
+                                granted=tuple(granted) if granted is not None else None)
 
     async def list_page(self, caller: Principal | None, *, role: str | None, subject: str | None, cursor: str | None,
                         limit: int) -> tuple[list[TokenInfo], str | None]:
@@ -111,7 +129,7 @@ class Tokens:
             return None
         if found.last_used_stale:
             await token_sql.touch(self.db, found.id)
-        return Principal(found.role, found.subject)
+        return Principal(found.role, found.subject, found.granted)
 
     async def ensure_bootstrap_operator(self, configured: str | None) -> str | None:
         """Make the configured bootstrap token exist (once: a revoked one stays revoked), or create

@@ -84,3 +84,6 @@ class TaskResult:
     # Why it never started, when the engine was the cause: "unreachable" (no answer at all) or
     # "engine_error" (a 5xx: e.g. shutting down). None otherwise (a refusal such as no such image).
     launch_failure: str | None = None
+    # (phase, wall-clock time.time() it ended): "container" (in hand), "output" (stdout closed),
+    # "exited" (the engine's wait answered), "metered". For the service's timing, when asked.
+    marks: tuple[tuple[str, float], ...] = ()

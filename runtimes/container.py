@@ -17,7 +17,7 @@ import logging
 import socket
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import docker.errors
 import requests.exceptions
@@ -97,8 +97,10 @@ class ContainerRuntime:
         metering = await self._begin_metering(live)
         # Until the task's wall clock starts (its input is written next).
         self.on_container_started(time.monotonic() - asked, pooled=live.pooled)
+        in_hand = time.time()
         try:
             result = await self._drive(live, spec, cancelled, metering)
+            result = dataclasses.replace(result, marks=(("container", in_hand), *result.marks))
         except Exception as exc:  # the engine failed mid-run: never leave the container behind
             log.exception("task %s: engine failure", spec.execution_id)
             await self._kill(live.id)
@@ -146,53 +148,63 @@ class ContainerRuntime:
         deadline = t0 + spec.limits.timeout_s
         writer = asyncio.create_task(_write_stdin(loop, live.raw, spec.stdin))
         reader = asyncio.create_task(_read_until(loop, live.raw, demux))
+        # Asked now, answered at the exit: once the output closes, the engine's answer is all that
+        # is left to wait for (not a request sent only then).
+        exit_waiter = asyncio.create_task(self.engine.wait(live.id))
         try:
-            termination = await _supervise(reader, cancelled, deadline)
-        finally:
-            # Both off the event loop's watch before the socket is closed. A descriptor closed
-            # while the loop still watches it stays in the loop's books, and the next socket
-            # given its number (most often the next container's attach) is never heard from:
-            # that attach waited out its 60 s timeout, and its shelf of the pool closed.
-            writer.cancel()
-            reader.cancel()
-            await asyncio.gather(writer, reader, return_exceptions=True)
-        if termination is not None:
-            # Stop reading for good before the kill: the engine must never be left
-            # blocked writing to a socket nobody drains (it would hang the container).
-            hang_up(live.raw)
-            await self._kill(live.id)
-        if termination is None:
-            # Output closed: the process is ending, but the wall clock still holds.
-            exit_code = await self._wait(live.id, max(deadline - time.monotonic(), 0.0))
-            if exit_code is None:
-                termination = Termination.TIMEOUT
+            try:
+                termination = await _supervise(reader, cancelled, deadline)
+            finally:
+                # Both off the event loop's watch before the socket is closed. A descriptor closed
+                # while the loop still watches it stays in the loop's books, and the next socket
+                # given its number (most often the next container's attach) is never heard from:
+                # that attach waited out its 60 s timeout, and its shelf of the pool closed.
+                writer.cancel()
+                reader.cancel()
+                await asyncio.gather(writer, reader, return_exceptions=True)
+            output_closed = time.time()
+            if termination is not None:
+                # Stop reading for good before the kill: the engine must never be left
+                # blocked writing to a socket nobody drains (it would hang the container).
+                hang_up(live.raw)
                 await self._kill(live.id)
-        if termination is not None:
-            exit_code = await self._wait(live.id, _KILL_GRACE_S)
-        wall_ms = int((time.monotonic() - t0) * 1000)
-        finished_at = datetime.now(UTC)
-        usage = await self._finish_metering(metering, live.id)
-        detail = ""
-        # Only a task that ended by itself: one we killed (timeout, cancel, caps) keeps that reason.
-        if termination is None and exit_code != 0 and await self._oom_killed(live.id, usage):
-            termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
-        if termination is Termination.OUTPUT_TOO_LARGE:
-            cap = spec.max_output_bytes if demux.overflowed == "stdout" else spec.max_log_bytes
-            detail = f"{demux.overflowed} went past its cap of {cap} bytes"
-        elif termination is Termination.TIMEOUT:
-            detail = f"wall-clock limit of {spec.limits.timeout_s:g} s reached"
-        return TaskResult(
-            termination=termination or Termination.EXITED,
-            exit_code=exit_code,
-            stdout=demux.stdout,
-            stderr=demux.stderr,
-            started_at=started_at,
-            finished_at=finished_at,
-            wall_ms=wall_ms,
-            detail=detail,
-            pooled=live.pooled,
-            usage=usage,
-        )
+            if termination is None:
+                # Output closed: the process is ending, but the wall clock still holds.
+                exit_code = await _exit_code(exit_waiter, max(deadline - time.monotonic(), 0.0))
+                if exit_code is None:
+                    termination = Termination.TIMEOUT
+                    await self._kill(live.id)
+            if termination is not None:
+                exit_code = await _exit_code(exit_waiter, _KILL_GRACE_S)
+            wall_ms = int((time.monotonic() - t0) * 1000)
+            finished_at = datetime.now(UTC)
+            exited = time.time()
+            usage = await self._finish_metering(metering, live.id)
+            detail = ""
+            # Only a task that ended by itself: one we killed (timeout, cancel, caps) keeps that reason.
+            if termination is None and exit_code != 0 and await self._oom_killed(live.id, usage):
+                termination, detail = Termination.OOM, f"killed at the memory limit of {spec.limits.memory_mb} MB"
+            if termination is Termination.OUTPUT_TOO_LARGE:
+                cap = spec.max_output_bytes if demux.overflowed == "stdout" else spec.max_log_bytes
+                detail = f"{demux.overflowed} went past its cap of {cap} bytes"
+            elif termination is Termination.TIMEOUT:
+                detail = f"wall-clock limit of {spec.limits.timeout_s:g} s reached"
+            return TaskResult(
+                termination=termination or Termination.EXITED,
+                exit_code=exit_code,
+                stdout=demux.stdout,
+                stderr=demux.stderr,
+                started_at=started_at,
+                finished_at=finished_at,
+                wall_ms=wall_ms,
+                detail=detail,
+                pooled=live.pooled,
+                usage=usage,
+                marks=(("output", output_closed), ("exited", exited), ("metered", time.time())),
+            )
+        finally:
+            exit_waiter.cancel()
+            await asyncio.gather(exit_waiter, return_exceptions=True)
 
     async def _oom_killed(self, container_id: str, usage: TaskUsage) -> bool:
         """Whether the kernel killed any process of the container at its memory limit, whatever
@@ -204,18 +216,22 @@ class ContainerRuntime:
         state = (await self.engine.inspect_container(container_id))["State"]
         return bool(state.get("OOMKilled"))
 
-    async def _wait(self, container_id: str, timeout_s: float) -> int | None:
-        """The exit code, or None when the container did not exit within timeout_s."""
-        try:
-            result = await asyncio.wait_for(self.engine.wait(container_id), timeout_s)
-        except TimeoutError:
-            return None
-        return result.get("StatusCode")
+
 
     async def _kill(self, container_id: str) -> None:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError, requests.exceptions.ConnectionError):
             # 409 "is not running" is fine: it is already down; an engine that is away killed it.
             await self.engine.kill(container_id)
+
+
+async def _exit_code(exit_waiter: asyncio.Task[dict[str, Any]], timeout_s: float) -> int | None:
+    """The exit code the engine answered, or None when the container did not exit within timeout_s."""
+    try:
+        result = await asyncio.wait_for(asyncio.shield(exit_waiter), timeout_s)
+    except TimeoutError:
+        return None
+    code: int | None = result.get("StatusCode")
+    return code
 
 
 async def _write_stdin(loop: asyncio.AbstractEventLoop, raw: socket.socket, data: bytes) -> None:

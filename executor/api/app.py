@@ -41,6 +41,7 @@ from executor.api.keys import (
 )
 from executor.api.problems import problem_middleware
 from executor.api.replay import replay_middleware
+from executor.api.server_timing import server_timing_middleware
 from executor.api.validation import CHECKED_OPERATIONS, checked_operations, validation_middleware
 from executor.entitlements.service import Entitlements
 from executor.executions.service import Executions
@@ -102,7 +103,9 @@ def make_app(backend: Backend, *, api: bool = True) -> web.Application:
         # Outermost first: the request has its id (for the logs, X-Request-Id, problems' `instance`);
         # errors become problems; the caller is known; the request matches the contract.
         # Then a creating POST's Idempotency-Key: a retry replays the first answer (replay.py).
-        middlewares=[access.request_id_middleware, http_metrics.http_metrics_middleware, problem_middleware,
+        middlewares=[access.request_id_middleware,
+                     *([server_timing_middleware] if settings.server_timing else []),
+                     http_metrics.http_metrics_middleware, problem_middleware,
                      auth_middleware, validation_middleware, replay_middleware],
     )
     app[CHECKED_OPERATIONS] = checked_operations()

@@ -8,6 +8,7 @@ from executor.api.contract import openapi
 from executor.api.keys import TOKENS
 from executor.api.problems import Handler
 from executor.errors import Forbidden, Unauthenticated
+from executor.observability import timing
 from executor.records.principals import Principal, Role
 
 # The keys, the log and verification hold only public keys and hashes: anyone holding a
@@ -36,6 +37,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if principal is None:
             raise Unauthenticated("the token is not valid")
         request[PRINCIPAL_KEY] = principal
+        timing.mark("authenticated")
     return await handler(request)
 
 

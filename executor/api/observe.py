@@ -12,6 +12,7 @@ from executor.api.bodies import json_response
 from executor.api.http_metrics import metrics_of
 from executor.api.keys import EXECUTIONS, INSTANCE, RECEIPTS, WEBHOOK_ENDPOINTS
 from executor.observability.metrics import CONTENT_TYPE, Metrics
+from executor.queue.classes import merged
 from executor.queue.stream import QueueStats
 from executor.records.principals import Role
 
@@ -24,13 +25,15 @@ async def status(request: web.Request) -> web.Response:
     (`executor_queue_depth`, `executor_queue_oldest_job_age_seconds`); `queue` is null when
     Redis does not answer."""
     principal(request, Role.OPERATOR)
-    queue = await request.app[EXECUTIONS].queue_stats()
-    return json_response({**request.app[INSTANCE].status(), "queue": _queue(queue)})
+    classes = await request.app[EXECUTIONS].queue_stats_by_class()
+    queue = None
+    if classes is not None:
+        queue = {**_queue(merged(list(classes.values()))),
+                 "classes": {name: _queue(stats) for name, stats in classes.items()}}
+    return json_response({**request.app[INSTANCE].status(), "queue": queue})
 
 
-def _queue(stats: QueueStats | None) -> dict[str, Any] | None:
-    if stats is None:
-        return None
+def _queue(stats: QueueStats) -> dict[str, Any]:
     oldest = None if stats.oldest_age_s is None else round(stats.oldest_age_s, 3)
     return {"depth": stats.depth, "oldest_age_s": oldest}
 

@@ -36,6 +36,9 @@ def register(commands: Subcommands) -> None:
     create.add_argument("--role", dest="role_option", choices=ROLES, help="the same as ROLE")
     create.add_argument("--subject", dest="subject_option", help="the same as SUBJECT")
     create.add_argument("--expires-at", metavar="RFC3339", help="refused after this instant (default: never)")
+    create.add_argument("--priorities", metavar="CLASSES", type=_classes,
+                        help="a service token's priority classes, comma-separated, normal among them "
+                             "(e.g. high,normal,low; default: normal,low)")
     create.add_argument("--local", action="store_true", help=LOCAL_HELP)
     revoke = client_command(tokens, "revoke", "revoke a token at once (not the last live operator token)", _revoke)
     revoke.add_argument("id")
@@ -57,6 +60,14 @@ def _list(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _classes(text: str) -> list[str]:
+    found = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in found if part not in ("high", "normal", "low")]
+    if not found or unknown:
+        raise argparse.ArgumentTypeError("comma-separated classes among high, normal, low")
+    return found
+
+
 def _create(api: Api, args: argparse.Namespace) -> int:
     args.role = args.role or args.role_option
     args.subject = args.subject or args.subject_option
@@ -66,6 +77,8 @@ def _create(api: Api, args: argparse.Namespace) -> int:
         issued = _on_database(args)
     else:
         body = {"role": args.role, "subject": args.subject, "expires_at": args.expires_at}
+        if args.priorities is not None:
+            body["priorities"] = args.priorities
         issued = api.call("POST", "/v1/tokens", body=body)
     if args.json:
         print_json(issued)
@@ -116,7 +129,8 @@ async def _database_action(database_url: str, args: argparse.Namespace) -> Any:
         await migrate(pool)
         tokens = Tokens(pool)
         if args.action == "create":
-            issued = await tokens.issue(Role(args.role), args.subject, expires_at=parse_expiry(args.expires_at))
+            issued = await tokens.issue(Role(args.role), args.subject, expires_at=parse_expiry(args.expires_at),
+                                        granted=tuple(args.priorities) if args.priorities is not None else None)
             return issued.to_dict()
         if args.action == "list":
             found: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ from typing import Any
 
 from executor.errors import Forbidden, RequestInvalid
 from executor.ratelimit import Bucket, Rate
-from executor.records.principals import Principal, Role
+from executor.records.principals import DEFAULT_PRIORITY, Principal, Role
 from executor.settings import Settings
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -33,6 +33,7 @@ class SubmitRequest:
     limits: Any
     webhook_url: str | None
     on_behalf_of: str | None
+    priority: str = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Parties:
 def parse_request(body: dict[str, Any]) -> SubmitRequest:
     """A submission whose shape was checked against the contract's SubmitExecution."""
     return SubmitRequest(body["agent_id"], body.get("version"), body["input"], body.get("limits"),
-                         body.get("webhook_url"), body.get("on_behalf_of"))
+                         body.get("webhook_url"), body.get("on_behalf_of"), body.get("priority") or DEFAULT_PRIORITY)
 
 
 def fingerprint(body: Any) -> bytes:
@@ -58,6 +59,9 @@ def fingerprint(body: Any) -> bytes:
 
 def parties_of(principal: Principal, request: SubmitRequest) -> Parties:
     caller = principal.party
+    if request.priority not in principal.priorities:
+        raise Forbidden(f"this token may not submit at priority {request.priority!r}; it may use "
+                        f"{', '.join(principal.priorities)} (an operator grants a service token others)")
     if principal.role is Role.USER:
         if request.on_behalf_of is not None:
             raise Forbidden("only a service or an operator may submit on behalf of a user")

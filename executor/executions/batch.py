@@ -166,11 +166,15 @@ class BatchSubmission:
             try:
                 if n == 0:
                     depth = await queue.depth()
+                shed = await self.executions.shedder.retry_after_s(item.request.priority)  # cached: no round trip
                 decision = await limiter.acquire(admission.rate_buckets(self.principal, item.parties, self.settings))
             except RedisError:  # the same Redis carries the jobs: nothing could run them anyway
                 for rest in items[n:]:
                     rest.refuse(QueueUnavailable("Redis (rate limits and the job queue) is unavailable; retry later"))
                 return
+            if shed is not None:
+                item.refuse(self.executions.shed(item.request.priority, shed))
+                continue
             if depth + taken >= self.settings.max_queue_depth:
                 item.refuse(QueueFull(f"{depth + taken} jobs are waiting or running, the most this service queues; "
                                       "retry later", retry_after_s=self.executions.drain_estimate_s(depth + taken)))
@@ -272,7 +276,7 @@ class BatchSubmission:
             watches = {r.id: Watch(executions.events.waiter(r.id), executions.events.generation) for r in records}
         try:
             replies: list[str | Exception] = await executions.queue.enqueue_many(
-                [r.id for r in records], request_id=current_request())
+                [r.id for r in records], request_id=current_request(), priorities=[r.priority for r in records])
         except Exception as exc:  # the connection failed: any of them may be missing
             replies = [exc] * len(records)
         for item, record, reply in zip(created, records, replies, strict=True):

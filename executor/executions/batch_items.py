@@ -133,6 +133,7 @@ async def accept(conn: asyncpg.Connection, items: list[Item], *, caller: str, se
                 stdin=item.stdin, limits=item.limits, service=service,
                 submitted_by=parties.caller if parties.caller != parties.owner else None,
                 entitlement_id=entitlement_id, webhook_url=item.webhook_url, request_id=current_request(),
+                priority=item.request.priority,
             )))
     admitted.sort(key=lambda pair: pair[0].index)  # created in the order given
     records = await execution_sql.insert_many(conn, [new for _, new in admitted])

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as redis
 
-from executor.queue.stream import Job, JobQueue
+from executor.queue.classes import JobQueues
+from executor.queue.stream import Job
 from executor.storage import executions as execution_sql
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Reconciled:
 
 
 class Leases:
-    def __init__(self, db: asyncpg.Pool, client: redis.Redis, queue: JobQueue, consumer: str, *,
+    def __init__(self, db: asyncpg.Pool, client: redis.Redis, queue: JobQueues, consumer: str, *,
                  visibility_s: float, held: Callable[[], list[str]], free_slots: Callable[[], int],
                  take: Callable[[Job], Awaitable[bool]]) -> None:
         self.db = db
@@ -122,13 +123,12 @@ class Leases:
             dropped.append(entry.entry_id)
             if entry.execution_id is not None:
                 dropped_for.add(entry.execution_id)
-        missing: list[tuple[uuid.UUID, str | None]] = []
+        missing: list[execution_sql.Pending] = []
         if whole or dropped:  # PostgreSQL read after the snapshot: newer than it
-            missing = [(execution_id, request_id)
-                       for execution_id, request_id in await execution_sql.pending_ids(self.db)
-                       if execution_id not in covered and (whole or execution_id in dropped_for)]
-        for execution_id, request_id in missing:  # before the drop: a crash leaves a duplicate, not a loss
-            await self.queue.enqueue(execution_id, request_id=request_id)
+            missing = [pending for pending in await execution_sql.pending_ids(self.db)
+                       if pending.id not in covered and (whole or pending.id in dropped_for)]
+        for pending in missing:  # before the drop: a crash in between leaves a duplicate, not a loss
+            await self.queue.enqueue(pending.id, request_id=pending.request_id, priority=pending.priority)
         await self.queue.drop(dropped)
         gone = [] if whole else await self.queue.idle_consumers(_IDLE_CONSUMER_S)
         for consumer in gone:

@@ -35,13 +35,16 @@ from executor.errors import (
 )
 from executor.executions import admission
 from executor.executions.finish import Finisher
+from executor.executions.shedding import CLASS_BOUND, Shedder
 from executor.instants import parse_instant
 from executor.limits import resolve_limits
+from executor.observability import timing
 from executor.observability.logs import current_request
 from executor.observability.metrics import Metrics
 from executor.pagination import encode_cursor, page_filters
-from executor.queue.events import Events
-from executor.queue.stream import JobQueue, QueueStats
+from executor.queue.classes import JobQueues
+from executor.queue.events import Events, Finished
+from executor.queue.stream import QueueStats
 from executor.ratelimit import RateLimiter
 from executor.records.agents import AgentVersion
 from executor.records.executions import (
@@ -84,7 +87,7 @@ class Watch:
     """A waiter for an execution's end registered before its job was enqueued: while the
     subscription of `generation` stays up, no end of it can have been missed."""
 
-    future: asyncio.Future[None]
+    future: asyncio.Future[Finished | None]
     generation: int
 
 
@@ -96,11 +99,21 @@ def _encoded_and_checked(schema: Any, value: Any, budget_ms: float,
     return stdin, violations(schema, value, budget_ms=budget_ms) if len(stdin) <= max_bytes else []
 
 
+def _heard(future: asyncio.Future[Finished | None]) -> ExecutionRecord | None:
+    """What a waiter was woken with: the worker's timing marks go on this request's timeline;
+    the final record when the worker in this process handed it over (else read it)."""
+    finished = future.result()
+    if finished is not None and finished.timing:
+        timing.add(timing.decode(finished.timing))
+    timing.mark("woken")
+    return finished.record if finished is not None else None
+
+
 class Executions:
     """Admission and the caller's view of executions; the worker (worker.py) runs them. The
     queue and the events are Redis: jobs for the workers, and word of each execution's end."""
 
-    def __init__(self, db: asyncpg.Pool, queue: JobQueue, events: Events, settings: Settings,
+    def __init__(self, db: asyncpg.Pool, queue: JobQueues, events: Events, settings: Settings,
                  finisher: Finisher, limiter: RateLimiter, *, agents: Agents, entitlements: Entitlements,
                  metrics: Metrics | None = None) -> None:
         self.db = db
@@ -112,6 +125,7 @@ class Executions:
         self.finisher = finisher
         self.agents = agents
         self.entitlements = entitlements
+        self.shedder = Shedder(queue, settings.max_queue_wait_s)  # admission's bound on queue wait
 
     async def submit(self, principal: Principal, body: Any, *, idempotency_key: str | None = None,
                      watch: bool = False) -> Submission:
@@ -128,18 +142,23 @@ class Executions:
             if replay is not None:
                 return replay
         try:
+            # Bounded in time: past EXECUTOR_MAX_QUEUE_WAIT_S of expected wait for a worker (shedding.py),
+            # checked first and from a cached view of the queue, so that a refusal costs no round trip.
+            shed = await self.shedder.retry_after_s(request.priority)
+            if shed is not None:
+                raise self.refused(self.shed(request.priority, shed))
             decision = await self.limiter.acquire(admission.rate_buckets(principal, parties, self.settings))
             depth = await self.queue.depth()
         except RedisError as exc:  # the same Redis carries the jobs: nothing could run it anyway
             raise QueueUnavailable("Redis (rate limits and the job queue) is unavailable; retry later") from exc
         if depth >= self.settings.max_queue_depth:
             # Bounded: past the depth the answer is "later", not an ever longer wait.
-            raise self._refused(QueueFull(
+            raise self.refused(QueueFull(
                 f"{depth} jobs are waiting or running, the most this service queues; retry later",
                 retry_after_s=self.drain_estimate_s(depth)))
         rate_headers = ratelimit.headers(decision)
         if not decision.allowed:
-            raise self._refused(RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
+            raise self.refused(RateLimited(f"too many submissions; retry in {decision.retry_after_s:.1f} s",
                                             retry_after_s=decision.retry_after_s, headers=rate_headers))
         agent = await self.agents.for_run(request.agent_id, request.version)
         if agent.image_digest is None:
@@ -154,6 +173,7 @@ class Executions:
             raise InputInvalid(f"{len(found)} violation(s) of the agent's input schema", errors=found)
         limits = resolve_limits(request.limits, agent.limits, self.settings.max_limits)
         webhook_url = check_url(request.webhook_url, self.settings) if request.webhook_url else None
+        timing.mark("admitted")
 
         async with self.db.acquire() as conn, conn.transaction():
             if key is not None and not await idempotency_sql.claim(conn, parties.caller, key, fingerprint,
@@ -169,6 +189,7 @@ class Executions:
             if replay is None:  # only if the key expired in between
                 raise Conflict("the Idempotency-Key is in use by a request that has not finished; retry")
             return replay
+        timing.mark("accepted")
         watching = Watch(self.events.waiter(record.id), self.events.generation) if watch else None
         try:
             await self._enqueue(record, agent)
@@ -178,7 +199,12 @@ class Executions:
             raise
         return Submission(record, replayed=False, headers=rate_headers, watch=watching)
 
-    def _refused(self, refusal: Throttled) -> Throttled:
+    def shed(self, priority: str, retry_after_s: float) -> QueueFull:
+        bound = self.settings.max_queue_wait_s * CLASS_BOUND[priority]
+        return QueueFull(f"a {priority} job would wait more than {bound:g} s for a worker, the longest this service "
+                         "queues it; retry later", retry_after_s=retry_after_s)
+
+    def refused(self, refusal: Throttled) -> Throttled:
         """`refusal`, counted (executor_admission_refusals_total) on its way to being raised."""
         self.metrics.refused(refusal)
         return refusal
@@ -195,7 +221,7 @@ class Executions:
         if parties.user is not None:
             cap = self.settings.max_live_per_user
             if cap and await execution_sql.count_live(conn, parties.owner) >= cap:
-                raise self._refused(TooManyLive(
+                raise self.refused(TooManyLive(
                     f"user {parties.user!r} already has {cap} executions pending or running", retry_after_s=1.0))
             entitlement_id, granted_by = await self.entitlements.take_use(conn, user=parties.user,
                                                                           agent_id=agent.agent_id)
@@ -206,6 +232,7 @@ class Executions:
             stdin=stdin, limits=limits, service=service,
             submitted_by=parties.caller if parties.caller != parties.owner else None,
             entitlement_id=entitlement_id, webhook_url=webhook_url, request_id=current_request(),
+            priority=request.priority,
         ))
 
     async def _replay(self, caller: str, key: str, fingerprint: bytes) -> Submission | None:
@@ -221,7 +248,7 @@ class Executions:
     async def _enqueue(self, record: ExecutionRecord, agent: AgentVersion) -> None:
         try:
             # The request's id rides with the job: the worker's lines for this execution carry it.
-            await self.queue.enqueue(record.id, request_id=current_request())
+            await self.queue.enqueue(record.id, request_id=current_request(), priority=record.priority)
         except Exception as exc:
             # Nothing will run it: finish it now so that no record stays PENDING for ever.
             log.error("could not enqueue execution %s: %s", record.id, exc)
@@ -295,12 +322,16 @@ class Executions:
         future = watch.future if watch is not None else self.events.waiter(record.id)
         # The waiter was there before the job, and no event came or was lost since: nothing ended.
         read = watch is None or future.done() or not self.events.unbroken_since(watch.generation)
+        if future.done() and (handed := _heard(future)) is not None:  # it ended before this wait began
+            self.events.discard(record.id, future)
+            return handed
         generation = watch.generation if watch is not None else self.events.generation
         try:
             while True:
                 if read:
                     generation = self.events.generation
                     current = await execution_sql.get(self.db, record.id)
+                    timing.mark("reread")
                 else:
                     current = record
                 read = True
@@ -313,6 +344,8 @@ class Executions:
                 unbroken = self.events.unbroken_since(generation)
                 await asyncio.wait([future], timeout=min(remaining, REREAD_S if unbroken else LOST_EVENT_REREAD_S))
                 if future.done():
+                    if (handed := _heard(future)) is not None:
+                        return handed
                     future = self.events.waiter(record.id)
         finally:
             self.events.discard(record.id, future)
@@ -340,6 +373,13 @@ class Executions:
         (a metrics scrape must not fail for it: /readyz says which dependency is down)."""
         try:
             return await asyncio.wait_for(self.queue.stats(), 2.0)
+        except (TimeoutError, RedisError, OSError):
+            return None
+
+    async def queue_stats_by_class(self) -> dict[str, QueueStats] | None:
+        """queue_stats for each priority class, highest first."""
+        try:
+            return await asyncio.wait_for(self.queue.stats_by_class(), 2.0)
         except (TimeoutError, RedisError, OSError):
             return None
 

@@ -16,11 +16,14 @@ worker comes back. After EXECUTOR_MAX_ATTEMPTS starts it ends as platform_error.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from tenacity import (
@@ -37,9 +40,11 @@ from executor.executions.finish import Finisher
 from executor.executions.leases import Leases
 from executor.executions.outcome import outcome_of
 from executor.executions.tasks import build_task, fuel_budget, interpret
+from executor.observability import timing
 from executor.observability.logs import bind_execution, bind_request
+from executor.queue.classes import JobQueues
 from executor.queue.events import Events
-from executor.queue.stream import Job, JobQueue
+from executor.queue.stream import Job
 from executor.records.agents import AgentVersion
 from executor.records.executions import (
     ErrorType,
@@ -75,12 +80,12 @@ def _warn_db_down(state: RetryCallState) -> None:
 @dataclass
 class _Running:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: bool = False  # its end was written here: the ack announces it
+    final: ExecutionRecord | None = None  # its end, written here: the ack announces it
 
 
 class Worker:
     def __init__(
-        self, db: asyncpg.Pool, queue: JobQueue, events: Events, runtime: ContainerRuntime, settings: Settings,
+        self, db: asyncpg.Pool, queue: JobQueues, events: Events, runtime: ContainerRuntime, settings: Settings,
         finisher: Finisher, *, pool: ContainerPool | None = None,
     ) -> None:
         self.db = db
@@ -96,6 +101,7 @@ class Worker:
         self._memory = asyncio.Condition()
         self._memory_used_mb = 0
         self._held: dict[str, uuid.UUID] = {}  # stream entry → execution, for the jobs this worker runs
+        self._reclaimed: collections.deque[Job] = collections.deque()  # taken over, waiting for a slot
         self._claimed: set[uuid.UUID] = set()  # executions this process runs now (claimed, not finished)
         self._running: dict[uuid.UUID, _Running] = {}
         self._versions: dict[tuple[uuid.UUID, int], AgentVersion] = {}  # immutable once written
@@ -177,6 +183,9 @@ class Worker:
         backoff = 0.1
         while not self._stopping.is_set():
             await self._slots.acquire()
+            if self._reclaimed:  # a dead worker's job first: it has waited longest
+                self._spawn(self._reclaimed.popleft())
+                continue
             try:
                 jobs = await self.queue.read(self.instance_id, count=1, block_ms=_READ_BLOCK_MS)
                 backoff = 0.1
@@ -197,7 +206,7 @@ class Worker:
     def _spawn(self, job: Job) -> None:
         """Handle a job in a slot already acquired for it."""
         self._held[job.entry_id] = job.execution_id
-        task = asyncio.create_task(self._handle(job), name=f"execution-{job.execution_id}")
+        task = asyncio.create_task(self._handle(job, time.time()), name=f"execution-{job.execution_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -205,21 +214,30 @@ class Worker:
         return 0 if self._stopping.is_set() else self.settings.worker_concurrency - len(self._held)
 
     async def _take_reclaimed(self, job: Job) -> bool:
-        if self._stopping.is_set() or self._slots.locked():
+        """A job taken over from a dead worker: held (so renewed) from now, and run at this
+        worker's next free slot, before any new job. Under load every slot is busy or waiting
+        on a read, and a reclaimed job must not wait for the load to end."""
+        if self._stopping.is_set():
             return False
-        await self._slots.acquire()
-        self._spawn(job)
+        self._held[job.entry_id] = job.execution_id
+        self._reclaimed.append(job)
         return True
 
-    async def _handle(self, job: Job) -> None:
+    async def _handle(self, job: Job, read_at: float) -> None:
         running = self._running.setdefault(job.execution_id, _Running())
         done = False
         try:
-            with bind_execution(job.execution_id), bind_request(job.request_id):
+            with bind_execution(job.execution_id), bind_request(job.request_id), \
+                    timing.timeline("read", at=read_at) as marks:
                 done = await self._run(job, running)
             if done:
-                # The "finished" event goes in the ack's transaction: one round trip to Redis.
-                finished = self.events.finished_message(job.execution_id) if running.finished else None
+                sent = timing.encode(marks) if self.settings.server_timing else None
+                finished = None
+                if running.final is not None:
+                    # Committed: a request of this process waiting for it is answered now; the
+                    # others hear the "finished" event, in the ack's transaction (one round trip).
+                    self.events.finished_here(job.execution_id, running.final, sent)
+                    finished = self.events.finished_message(job.execution_id, sent)
                 await self.queue.ack(job.entry_id, publish=finished)
         except Exception:
             log.exception("execution %s: job failed; left for another worker to reclaim", job.execution_id)
@@ -251,6 +269,7 @@ class Worker:
             if claimed is None:
                 return True  # already claimed, cancelled or finished: this delivery is a duplicate
             record, stdin = claimed
+            timing.mark("claimed")
             self._claimed.add(execution_id)
             try:
                 return await self._run_claimed(record, stdin, running)
@@ -258,7 +277,8 @@ class Worker:
                 self._claimed.discard(execution_id)
 
     async def _run_claimed(self, record: ExecutionRecord, stdin: bytes | None, running: _Running) -> bool:
-        await self._publish(self.events.publish_state(record.id, Status.RUNNING.value))
+        # Only followers of its state care: the task does not wait for the round trip to Redis.
+        self._publish_soon(self.events.publish_state(record.id, Status.RUNNING.value))
         outcome, agent, launch_failure = await self._execute(record, stdin, running)
         faults.point("after_output")
         if outcome is None:  # the engine failed it before anything ran: to be run again
@@ -270,7 +290,8 @@ class Worker:
                 log.warning("execution %s: the Docker engine could not start it; put back to run later", record.id)
                 return False  # unacked and no longer renewed: reclaimed after the visibility timeout
             return True
-        running.finished = await self._finish(record, outcome, agent) is not None
+        running.final = await self._finish(record, outcome, agent)
+        timing.mark("finished")
         return True
 
     async def _finish(self, record: ExecutionRecord, outcome: Outcome,
@@ -307,6 +328,7 @@ class Worker:
         try:
             agent = await self._version(record.agent_id, record.agent_version)
             result = await self.runtime.run(build_task(agent, record, stdin, self.settings), running.cancel)
+            timing.add(result.marks)
             if result.launch_failure == "unreachable" or (
                     result.launch_failure == "engine_error" and record.attempts < self.settings.max_attempts):
                 return None, agent, result.launch_failure
@@ -314,11 +336,17 @@ class Worker:
             outcome = await schemas.off_loop(outcome_of, interpret(agent, result), agent.output_schema,
                                              fuel_budget=fuel_budget(agent, self.settings),
                                              schema_budget_ms=self.settings.schema_budget_ms)
+            timing.mark("checked")
             return outcome, agent, None
         except Exception as exc:
             log.exception("execution %s: platform failure", record.id)
             error = ExecutionError(ErrorType.PLATFORM_ERROR, f"platform failure: {exc}")
             return Outcome(Status.FAILED, error=error), agent, None
+
+    def _publish_soon(self, event: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._publish(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _publish(self, event: Awaitable[None]) -> None:
         """Events are hints (waiters re-read PostgreSQL): Redis being down must not stop a run."""

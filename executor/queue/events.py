@@ -18,8 +18,11 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import redis.asyncio as redis
+
+from executor.records.executions import ExecutionRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +31,23 @@ CANCEL = "executor:cancel"
 STATE = "executor:state"  # "<execution id> <status>"
 
 
+@dataclass(frozen=True)
+class Finished:
+    """What a waiter is woken with: the worker's timing marks when it sent them, and the final
+    record itself when this process ran the execution (finished_here)."""
+
+    timing: str | None = None
+    record: ExecutionRecord | None = None
+
+
 class Events:
     def __init__(self, client: redis.Redis, *, waiters: bool = True) -> None:
         """`waiters` False (a worker without the HTTP API): only cancels are listened for, so the
         process does not read two messages per execution that nobody in it waits for."""
         self._redis = client
         self._channels = (FINISHED, CANCEL, STATE) if waiters else (CANCEL,)
-        self._waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
-        self._change_waiters: dict[uuid.UUID, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiters: dict[uuid.UUID, set[asyncio.Future[Finished | None]]] = defaultdict(set)
+        self._change_waiters: dict[uuid.UUID, set[asyncio.Future[Finished | None]]] = defaultdict(set)
         self._cancel_handlers: list[Callable[[uuid.UUID], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -58,9 +70,10 @@ class Events:
         await self._redis.publish(*self.finished_message(execution_id))
 
     @staticmethod
-    def finished_message(execution_id: uuid.UUID) -> tuple[str, str]:
-        """(channel, message) of publish_finished, for a caller that sends it in a transaction of its own."""
-        return FINISHED, str(execution_id)
+    def finished_message(execution_id: uuid.UUID, timing: str | None = None) -> tuple[str, str]:
+        """(channel, message) of publish_finished, for a caller that sends it in a transaction of its own;
+        `timing`, the worker's marks (observability/timing.py), follows the id after a space."""
+        return FINISHED, f"{execution_id} {timing}" if timing else str(execution_id)
 
     async def publish_cancel(self, execution_id: uuid.UUID) -> None:
         await self._redis.publish(CANCEL, str(execution_id))
@@ -74,19 +87,29 @@ class Events:
         published since it began can have been missed."""
         return self._subscribed and self.generation == generation
 
-    def waiter(self, execution_id: uuid.UUID) -> asyncio.Future[None]:
-        """A future resolved when a FINISHED event for this id arrives; call discard() after use."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def finished_here(self, execution_id: uuid.UUID, record: ExecutionRecord, timing: str | None = None) -> None:
+        """The end of an execution this process ran, committed: its waiters here get the final
+        record at once (no Redis round trip, no PostgreSQL read); other processes hear of it
+        through the FINISHED event published with the job's ack."""
+        for waiters in (self._waiters, self._change_waiters):
+            for future in waiters.get(execution_id, ()):
+                if not future.done():
+                    future.set_result(Finished(timing, record))
+
+    def waiter(self, execution_id: uuid.UUID) -> asyncio.Future[Finished | None]:
+        """A future resolved when this id's end is heard of (with what finished_here or the
+        FINISHED event told: None after a lost subscription); call discard() after use."""
+        future: asyncio.Future[Finished | None] = asyncio.get_running_loop().create_future()
         self._waiters[execution_id].add(future)
         return future
 
-    def change_waiter(self, execution_id: uuid.UUID) -> asyncio.Future[None]:
+    def change_waiter(self, execution_id: uuid.UUID) -> asyncio.Future[Finished | None]:
         """A future resolved at this id's next STATE or FINISHED event; call discard() after use."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Finished | None] = asyncio.get_running_loop().create_future()
         self._change_waiters[execution_id].add(future)
         return future
 
-    def discard(self, execution_id: uuid.UUID, future: asyncio.Future[None]) -> None:
+    def discard(self, execution_id: uuid.UUID, future: asyncio.Future[Finished | None]) -> None:
         """Forget a future of waiter() or change_waiter()."""
         for waiters in (self._waiters, self._change_waiters):
             futures = waiters.get(execution_id)
@@ -130,16 +153,18 @@ class Events:
     async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel
         text = data.decode() if isinstance(data, bytes) else data
+        head, _, rest = text.partition(" ")
         try:
-            execution_id = uuid.UUID(text.split(" ", 1)[0])
+            execution_id = uuid.UUID(head)
         except ValueError:
             return
         if channel in (FINISHED, STATE):
             waiters = (self._waiters, self._change_waiters) if channel == FINISHED else (self._change_waiters,)
+            heard = Finished(rest or None) if channel == FINISHED else None
             for futures in waiters:
                 for future in futures.get(execution_id, ()):
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(heard)
         elif channel == CANCEL:
             for handler in self._cancel_handlers:
                 try:

@@ -41,6 +41,7 @@ class Job:
     execution_id: uuid.UUID
     reclaimed: bool = False  # taken over from a worker that stopped renewing it
     request_id: str | None = None  # of the request that enqueued it, for the worker's log lines
+    priority: str = "normal"  # its class (queue/classes.py): the stream it came from
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _request_id(fields: dict[bytes | str, bytes | str] | None) -> str | None:
     return raw[:128] if raw else None
 
 
-def _fields(execution_id: uuid.UUID, request_id: str | None) -> dict[FieldT, EncodableT]:
+def job_fields(execution_id: uuid.UUID, request_id: str | None) -> dict[FieldT, EncodableT]:
     fields: dict[FieldT, EncodableT] = {"execution_id": str(execution_id)}
     if request_id is not None:
         fields["request_id"] = request_id
@@ -114,7 +115,7 @@ class JobQueue:
                 raise
 
     async def enqueue(self, execution_id: uuid.UUID, *, request_id: str | None = None) -> str:
-        entry_id = await self._redis.xadd(self.stream, _fields(execution_id, request_id))
+        entry_id = await self._redis.xadd(self.stream, job_fields(execution_id, request_id))
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
     async def enqueue_many(self, execution_ids: Sequence[uuid.UUID], *,
@@ -124,12 +125,12 @@ class JobQueue:
         raises, and then any of them may or may not have been added."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for execution_id in execution_ids:
-                pipe.xadd(self.stream, _fields(execution_id, request_id))
+                pipe.xadd(self.stream, job_fields(execution_id, request_id))
             replies = await pipe.execute(raise_on_error=False)
         return [reply if isinstance(reply, Exception) else _text(reply) for reply in replies]
 
-    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Job]:
-        """New jobs for this consumer, waiting up to block_ms for the first."""
+    async def read(self, consumer: str, *, count: int, block_ms: int | None) -> list[Job]:
+        """New jobs for this consumer, waiting up to block_ms for the first (None: not at all)."""
         try:
             response = await self._redis.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count,
                                                     block=block_ms)
@@ -143,10 +144,12 @@ class JobQueue:
         batches = cast("list[tuple[bytes, list[RawEntry]]]", response or [])
         jobs = []
         for _stream, entries in batches:
-            jobs += await self._jobs(entries, reclaimed=False)
+            jobs += await self.jobs_of(entries)
         return jobs
 
-    async def _jobs(self, entries: Sequence[RawEntry], *, reclaimed: bool) -> list[Job]:
+    async def jobs_of(self, entries: Sequence[RawEntry], *, reclaimed: bool = False) -> list[Job]:
+        """The jobs of entries read from this stream; a malformed one (or one deleted while
+        pending) is acked on the way: there is nothing to run."""
         jobs = []
         for entry_id, fields in entries:
             entry, execution_id = _text(entry_id), _execution_id(fields)
@@ -167,7 +170,7 @@ class JobQueue:
         reply = await self._redis.xautoclaim(self.stream, self.group, consumer, int(min_idle_s * 1000),
                                              start_id="0-0", count=count)
         entries = reply[1] if reply else []
-        return await self._jobs([e for e in entries if e is not None], reclaimed=True)
+        return await self.jobs_of([e for e in entries if e is not None], reclaimed=True)
 
     async def stats(self) -> QueueStats:
         """Depth and the oldest job's age (its entry id holds its enqueue time in ms)."""

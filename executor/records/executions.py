@@ -101,6 +101,7 @@ class ExecutionRecord:
     entitlement_id: uuid.UUID | None = None  # the entitlement one use was taken from
     webhook_url: str | None = None
     attempts: int = 0  # how many times it was started (a worker died mid-run: started again)
+    priority: str = "normal"  # its class in the job queue (queue/classes.py)
     # When its bodies (input, output, stdin, stdout, log) were deleted past EXECUTOR_RETENTION_S.
     bodies_deleted_at: datetime | None = None
 
@@ -133,6 +134,7 @@ class ExecutionRecord:
             "webhook_url": self.webhook_url,
             "worker": self.worker,
             "attempts": self.attempts,
+            "priority": self.priority,
             "bodies_deleted_at": _iso(self.bodies_deleted_at),
         }
 

@@ -16,12 +16,31 @@ class Role(str, enum.Enum):
     OPERATOR = "operator"
 
 
+PRIORITIES = ("high", "normal", "low")  # the classes of the job queue, highest first (queue/classes.py)
+DEFAULT_PRIORITY = "normal"
+
+
+def priorities_of(role: Role, granted: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The classes a token may submit at: an operator any; a service normal and low, or what an
+    operator granted its token; a user normal only (docs/scaling.md, "Priority classes")."""
+    if role is Role.OPERATOR:
+        return PRIORITIES
+    if role is Role.SERVICE:
+        return granted or ("normal", "low")
+    return (DEFAULT_PRIORITY,)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the role of their token and the subject it names."""
 
     role: Role
     subject: str
+    granted: tuple[str, ...] | None = None  # a service token's classes, as an operator set them
+
+    @property
+    def priorities(self) -> tuple[str, ...]:
+        return priorities_of(self.role, self.granted)
 
     @property
     def party(self) -> str:
@@ -41,12 +60,14 @@ class TokenInfo:
     expires_at: datetime | None  # None: never
     last_used_at: datetime | None  # to about a minute (see docs/tokens.md)
     revoked_at: datetime | None
+    granted: tuple[str, ...] | None = None  # see Principal
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": str(self.id),
             "role": self.role.value,
             "subject": self.subject,
+            "priorities": list(priorities_of(self.role, self.granted)),
             "created_at": _iso(self.created_at),
             "created_by": self.created_by,
             "expires_at": _iso(self.expires_at),

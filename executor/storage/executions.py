@@ -31,7 +31,8 @@ _COLUMNS = (
     "id, agent_id, agent_version, owner, status, input, limits, output, error_type, error_detail,"
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
     " peak_memory_bytes, worker, cancel_requested, pooled, input_bytes, output_bytes, fuel_consumed,"
-    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url, attempts, bodies_deleted_at"
+    " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url, attempts, bodies_deleted_at,"
+    " priority"
 )
 
 
@@ -66,6 +67,7 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         webhook_url=row["webhook_url"],
         attempts=row["attempts"],
         bodies_deleted_at=row["bodies_deleted_at"],
+        priority=row["priority"],
     )
 
 
@@ -82,16 +84,18 @@ class NewExecution:
     entitlement_id: uuid.UUID | None = None
     webhook_url: str | None = None
     request_id: str | None = None  # of the request that submitted it: for the logs of a job re-queued
+    priority: str = "normal"
 
 
 async def insert(conn: Connection, new: NewExecution) -> ExecutionRecord:
     """A PENDING execution."""
     row = await conn.fetchrow(
         "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits,"
-        " service, submitted_by, entitlement_id, webhook_url, request_id)"
-        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {_COLUMNS}",
+        " service, submitted_by, entitlement_id, webhook_url, request_id, priority)"
+        f" VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {_COLUMNS}",
         uuid.uuid4(), new.agent_id, new.agent_version, new.owner, new.input, new.stdin, len(new.stdin),
         new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url, new.request_id,
+        new.priority,
     )
     return _record(row)
 
@@ -103,11 +107,12 @@ async def insert_many(conn: asyncpg.Connection, news: list[NewExecution]) -> lis
         return []
     rows = await conn.fetchmany(
         "INSERT INTO executions (id, agent_id, agent_version, owner, status, input, stdin, input_bytes, limits,"
-        " service, submitted_by, entitlement_id, webhook_url, request_id, created_at)"
-        " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, $13, clock_timestamp())"
+        " service, submitted_by, entitlement_id, webhook_url, request_id, priority, created_at)"
+        " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, clock_timestamp())"
         f" RETURNING {_COLUMNS}",
         [(uuid.uuid4(), new.agent_id, new.agent_version, new.owner, new.input, new.stdin, len(new.stdin),
-          new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url, new.request_id)
+          new.limits.to_dict(), new.service, new.submitted_by, new.entitlement_id, new.webhook_url, new.request_id,
+          new.priority)
          for new in news],
     )
     return [_record(row) for row in rows]
@@ -262,8 +267,15 @@ async def live_ids(db: asyncpg.Pool) -> set[str]:
     return {str(row["id"]) for row in rows}
 
 
-async def pending_ids(db: asyncpg.Pool) -> list[tuple[uuid.UUID, str | None]]:
-    """(id, the submitting request's id) of each PENDING execution, oldest first."""
-    rows = await db.fetch("SELECT id, request_id FROM executions WHERE status = 'PENDING' AND NOT cancel_requested"
-                          " ORDER BY created_at")
-    return [(row["id"], row["request_id"]) for row in rows]
+@dataclass(frozen=True)
+class Pending:
+    id: uuid.UUID
+    request_id: str | None  # of the request that submitted it
+    priority: str
+
+
+async def pending_ids(db: asyncpg.Pool) -> list[Pending]:
+    """Each PENDING execution (not being cancelled), oldest first."""
+    rows = await db.fetch("SELECT id, request_id, priority FROM executions"
+                          " WHERE status = 'PENDING' AND NOT cancel_requested ORDER BY created_at")
+    return [Pending(row["id"], row["request_id"], row["priority"]) for row in rows]

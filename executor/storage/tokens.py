@@ -14,7 +14,7 @@ import asyncpg
 from executor.records.principals import Role, TokenInfo
 from executor.storage.database import Connection
 
-_COLUMNS = "id, role, subject, created_at, created_by, expires_at, last_used_at, revoked_at"
+_COLUMNS = "id, role, subject, created_at, created_by, expires_at, last_used_at, revoked_at, priorities"
 _LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 
 # Revocations take this transaction lock first, so that two of them never both see the other's
@@ -33,22 +33,27 @@ class Presented:
     role: Role
     subject: str
     last_used_stale: bool
+    granted: tuple[str, ...] | None = None
 
 
 def _record(row: asyncpg.Record) -> TokenInfo:
     return TokenInfo(id=row["id"], role=Role(row["role"]), subject=row["subject"], created_at=row["created_at"],
                      created_by=row["created_by"], expires_at=row["expires_at"], last_used_at=row["last_used_at"],
-                     revoked_at=row["revoked_at"])
+                     revoked_at=row["revoked_at"], granted=_granted(row["priorities"]))
+
+
+def _granted(stored: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(stored) if stored else None
 
 
 async def insert_token(db: Connection, token_hash: bytes, role: str, subject: str, *, created_by: str | None,
-                       expires_at: datetime | None) -> TokenInfo | None:
+                       expires_at: datetime | None, granted: tuple[str, ...] | None = None) -> TokenInfo | None:
     """A new token; None when `expires_at` is not in the future (by the database's clock)."""
     row = await db.fetchrow(
-        f"INSERT INTO tokens (id, token_hash, role, subject, created_by, expires_at)"
-        f" SELECT $1, $2, $3, $4, $5, $6 WHERE $6::timestamptz IS NULL OR $6 > now()"
+        f"INSERT INTO tokens (id, token_hash, role, subject, created_by, expires_at, priorities)"
+        f" SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $6::timestamptz IS NULL OR $6 > now()"
         f" RETURNING {_COLUMNS}",
-        uuid.uuid4(), token_hash, role, subject, created_by, expires_at,
+        uuid.uuid4(), token_hash, role, subject, created_by, expires_at, list(granted) if granted else None,
     )
     return _record(row) if row else None
 
@@ -69,12 +74,13 @@ async def insert_bootstrap(db: Connection, token_hash: bytes, subject: str) -> T
 async def find_live(db: Connection, token_hash: bytes) -> Presented | None:
     """The unrevoked, unexpired token with this hash: one read of the unique index."""
     row = await db.fetchrow(
-        f"SELECT id, role, subject,"
+        f"SELECT id, role, subject, priorities,"
         f" (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)) AS stale"
         f" FROM tokens WHERE token_hash = $1 AND {_LIVE}",
         token_hash, float(LAST_USED_GRANULARITY_S),
     )
-    return Presented(row["id"], Role(row["role"]), row["subject"], row["stale"]) if row else None
+    return Presented(row["id"], Role(row["role"]), row["subject"], row["stale"],
+                     _granted(row["priorities"])) if row else None
 
 
 async def touch(db: Connection, token_id: uuid.UUID) -> None:

@@ -226,9 +226,12 @@ async def test_images_status_metrics_and_health(api: Api, images: dict[str, str]
     assert built["items"][0]["cached"] is True
     current = await call(api, "GET", "/v1/status")
     # The shared job queue, read as the /metrics gauges read it (an idle queue: nothing waiting).
-    assert set(current["queue"]) == {"depth", "oldest_age_s"}, current
+    assert set(current["queue"]) == {"depth", "oldest_age_s", "classes"}, current
     assert current["queue"]["depth"] >= 0
     assert (current["queue"]["oldest_age_s"] is None) == (current["queue"]["depth"] == 0), current
+    classes = current["queue"]["classes"]
+    assert list(classes) == ["high", "normal", "low"], current
+    assert sum(c["depth"] for c in classes.values()) == current["queue"]["depth"], current
     metrics = await call(api, "GET", "/metrics")
     assert b"executor_worker_running_tasks" in metrics
     anonymous = api.as_token(None)

@@ -27,6 +27,12 @@ def test_create_list_revoke_over_the_api(cli: Cli) -> None:
     assert plain.returncode == 0 and plain.stdout.strip().startswith("exe_") and len(plain.stdout.splitlines()) == 1
     assert "shown once" in plain.stderr
 
+    shop = as_json(cli("tokens", "create", "service", f"shop-{subject}", "--priorities", "high,normal", "--json"))
+    assert shop["priorities"] == ["high", "normal"], shop
+    one_line_error(cli("tokens", "create", "user", subject, "--priorities", "high,normal"), 1, "request_invalid")
+    usage = cli("tokens", "create", "service", subject, "--priorities", "urgent")
+    assert usage.returncode == 2 and "high, normal, low" in usage.stderr
+
 
 def test_a_user_token_may_not_manage_tokens(cli: Cli) -> None:
     issued = as_json(cli("tokens", "create", "user", f"cli-{uuid.uuid4().hex[:8]}", "--json"))

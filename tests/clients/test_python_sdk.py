@@ -25,6 +25,7 @@ from executor_client import (
     AsyncExecutor,
     EntitlementUsedUp,
     Executor,
+    Forbidden,
     InputInvalid,
     RateLimited,
     RetryPolicy,
@@ -108,6 +109,14 @@ async def test_the_marketplace_flow(operator: AsyncExecutor, receiver: Receiver)
     with pytest.raises(EntitlementUsedUp) as used_up:
         await user.run(agent["id"], {"text": "one too many"})
     assert used_up.value.status == 403 and used_up.value.slug == "entitlement_used_up"
+
+    # Priority classes: a service may lower its own; high is an operator's grant.
+    low = await service.run(agent["id"], {"text": "later"}, priority="low")
+    assert low["status"] == "COMPLETED" and low["priority"] == "low"
+    with pytest.raises(Forbidden):
+        await service.submit(agent["id"], {"text": "now"}, priority="high")
+    granted = await operator.create_token("service", name(), priorities=["normal", "high"])
+    assert granted["priorities"] == ["high", "normal"]
 
 
 def test_one_client_from_threads_and_event_loops(market_service: ServiceProcess) -> None:

@@ -10,7 +10,8 @@ import asyncpg
 import redis.asyncio as redis
 
 from executor.executions.leases import Leases
-from executor.queue.stream import GROUP, STREAM, JobQueue
+from executor.queue.classes import JobQueues
+from executor.queue.stream import GROUP, STREAM
 from tests.api.conftest import final_record, wait_for
 from tests.api.test_request_ids import lines_of
 from tests.conftest import make_service, started
@@ -35,7 +36,7 @@ async def test_the_periodic_round_drops_stranded_entries_and_requeues_what_is_pe
                                                    headers={"X-Request-Id": request_ids[n]})
                 assert status == 202, record
                 ids.append(record["id"])
-        queue = JobQueue(client)
+        queue = JobQueues(client)
         await queue.ensure_group()  # as the worker's start does
         # The first job given to a consumer that was then deleted; the second held by a live one.
         await client.xreadgroup(GROUP, "deleted-worker", {STREAM: ">"}, count=1)
@@ -71,5 +72,5 @@ async def test_the_periodic_round_drops_stranded_entries_and_requeues_what_is_pe
         await client.aclose()
 
 
-async def _empty(queue: JobQueue) -> bool:
+async def _empty(queue: JobQueues) -> bool:
     return (await queue.stats()).depth == 0

@@ -520,7 +520,9 @@ function fleetView(signal) {
       const { queue: q, ...instance } = current;
       queue.replaceChildren(q === null || q === undefined ? "unknown (Redis did not answer)"
         : h("span", {}, "depth ", h("strong", { class: "depth" }, q.depth), q.oldest_age_s === null ? ", empty"
-          : [", the oldest job queued ", h("strong", { class: "oldest" }, `${q.oldest_age_s.toFixed(1)} s`), " ago"]));
+          : [", the oldest job queued ", h("strong", { class: "oldest" }, `${q.oldest_age_s.toFixed(1)} s`), " ago"],
+        q.classes ? [" (by class: ", Object.entries(q.classes).map(([name, c]) => `${name} ${c.depth}`).join(", "),
+          ")"] : ""));
       status.replaceChildren(facts(instance));
     } catch (error) {
       if (!signal.aborted) status.replaceChildren(problemLine(error));

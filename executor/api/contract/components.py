@@ -137,6 +137,7 @@ SCHEMAS: dict[str, Schema] = {
         "webhook_url": {"type": ["string", "null"]},
         "worker": {"type": ["string", "null"]},
         "attempts": {**COUNT, "description": "how many times it was started"},
+        "priority": {"type": "string", "enum": ["high", "normal", "low"], "description": "its class in the job queue"},
         "bodies_deleted_at": {**MAYBE_INSTANT, "description": "when its input, output, stdout and log were deleted "
                                                               "(EXECUTOR_RETENTION_S); null: they are kept"},
     }, optional=("bodies_deleted_at",)),
@@ -321,7 +322,10 @@ SCHEMAS: dict[str, Schema] = {
         "queue": {"anyOf": [{"type": "null"}, closed({
             "depth": {**COUNT, "description": "jobs accepted and not yet finished (waiting or running)"},
             "oldest_age_s": {"type": ["number", "null"], "minimum": 0,
-                             "description": "seconds since the oldest of them was queued; null: none"}})],
+                             "description": "seconds since the oldest of them was queued; null: none"},
+            "classes": closed({name: closed({
+                "depth": COUNT, "oldest_age_s": {"type": ["number", "null"], "minimum": 0}})
+                for name in ("high", "normal", "low")}, description="the same, per priority class")})],
                   "description": "the job queue all instances share (the /metrics gauges executor_queue_depth and"
                                  " executor_queue_oldest_job_age_seconds); null: Redis did not answer"},
     }),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from executor.api.contract.operation import ANY_ROLE, Operation, Param, Reply, Schema
 from executor.records.executions import Status
+from executor.records.principals import DEFAULT_PRIORITY, PRIORITIES
 
 MAX_PAGE = 100  # every list: `limit` from 1 to this (422 above), default 50
 
@@ -45,6 +46,11 @@ SCHEMAS: dict[str, Schema] = {
                             "description": "a URL string (services and operators only)"},
             "on_behalf_of": {"type": ["string", "null"], "minLength": 1, "maxLength": 200,
                              "description": "a user's subject, a non-empty string (services and operators only)"},
+            "priority": {"type": "string", "enum": list(PRIORITIES),
+                         "description": f"its class in the job queue ({DEFAULT_PRIORITY} when absent): workers "
+                                        "take high first, then normal, then "
+                                        "low, without starving any; under overload low is refused first. Which "
+                                        "classes a token may use: its `priorities`"},
         },
     },
 }

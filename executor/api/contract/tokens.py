@@ -6,6 +6,7 @@ from typing import Any
 
 from executor.api.contract.executions import CURSOR, LIMIT
 from executor.api.contract.operation import OPERATOR, SERVICE, Operation, Param, Reply, Schema
+from executor.records.principals import PRIORITIES
 
 TAG = "tokens"
 MANAGERS = (SERVICE, OPERATOR)
@@ -14,6 +15,7 @@ ROLES = ["user", "service", "operator"]
 _SUBJECT = {"type": "string", "minLength": 1, "maxLength": 200}
 _INSTANT = {"type": "string", "format": "date-time"}
 _MAYBE_INSTANT = {"type": ["string", "null"], "format": "date-time"}
+_PRIORITY = {"type": "string", "enum": list(PRIORITIES)}
 
 _TOKEN_FIELDS: dict[str, Any] = {
     "id": {"type": "string", "format": "uuid"},
@@ -27,6 +29,9 @@ _TOKEN_FIELDS: dict[str, Any] = {
     "last_used_at": {**_MAYBE_INSTANT,
                      "description": "the last authenticated request, to about a minute; null: never used"},
     "revoked_at": {**_MAYBE_INSTANT, "description": "refused since this instant; null: not revoked"},
+    "priorities": {"type": "array", "items": _PRIORITY, "minItems": 1, "uniqueItems": True,
+                   "description": "the priority classes its submissions may ask for: an operator's all, a user's "
+                                  "normal, a service's normal and low unless an operator granted others"},
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -38,6 +43,9 @@ SCHEMAS: dict[str, Schema] = {
             "subject": {**_SUBJECT, "description": "whom the token names, a non-empty string of up to 200 characters"},
             "expires_at": {**_MAYBE_INSTANT,
                            "description": "an RFC 3339 date-time with its offset, in the future; null for never"},
+            "priorities": {"type": "array", "items": _PRIORITY, "minItems": 1, "uniqueItems": True,
+                           "description": "a service token's priority classes, `normal` among them; set by an "
+                                          "operator only (default: normal and low)"},
         },
     },
     "Token": {
@@ -78,7 +86,9 @@ OPERATIONS = (
                     "same caller only (docs/idempotency.md).",
         examples={"a user's token for a month": {"role": "user", "subject": "alice",
                                                  "expires_at": "2027-01-31T00:00:00Z"},
-                  "a service's token": {"role": "service", "subject": "marketplace"}},
+                  "a service's token": {"role": "service", "subject": "marketplace"},
+                  "a service's token that may submit at high priority":
+                      {"role": "service", "subject": "marketplace", "priorities": ["high", "normal", "low"]}},
     ),
     Operation(
         "GET", "/v1/tokens", "listTokens", "List tokens, newest first (never their secrets)", TAG, MANAGERS,

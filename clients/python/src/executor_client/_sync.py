@@ -117,23 +117,25 @@ class Executor:
 
     def submit(self, agent_id: str, input: Any, *, version: int | None = None,
                      limits: m.Limits | None = None, webhook_url: str | None = None,
-                     on_behalf_of: str | None = None, wait: float = 0, idempotency_key: str | None = None,
-                     timeout: float | None = None) -> m.Execution:
+                     on_behalf_of: str | None = None, priority: m.ExecutionPriority | None = None, wait: float = 0,
+                     idempotency_key: str | None = None, timeout: float | None = None) -> m.Execution:
         """Start an execution; with `wait` (seconds, at most 60) the service answers once it is final or
         that long has passed. The Idempotency-Key (made here unless given) makes the retries safe."""
         body = {"agent_id": agent_id, "input": input,
-                **without_none(version=version, limits=limits, webhook_url=webhook_url, on_behalf_of=on_behalf_of)}
+                **without_none(version=version, limits=limits, webhook_url=webhook_url, on_behalf_of=on_behalf_of,
+                               priority=priority)}
         return cast(m.Execution, self._json("submitExecution", query=without_none(wait=wait or None),
                                                    json=body, idempotency_key=idempotency_key, timeout=timeout,
                                                    wait=wait))
 
     def run(self, agent_id: str, input: Any, *, version: int | None = None, limits: m.Limits | None = None,
                   webhook_url: str | None = None, on_behalf_of: str | None = None,
-                  idempotency_key: str | None = None, timeout: float = 300.0) -> m.Execution:
+                  priority: m.ExecutionPriority | None = None, idempotency_key: str | None = None,
+                  timeout: float = 300.0) -> m.Execution:
         """Submit, then wait (`?wait=` long polls) until the execution is final; RunTimeout after `timeout` s."""
         deadline = time.monotonic() + timeout
         record = self.submit(agent_id, input, version=version, limits=limits, webhook_url=webhook_url,
-                                   on_behalf_of=on_behalf_of, wait=min(MAX_WAIT_S, timeout),
+                                   on_behalf_of=on_behalf_of, priority=priority, wait=min(MAX_WAIT_S, timeout),
                                    idempotency_key=idempotency_key)
         while record["status"] not in FINAL_STATUSES:
             left = deadline - time.monotonic()
@@ -312,9 +314,12 @@ class Executor:
     # --- tokens ---------------------------------------------------------------------------------
 
     def create_token(self, role: m.TokenRole, subject: str, *, expires_at: datetime | str | None = None,
-                           idempotency_key: str | None = None, timeout: float | None = None) -> m.IssuedToken:
-        """A new token; its secret (`token`) is in this answer only. A service issues user tokens only."""
-        body = {"role": role, "subject": subject, **without_none(expires_at=rfc3339(expires_at))}
+                           priorities: Sequence[m.ExecutionPriority] | None = None, idempotency_key: str | None = None,
+                           timeout: float | None = None) -> m.IssuedToken:
+        """A new token; its secret (`token`) is in this answer only. A service issues user tokens only;
+        an operator may grant a service token priority classes (`priorities`, normal among them)."""
+        body = {"role": role, "subject": subject, **without_none(expires_at=rfc3339(expires_at),
+                                                                  priorities=list(priorities) if priorities else None)}
         return cast(m.IssuedToken, self._json("createToken", json=body, idempotency_key=idempotency_key,
                                                     timeout=timeout))
 

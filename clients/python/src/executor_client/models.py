@@ -24,12 +24,14 @@ __all__ = [
     "AppliedLimits",
     "Attestation",
     "BatchItem",
+    "BatchItemPriority",
     "BatchItemResult",
     "BatchResult",
     "BuildImages",
     "ConsistencyProof",
     "Cost",
     "CreateToken",
+    "CreateTokenPrioritiesItem",
     "CreateTokenRole",
     "DsseEnvelope",
     "DsseEnvelopeSignaturesItem",
@@ -40,6 +42,7 @@ __all__ = [
     "ExecutionError",
     "ExecutionErrorType",
     "ExecutionPage",
+    "ExecutionPriority",
     "ExecutionStatus",
     "GrantEntitlement",
     "Health",
@@ -49,6 +52,7 @@ __all__ = [
     "ImageList",
     "InclusionProof",
     "IssuedToken",
+    "IssuedTokenPrioritiesItem",
     "IssuedTokenRole",
     "Jwk",
     "KeySet",
@@ -77,11 +81,17 @@ __all__ = [
     "Status",
     "StatusPool",
     "StatusQueue",
+    "StatusQueueClasses",
+    "StatusQueueClassesHigh",
+    "StatusQueueClassesLow",
+    "StatusQueueClassesNormal",
     "StatusWorker",
     "SubmitBatch",
     "SubmitExecution",
+    "SubmitExecutionPriority",
     "Token",
     "TokenPage",
+    "TokenPrioritiesItem",
     "TokenRole",
     "TreeHeadStatement",
     "Usage",
@@ -102,13 +112,17 @@ __all__ = [
 AgentKind: TypeAlias = Literal["container", "wasm"]
 AgentStatsVersionsItemStatus: TypeAlias = Literal["published", "deprecated", "withdrawn"]
 AgentStatus: TypeAlias = Literal["published", "deprecated", "withdrawn"]
+BatchItemPriority: TypeAlias = Literal["high", "normal", "low"]
+CreateTokenPrioritiesItem: TypeAlias = Literal["high", "normal", "low"]
 CreateTokenRole: TypeAlias = Literal["user", "service", "operator"]
 EntitlementState: TypeAlias = Literal["live", "expired", "revoked", "used_up"]
 ExecutionErrorType: TypeAlias = Literal[
     "input_invalid", "output_invalid", "output_too_large", "memory_limit_exceeded", "timeout", "nonzero_exit",
     "wasm_trap", "fuel_exhausted", "cancelled", "platform_error"
 ]
+ExecutionPriority: TypeAlias = Literal["high", "normal", "low"]
 ExecutionStatus: TypeAlias = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"]
+IssuedTokenPrioritiesItem: TypeAlias = Literal["high", "normal", "low"]
 IssuedTokenRole: TypeAlias = Literal["user", "service", "operator"]
 PublicJwkAlg: TypeAlias = Literal["EdDSA", "Ed25519"]
 ReadinessChecksDocker: TypeAlias = Literal["ok", "down"]
@@ -116,6 +130,8 @@ ReadinessChecksPostgresql: TypeAlias = Literal["ok", "down"]
 ReadinessChecksRedis: TypeAlias = Literal["ok", "down"]
 ReadinessStatus: TypeAlias = Literal["ready", "unavailable"]
 RegisterAgentKind: TypeAlias = Literal["container", "wasm"]
+SubmitExecutionPriority: TypeAlias = Literal["high", "normal", "low"]
+TokenPrioritiesItem: TypeAlias = Literal["high", "normal", "low"]
 TokenRole: TypeAlias = Literal["user", "service", "operator"]
 VerifyReportSignaturesItemSigner: TypeAlias = Literal["executor", "witness"]
 WebhookDeliveryEventType: TypeAlias = Literal[
@@ -211,6 +227,8 @@ class Execution(TypedDict, total=False):
     worker: Required[str | None]
     # how many times it was started
     attempts: Required[int]
+    # its class in the job queue
+    priority: Required[ExecutionPriority]
     # when its input, output, stdout and log were deleted (EXECUTOR_RETENTION_S); null: they are kept
     bodies_deleted_at: str | None
 
@@ -576,11 +594,35 @@ class StatusPool(TypedDict):
     container_start_seconds: float
 
 
+class StatusQueueClassesHigh(TypedDict):
+    depth: int
+    oldest_age_s: float | None
+
+
+class StatusQueueClassesNormal(TypedDict):
+    depth: int
+    oldest_age_s: float | None
+
+
+class StatusQueueClassesLow(TypedDict):
+    depth: int
+    oldest_age_s: float | None
+
+
+class StatusQueueClasses(TypedDict):
+    """the same, per priority class"""
+    high: StatusQueueClassesHigh
+    normal: StatusQueueClassesNormal
+    low: StatusQueueClassesLow
+
+
 class StatusQueue(TypedDict):
     # jobs accepted and not yet finished (waiting or running)
     depth: int
     # seconds since the oldest of them was queued; null: none
     oldest_age_s: float | None
+    # the same, per priority class
+    classes: StatusQueueClasses
 
 
 class Status(TypedDict):
@@ -629,6 +671,9 @@ class SubmitExecution(TypedDict, total=False):
     webhook_url: str | None
     # a user's subject, a non-empty string (services and operators only)
     on_behalf_of: str | None
+    # its class in the job queue (normal when absent): workers take high first, then normal, then low, without
+    # starving any; under overload low is refused first. Which classes a token may use: its `priorities`
+    priority: SubmitExecutionPriority
 
 
 class BatchItem(TypedDict, total=False):
@@ -644,6 +689,9 @@ class BatchItem(TypedDict, total=False):
     webhook_url: str | None
     # a user's subject, a non-empty string (services and operators only)
     on_behalf_of: str | None
+    # its class in the job queue (normal when absent): workers take high first, then normal, then low, without
+    # starving any; under overload low is refused first. Which classes a token may use: its `priorities`
+    priority: BatchItemPriority
     # 1 to 255 printable ASCII characters: this item's Idempotency-Key, with the header's meaning (the same key
     # and item replay its execution; the same key with another item is refused, `idempotency_key_reused`)
     idempotency_key: str
@@ -764,6 +812,8 @@ class CreateToken(TypedDict, total=False):
     subject: Required[str]
     # an RFC 3339 date-time with its offset, in the future; null for never
     expires_at: str | None
+    # a service token's priority classes, `normal` among them; set by an operator only (default: normal and low)
+    priorities: list[CreateTokenPrioritiesItem]
 
 
 class Token(TypedDict):
@@ -782,6 +832,9 @@ class Token(TypedDict):
     last_used_at: str | None
     # refused since this instant; null: not revoked
     revoked_at: str | None
+    # the priority classes its submissions may ask for: an operator's all, a user's normal, a service's normal
+    # and low unless an operator granted others
+    priorities: list[TokenPrioritiesItem]
 
 
 class IssuedToken(TypedDict):
@@ -800,6 +853,9 @@ class IssuedToken(TypedDict):
     last_used_at: str | None
     # refused since this instant; null: not revoked
     revoked_at: str | None
+    # the priority classes its submissions may ask for: an operator's all, a user's normal, a service's normal
+    # and low unless an operator granted others
+    priorities: list[IssuedTokenPrioritiesItem]
     # the secret, to send as `Authorization: Bearer <token>`; shown only here
     token: str
 

@@ -924,6 +924,11 @@ export interface components {
             /** @description how many times it was started */
             attempts: number;
             /**
+             * @description its class in the job queue
+             * @enum {string}
+             */
+            priority: "high" | "normal" | "low";
+            /**
              * Format: date-time
              * @description when its input, output, stdout and log were deleted (EXECUTOR_RETENTION_S); null: they are kept
              */
@@ -1291,6 +1296,21 @@ export interface components {
                 depth: number;
                 /** @description seconds since the oldest of them was queued; null: none */
                 oldest_age_s: number | null;
+                /** @description the same, per priority class */
+                classes: {
+                    high: {
+                        depth: number;
+                        oldest_age_s: number | null;
+                    };
+                    normal: {
+                        depth: number;
+                        oldest_age_s: number | null;
+                    };
+                    low: {
+                        depth: number;
+                        oldest_age_s: number | null;
+                    };
+                };
             };
         };
         Health: {
@@ -1329,6 +1349,11 @@ export interface components {
             webhook_url?: string | null;
             /** @description a user's subject, a non-empty string (services and operators only) */
             on_behalf_of?: string | null;
+            /**
+             * @description its class in the job queue (normal when absent): workers take high first, then normal, then low, without starving any; under overload low is refused first. Which classes a token may use: its `priorities`
+             * @enum {string}
+             */
+            priority?: "high" | "normal" | "low";
         };
         /** @description One submission: the body of POST /v1/executions, and optionally its Idempotency-Key. */
         BatchItem: {
@@ -1343,6 +1368,11 @@ export interface components {
             webhook_url?: string | null;
             /** @description a user's subject, a non-empty string (services and operators only) */
             on_behalf_of?: string | null;
+            /**
+             * @description its class in the job queue (normal when absent): workers take high first, then normal, then low, without starving any; under overload low is refused first. Which classes a token may use: its `priorities`
+             * @enum {string}
+             */
+            priority?: "high" | "normal" | "low";
             /** @description 1 to 255 printable ASCII characters: this item's Idempotency-Key, with the header's meaning (the same key and item replay its execution; the same key with another item is refused, `idempotency_key_reused`) */
             idempotency_key?: string;
         };
@@ -1469,6 +1499,8 @@ export interface components {
              * @description an RFC 3339 date-time with its offset, in the future; null for never
              */
             expires_at?: string | null;
+            /** @description a service token's priority classes, `normal` among them; set by an operator only (default: normal and low) */
+            priorities?: ("high" | "normal" | "low")[];
         };
         /** @description A bearer token's record; never its secret, which is not stored. */
         Token: {
@@ -1497,6 +1529,8 @@ export interface components {
              * @description refused since this instant; null: not revoked
              */
             revoked_at: string | null;
+            /** @description the priority classes its submissions may ask for: an operator's all, a user's normal, a service's normal and low unless an operator granted others */
+            priorities: ("high" | "normal" | "low")[];
         };
         /** @description A token just issued, with its secret (shown once; only its SHA-256 is kept). */
         IssuedToken: {
@@ -1525,6 +1559,8 @@ export interface components {
              * @description refused since this instant; null: not revoked
              */
             revoked_at: string | null;
+            /** @description the priority classes its submissions may ask for: an operator's all, a user's normal, a service's normal and low unless an operator granted others */
+            priorities: ("high" | "normal" | "low")[];
             /** @description the secret, to send as `Authorization: Bearer <token>`; shown only here */
             token: string;
         };

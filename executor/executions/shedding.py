@@ -1,0 +1,189 @@
+"""Load shedding at admission: refuse new work while the queue would make it wait too long.
+
+A worker takes a job only when it has a free slot (executor/executions/worker.py), so the jobs
+of the stream that the consumer group has not given out yet are the ones waiting for a slot.
+The wait a job accepted now can expect, in a first-in first-out stream, is
+
+    expected wait = max(waiting / drain rate, head wait)
+
+- `waiting`: jobs not given out yet (XINFO GROUPS `lag`, else the stream's length less the
+  group's `pending`);
+- `drain rate`: jobs given out per second while jobs were waiting (every slot busy), over
+  the last RATE_WINDOW_S, from the group's `entries-read` counter sampled by this process;
+- `head wait`: how long the oldest waiting job has waited (its entry id is its enqueue time):
+  what counts when nothing was given out lately (no rate, or no worker).
+
+Past EXECUTOR_MAX_QUEUE_WAIT_S the submission is refused: 503 queue_full with Retry-After = the
+excess, within [1, 30] s. Jobs being run are not counted (a long task does not make the queue
+look full). The head wait alone would not do: under k times the capacity the queue fills k times
+faster than its head ages, and accepted work would wait about k times the bound.
+
+The stream is read at most once per REFRESH_S per process (XINFO GROUPS and XLEN in one round
+trip, then one XRANGE for the head when a job waits), not per submission: a decision is at most
+that stale. With priority classes (queue/classes.py: a stream each) the counts are summed over
+the streams and the head is the oldest of theirs, and each class has its own share of the bound
+(CLASS_BOUND): under overload the low class is shed first, the high class last. 0 turns the
+rule off; EXECUTOR_MAX_QUEUE_DEPTH stays the hard cap on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from executor.queue.classes import JobQueues
+from executor.queue.stream import JobQueue
+
+REFRESH_S = 0.2  # how stale a process's view of the queue may be
+RATE_WINDOW_S = 5.0  # the drain rate is measured over about this long
+MIN_RATE_SPAN_S = 1.0  # and not before this long of it was seen with jobs waiting
+MAX_RETRY_AFTER_S = 30.0
+# Each priority class's bound, as a share of EXECUTOR_MAX_QUEUE_WAIT_S: as the expected wait
+# grows, low is refused first (at half the bound), then normal, and high last (at twice it).
+CLASS_BOUND = {"high": 2.0, "normal": 1.0, "low": 0.5}
+
+
+def expected_wait_s(waiting: int, drain_per_s: float | None, head_wait_s: float | None) -> float:
+    """How long a job accepted now can expect to wait for a worker (see the module's doc)."""
+    by_rate = waiting / drain_per_s if waiting and drain_per_s else 0.0
+    return max(by_rate, head_wait_s or 0.0, 0.0)
+
+
+def retry_after_s(expected_s: float, max_wait_s: float) -> float | None:
+    """The pure rule: None to admit, else the Retry-After of a refusal (0 for max_wait_s: no bound)."""
+    if max_wait_s <= 0 or expected_s <= max_wait_s:
+        return None
+    return min(MAX_RETRY_AFTER_S, max(1.0, expected_s - max_wait_s))
+
+
+class DrainRate:
+    """Jobs given out per second while jobs were waiting, from samples of the group's counter of
+    them (`entries-read`). Only intervals that began with a job waiting count: then every slot
+    was busy, and what was given out is what the workers can take. A rate measured while they
+    were idle would be the arrival rate, and a burst after a quiet spell would look like hours
+    of work."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S, min_busy_s: float = MIN_RATE_SPAN_S) -> None:
+        self.window_s, self.min_busy_s = window_s, min_busy_s
+        self._last: tuple[float, int, int] | None = None  # at, counter, waiting
+        self._busy: collections.deque[tuple[float, float, int]] = collections.deque()  # end, span, given out
+
+    def add(self, at: float, count: int | None, waiting: int) -> float | None:
+        """Record the counter and the jobs waiting at `at` (monotonic seconds); the rate over the
+        busy intervals of the last window_s, or None while less than min_busy_s of them is seen."""
+        last, self._last = self._last, (at, count, waiting) if count is not None else None
+        if count is None or (last is not None and count < last[1]):
+            self._busy.clear()  # unknown, or the group was made again (Redis lost its data)
+        elif last is not None and last[2] > 0 and 0 < at - last[0] <= self.window_s:
+            self._busy.append((at, at - last[0], count - last[1]))
+        while self._busy and at - self._busy[0][0] > self.window_s:
+            self._busy.popleft()
+        busy = sum(span for _, span, _ in self._busy)
+        return sum(given for _, _, given in self._busy) / busy if busy >= self.min_busy_s else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The queue as one read saw it."""
+
+    waiting: int  # jobs not given out yet
+    drain_per_s: float | None
+    head_enqueued_s: float | None  # Unix seconds; None: nothing waits
+    read_at: float  # time.monotonic()
+
+    def expected_wait_s(self, now_s: float) -> float:
+        head_wait = now_s - self.head_enqueued_s if self.head_enqueued_s is not None else None
+        return expected_wait_s(self.waiting, self.drain_per_s, head_wait)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _streams(queue: JobQueues | JobQueue) -> list[JobQueue]:
+    """The streams behind a queue: each priority class's (queue/classes.py), or the one."""
+    return list(queue.queues.values()) if isinstance(queue, JobQueues) else [queue]
+
+
+async def read_queue(queue: JobQueues | JobQueue) -> tuple[int, int | None, float | None]:
+    """Jobs waiting, the groups' entries-read counter, and the oldest waiting job's enqueue time
+    (Unix seconds; None when none waits), summed over the queue's streams (one per priority
+    class, when there are classes). A stream or group not made yet has nothing waiting."""
+    streams = _streams(queue)
+    client = queue.client
+    async with client.pipeline(transaction=False) as pipe:
+        for each in streams:
+            pipe.xinfo_groups(each.stream)
+            pipe.xlen(each.stream)
+        replies = await pipe.execute(raise_on_error=False)
+    waiting, entries_read, after = 0, 0, []
+    for index, each in enumerate(streams):
+        groups, length = replies[2 * index], replies[2 * index + 1]
+        if isinstance(groups, ResponseError) and "no such key" in str(groups).lower():
+            continue  # no stream yet
+        for reply in (groups, length):
+            if isinstance(reply, Exception):
+                raise reply
+        group = next((g for g in groups if _text(g.get("name")) == each.group), None)
+        if group is None:
+            continue
+        lag = group.get("lag")
+        count = int(lag) if lag is not None else max(0, int(length) - int(group.get("pending") or 0))
+        waiting += count
+        entries_read += int(group.get("entries-read") or 0)  # None: nothing read from it yet
+        if count:
+            after.append((each.stream, _text(group.get("last-delivered-id"))))
+    if not after:
+        return waiting, entries_read, None
+    async with client.pipeline(transaction=False) as pipe:
+        for stream, last in after:
+            pipe.xrange(stream, f"({last}", "+", count=1)
+        firsts = await pipe.execute()
+    heads = [int(_text(first[0][0]).split("-", 1)[0]) / 1000 for first in firsts if first]
+    return waiting, entries_read, min(heads) if heads else None
+
+
+class Shedder:
+    """One process's admission rule, with its cached view of the queue."""
+
+    def __init__(self, queue: JobQueues | JobQueue, max_wait_s: float, *, refresh_s: float = REFRESH_S) -> None:
+        self.queue = queue
+        self.max_wait_s = max_wait_s
+        self.refresh_s = refresh_s
+        self.rate = DrainRate()
+        self._snapshot: Snapshot | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> Snapshot | None:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.read_at < self.refresh_s:
+            return snapshot
+        return None
+
+    async def snapshot(self) -> Snapshot:
+        """The cached view, read again when older than refresh_s (one reader at a time: the others
+        wait for its answer rather than asking Redis too)."""
+        snapshot = self._fresh()
+        if snapshot is not None:
+            return snapshot
+        async with self._lock:
+            snapshot = self._fresh()
+            if snapshot is None:
+                read_at = time.monotonic()
+                waiting, entries_read, head = await read_queue(self.queue)
+                drain = self.rate.add(read_at, entries_read, waiting)
+                snapshot = self._snapshot = Snapshot(waiting, drain, head, read_at)
+            return snapshot
+
+    async def retry_after_s(self, priority: str = "normal") -> float | None:
+        """None to admit a job of this class, else the Retry-After of a 503 queue_full. Raises
+        RedisError when the stream cannot be read."""
+        if self.max_wait_s <= 0:
+            return None
+        bound = self.max_wait_s * CLASS_BOUND[priority]
+        return retry_after_s((await self.snapshot()).expected_wait_s(time.time()), bound)

@@ -1,0 +1,195 @@
+"""Unit tests of the admission's bound on queue wait (executor/executions/shedding.py): the pure
+rule, the drain rate, and the cached view of the queue over a fake Redis (pure logic, no Redis)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from executor.errors import ConfigurationError
+from executor.executions.shedding import (
+    MAX_RETRY_AFTER_S,
+    DrainRate,
+    Shedder,
+    Snapshot,
+    expected_wait_s,
+    read_queue,
+    retry_after_s,
+)
+from executor.queue.classes import JobQueues
+from executor.queue.stream import JobQueue
+from executor.settings import load_settings
+
+
+@pytest.mark.parametrize("waiting, drain, head, expected", [
+    (0, None, None, 0.0),  # nothing waits
+    (0, 10.0, None, 0.0),
+    (50, 10.0, 1.0, 5.0),  # 50 jobs ahead at 10/s: 5 s, though the head waited only 1 s
+    (50, None, 1.0, 1.0),  # no rate measured yet: the head's wait
+    (3, 10.0, 8.0, 8.0),  # nothing taken lately (the head waited 8 s): the head's wait
+    (3, 10.0, -0.5, 0.3),  # a clock a little behind the entry's
+])
+def test_the_expected_wait(waiting: int, drain: float | None, head: float | None, expected: float) -> None:
+    assert expected_wait_s(waiting, drain, head) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("expected, bound, answer", [
+    (0.0, 5.0, None),
+    (5.0, 5.0, None),  # exactly the bound: still admitted
+    (5.5, 5.0, 1.0),  # just past it: come back in a second (at least 1)
+    (10.0, 5.0, 5.0),  # 5 s past it: the excess
+    (500.0, 5.0, MAX_RETRY_AFTER_S),  # far past it: capped
+    (500.0, 0.0, None),  # 0: no bound
+])
+def test_the_rule(expected: float, bound: float, answer: float | None) -> None:
+    assert retry_after_s(expected, bound) == answer
+
+
+def test_the_setting() -> None:
+    assert load_settings({}).max_queue_wait_s == 5.0
+    assert load_settings({"EXECUTOR_MAX_QUEUE_WAIT_S": "0"}).max_queue_wait_s == 0.0
+    with pytest.raises(ConfigurationError, match="EXECUTOR_MAX_QUEUE_WAIT_S"):
+        load_settings({"EXECUTOR_MAX_QUEUE_WAIT_S": "-1"})
+
+
+def test_the_drain_rate_counts_only_what_was_given_out_while_jobs_waited() -> None:
+    rate = DrainRate(window_s=5.0, min_busy_s=1.0)
+    assert rate.add(0.0, 100, 0) is None
+    # Idle: 2 given out per second with nothing waiting says nothing about the workers.
+    for i in range(1, 11):
+        assert rate.add(i * 0.5, 100 + i, 0) is None
+    # A burst: jobs wait from here on; 25/s given out.
+    at, count = 5.0, 110
+    assert rate.add(at, count, 40) is None
+    for _ in range(4):
+        at, count = at + 0.2, count + 5
+        assert rate.add(at, count, 40) is None  # less than a second of it seen yet
+    at, count = at + 0.2, count + 5
+    assert rate.add(at, count, 40) == pytest.approx(25.0)
+    # Old intervals leave the window: the rate follows the workers.
+    for _ in range(50):
+        at, count = at + 0.2, count + 2
+        last = rate.add(at, count, 40)
+    assert last == pytest.approx(10.0)
+    assert rate.add(at + 0.2, count - 500, 40) is None  # the counter went back: the group is new
+
+
+def test_an_unknown_counter_gives_no_rate() -> None:
+    rate = DrainRate()
+    assert rate.add(0.0, None, 10) is None
+    assert rate.add(2.0, None, 10) is None
+
+
+class FakeRedis:
+    """XINFO GROUPS, XLEN and XRANGE of one stream in pipelines, counted by round trip."""
+
+    def __init__(self, entries: list[str], last_delivered: str | None, *, entries_read: int | None = 0,
+                 lag: int | None = None, pending: int = 0, stream: bool = True) -> None:
+        self.entries, self.last_delivered, self.stream = entries, last_delivered, stream
+        self.entries_read, self.lag, self.pending = entries_read, lag, pending
+        self.round_trips = 0
+
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        return FakePipeline(self)
+
+    def xinfo_groups(self) -> list[dict[str, Any]]:
+        if not self.stream:
+            raise ResponseError("no such key")
+        if self.last_delivered is None:
+            return []
+        return [{"name": b"other", "last-delivered-id": b"0-0", "lag": 0, "pending": 0, "entries-read": 7},
+                {"name": b"workers", "last-delivered-id": self.last_delivered.encode(), "lag": self.lag,
+                 "pending": self.pending, "entries-read": self.entries_read}]
+
+    def xlen(self) -> int:
+        return len(self.entries)
+
+    def xrange(self, min: str, max: str, count: int) -> list[tuple[bytes, dict]]:
+        assert min.startswith("(") and max == "+" and count == 1  # strictly past the last delivered
+        key = [int(part) for part in min[1:].split("-")]
+        later = [e for e in self.entries if [int(part) for part in e.split("-")] > key]
+        return [(later[0].encode(), {b"execution_id": b"x"})] if later else []
+
+
+class FakePipeline:
+    def __init__(self, redis: FakeRedis) -> None:
+        self.redis, self.calls = redis, []
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda stream, *args, **kwargs: self.calls.append(lambda: getattr(self.redis, name)(*args, **kwargs))
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.redis.round_trips += 1
+        replies = []
+        for call in self.calls:
+            try:
+                replies.append(call())
+            except ResponseError as exc:
+                if raise_on_error:
+                    raise
+                replies.append(exc)
+        return replies
+
+
+def queue_of(redis: FakeRedis) -> JobQueue:
+    return JobQueue(redis)  # type: ignore[arg-type]
+
+
+async def test_waiting_jobs_and_the_head() -> None:
+    entries = ["1000-0", "2000-0", "2000-1", "3500-0"]
+    assert await read_queue(queue_of(FakeRedis(entries, "0-0", lag=4))) == (4, 0, 1.0)  # nothing given out
+    # 1000-0 and 2000-0 are running (pending); the lag unknown: the length less the pending.
+    assert await read_queue(queue_of(FakeRedis(entries, "2000-0", lag=None, pending=2, entries_read=2))) == (
+        2, 2, 2.0)
+    assert await read_queue(queue_of(FakeRedis(entries, "3500-0", lag=0, pending=4))) == (0, 0, None)
+    assert await read_queue(queue_of(FakeRedis(entries, None))) == (0, 0, None)  # no group yet
+    assert await read_queue(queue_of(FakeRedis([], None, stream=False))) == (0, 0, None)  # no stream yet
+
+
+async def test_the_queue_is_read_at_most_once_per_refresh() -> None:
+    redis = FakeRedis(["1000-0"], "0-0", lag=1)  # enqueued 1 s after the epoch: waited decades
+    shedder = Shedder(queue_of(redis), 5.0, refresh_s=3600)
+    for _ in range(11):
+        assert await shedder.retry_after_s() == MAX_RETRY_AFTER_S
+    assert redis.round_trips == 2  # one pipeline and one XRANGE for all eleven decisions
+
+    redis.last_delivered, redis.lag, redis.pending = "1000-0", 0, 1  # taken by a worker
+    shedder.refresh_s = 0
+    assert await shedder.retry_after_s() is None
+    assert redis.round_trips == 3  # nothing waits: no XRANGE
+
+
+async def test_no_bound_reads_nothing() -> None:
+    redis = FakeRedis(["1000-0"], "0-0", lag=1)
+    assert await Shedder(queue_of(redis), 0.0).retry_after_s() is None
+    assert redis.round_trips == 0
+
+
+async def test_with_priority_classes_the_streams_are_summed() -> None:
+    # The fake answers alike for every stream: each class has the same two jobs waiting.
+    redis = FakeRedis(["1000-0", "2000-0", "3000-0"], "1000-0", lag=2, pending=1, entries_read=1)
+    classes = JobQueues(redis)  # type: ignore[arg-type]
+    assert len(classes.queues) == 3
+    assert await read_queue(classes) == (6, 3, 2.0)
+    assert redis.round_trips == 2  # one pipeline for every stream's counts, one for their heads
+
+
+@pytest.mark.parametrize(("expected", "refused"), [
+    (2.0, []), (4.0, ["low"]), (8.0, ["low", "normal"]), (12.0, ["low", "normal", "high"]),
+])
+async def test_the_lowest_class_is_shed_first(expected: float, refused: list[str]) -> None:
+    """Each class's bound is its share of EXECUTOR_MAX_QUEUE_WAIT_S (5 s here): low 2.5 s,
+    normal 5 s, high 10 s."""
+    shedder = Shedder(queue_of(FakeRedis([], None)), 5.0, refresh_s=3600)
+    shedder._snapshot = Snapshot(int(expected), 1.0, None, time.monotonic())  # `expected` jobs at 1 a second
+    answers = {p: await shedder.retry_after_s(p) for p in ("high", "normal", "low")}
+    assert sorted(p for p, answer in answers.items() if answer is not None) == sorted(refused), answers
