@@ -24,8 +24,11 @@ carried Retry-After, p50/p95/p99 latency of accepted work (a 201: the client's t
 to answer; a 202: the record's finished_at - created_at, which is at least the wait), the
 stream's largest length, and the RSS of the api and worker processes, PostgreSQL (the sum of
 its processes' PSS: shared buffers counted once) and Redis, read from /proc at the step's
-start and end. Then a plot of goodput and p99 against offered load, docs/benchmarks/overload.png
-(matplotlib: `pip install -e '.[bench]'`).
+start and end. Each arrival is of a priority class drawn from --mix (by default 20% high, 50%
+normal, 30% low): a second table gives each class's goodput, refusals and latency per step (the
+low class is shed first, the high class last: executor/executions/shedding.py). Then a plot of
+goodput and p99 against offered load, docs/benchmarks/overload.png (matplotlib:
+`pip install -e '.[bench]'`).
 
 Targets (issue 20): excess shed with 429/503 and Retry-After; goodput at 2x >= 90% of the
 peak goodput; p99 of accepted work within EXECUTOR_MAX_QUEUE_WAIT_S + CAPACITY_P99 + 1 s (the
@@ -191,6 +194,7 @@ class Answer:
     execution_id: str | None = None
     completed: bool = False  # a 201 COMPLETED
     retry_after: bool = False
+    priority: str = "normal"
 
 
 async def submit(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Answer:
@@ -198,7 +202,7 @@ async def submit(session: aiohttp.ClientSession, url: str, body: dict[str, Any])
     try:
         async with session.post(url, json=body) as response:
             payload = await response.json(content_type=None)
-            answer = Answer(sent, response.status, time.monotonic() - sent)
+            answer = Answer(sent, response.status, time.monotonic() - sent, priority=body.get("priority", "normal"))
             if response.status in (201, 202):
                 answer.execution_id = payload["id"]
                 answer.completed = response.status == 201 and payload["status"] == "COMPLETED"
@@ -233,11 +237,13 @@ class Step:
     memory_start: Memory | None = None
     memory_end: Memory | None = None
     latencies: list[float] = field(default_factory=list)
+    by_class: dict[str, list[float]] = field(default_factory=dict)  # the latencies of each priority class
 
 
 async def open_loop(session: aiohttp.ClientSession, url: str, body: dict[str, Any], step: Step,
-                    poisson: bool, rng: random.Random) -> None:
-    """Sends at the scheduled times, never waiting for an answer; the answers are gathered later."""
+                    poisson: bool, rng: random.Random, mix: dict[str, float]) -> None:
+    """Sends at the scheduled times, never waiting for an answer; the answers are gathered later.
+    Each arrival is of a priority class drawn from `mix` (class: share)."""
     t0 = time.monotonic()
     at = 0.0
     while True:
@@ -249,7 +255,8 @@ async def open_loop(session: aiohttp.ClientSession, url: str, body: dict[str, An
             await asyncio.sleep(delay)
         else:
             step.max_lag_s = max(step.max_lag_s, -delay)
-        step.tasks.append(asyncio.create_task(submit(session, url, body)))
+        priority = rng.choices(list(mix), weights=list(mix.values()))[0]
+        step.tasks.append(asyncio.create_task(submit(session, url, {**body, "priority": priority})))
     rest = t0 + step.seconds - time.monotonic()
     if rest > 0:
         await asyncio.sleep(rest)
@@ -325,7 +332,7 @@ async def run(args: argparse.Namespace, api: Service, worker: Service, token: st
             current[0] = index
             step.memory_start = memory(api, worker, *pids)
             print(f"step {step.factor}x: {step.rate:.1f}/s for {step.seconds:.0f} s", flush=True)
-            await open_loop(session, url, body, step, not args.fixed, rng)
+            await open_loop(session, url, body, step, not args.fixed, rng, args.mix)
             step.memory_end = memory(api, worker, *pids)
         stop_event.set()
         await sampler
@@ -335,10 +342,14 @@ async def run(args: argparse.Namespace, api: Service, worker: Service, token: st
     lost, server_s = await drain(dsn, accepted, args.drain_seconds)
     for step in steps:
         for a in step.answers:
+            latency = None
             if a.status == 201:
-                step.latencies.append(a.seconds)
+                latency = a.seconds
             elif a.status == 202 and a.execution_id in server_s:
-                step.latencies.append(max(server_s[a.execution_id], WAIT_S))
+                latency = max(server_s[a.execution_id], WAIT_S)
+            if latency is not None:
+                step.latencies.append(latency)
+                step.by_class.setdefault(a.priority, []).append(latency)
     return capacity, capacity_p99, steps, lost
 
 
@@ -373,6 +384,18 @@ def report(args: argparse.Namespace, capacity: float, capacity_p99: float, steps
               f"| {100 * (m1.worker_cpu_s - m0.worker_cpu_s) / s.seconds:.0f}% "
               f"| {mem('api')} | {mem('worker')} | {mem('postgres')} | {mem('redis')} |")
     print(f"\nlost (accepted, never final after the drain): {lost}")
+    print("\nper priority class (the arrivals' mix: "
+          + ", ".join(f"{name} {share:g}" for name, share in args.mix.items()) + "):\n")
+    print("| load | class | offered/s | goodput/s | goodput / offered | shed (503) | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in steps:
+        for name in args.mix:
+            mine = [a for a in s.answers if a.priority == name]
+            good = sum(a.completed for a in mine)
+            lat = s.by_class.get(name, [])
+            print(f"| {s.factor:g}x | {name} | {len(mine) / s.seconds:.1f} | {good / s.seconds:.1f} "
+                  f"| {good / len(mine) if mine else float('nan'):.2f} | {sum(a.status == 503 for a in mine)} "
+                  f"| {percentile(lat, 50) * 1000:.0f} | {percentile(lat, 99) * 1000:.0f} |")
 
     verdicts = []
     peak = max(goodputs)
@@ -433,6 +456,13 @@ def plot(capacity: float, steps: list[Step], path: Path, max_queue_wait: float) 
     print(f"\nplot: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
 
 
+def _mix(text: str) -> dict[str, float]:
+    shares = {name: float(share) for name, _, share in (part.partition("=") for part in text.split(","))}
+    if not shares or set(shares) - {"high", "normal", "low"} or min(shares.values()) < 0:
+        raise argparse.ArgumentTypeError("class=share,... among high, normal, low")
+    return shares
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--step-seconds", type=float, default=60.0)
@@ -447,6 +477,8 @@ def main() -> int:
     parser.add_argument("--drain-seconds", type=float, default=180.0)
     parser.add_argument("--quick", action="store_true", help="15 s steps, 10 s of capacity measure")
     parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--mix", type=_mix, default={"high": 0.2, "normal": 0.5, "low": 0.3},
+                        help="the arrivals' priority classes and their shares, e.g. high=0.2,normal=0.5,low=0.3")
     args = parser.parse_args()
     if args.quick:
         args.step_seconds, args.capacity_seconds = 15.0, 10.0

@@ -11,6 +11,7 @@ task is cheaper than that.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import statistics
@@ -23,7 +24,7 @@ from runtimes.base import TASK_USER, TaskLimits, TaskSpec
 from runtimes.engine import DockerEngine
 from runtimes.launcher import hardened_host_config
 
-CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PHASE = re.compile(r"\s*([a-z]+);dur=([0-9.]+)\s*")
 # The service's phases in the order they happen, with what each one is (docs/benchmarks.md).
 PHASES = {

@@ -85,6 +85,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.latency import INPUT, LIMITS, raw_docker_py, register_agent  # noqa: E402
+from bench.phases import cpu_by_command, process_cpu_s  # noqa: E402
 from bench.throughput_results import (  # noqa: E402
     FINAL,
     Audit,
@@ -106,7 +107,6 @@ FINAL_DEADLINE_S = 300.0  # an execution not final this long after its submissio
 RAW_LABEL = "org.executor.bench"  # on the raw docker-py containers, so that leftovers can be swept
 POOL_MAX = 8  # EXECUTOR_POOL_DEFAULT_MAX: the shipped default
 PGSTAT_SETTLE_S = 11.0  # PostgreSQL flushes an idle backend's table counters within 10 s
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- raw docker-py -----------------------------------------------------------------------------
@@ -202,27 +202,10 @@ def tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a live process, in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def engine_cpu_s() -> float:
     """CPU time of dockerd and containerd on this host (not the shims and runc: they exit with
     their containers). Anything else using the engine meanwhile counts too."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "comm").read_text().strip() in ("dockerd", "containerd"):
-                    total += process_cpu_s(int(proc.name))
-            except OSError:
-                continue
-    return total
+    return cpu_by_command("dockerd", "containerd")
 
 
 def _own_cpu_s() -> float:
