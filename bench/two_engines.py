@@ -114,8 +114,9 @@ async def run(args: argparse.Namespace) -> int:
         image = build_images(engine1_client, ["busybox"], progress=lambda line: None)[0].tag
         with contextlib.closing(engine2.client()) as client:
             copy_images(engine1_client, client, [image])
-        settings = dict(worker_concurrency=str(args.worker_concurrency), job_visibility_s=str(args.visibility),
-                        max_attempts="3", user_burst="100000", user_rate_per_s="100000", service_burst="100000",
+        settings = dict(redis_db="1", worker_concurrency=str(args.worker_concurrency),
+                        job_visibility_s=str(args.visibility), max_attempts="3", user_burst="100000",
+                        user_rate_per_s="100000", service_burst="100000",
                         service_rate_per_s="100000", max_live_per_user="0", max_queue_depth="100000")
         front = make_service(postgres, redis_server, "drill", **settings)
         front.command = "api"

@@ -183,10 +183,17 @@ class ServiceProcess:
         return code
 
 
+# The Redis db numbers of the services that live for the whole session: another service on one of
+# them would have its jobs taken (and, unknown to that worker's database, dropped) by theirs.
+SESSION_REDIS_DBS = {"0": "main", "2": "runsc", "7": "market"}
+
+
 def make_service(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, name: str, **settings: str) -> ServiceProcess:
     """A service on a fresh database and its own Redis db number, so services never share jobs."""
     database_url = postgres.create_database(f"{name}_{secrets.token_hex(4)}")
     redis_db = settings.pop("redis_db", "0")
+    owner = SESSION_REDIS_DBS.get(redis_db, name)
+    assert owner == name, f"Redis db {redis_db} is the session's {owner!r} service's: give {name!r} another"
     state_dir = private_tmpdir(f"executor-test-{name}-")
     port = free_port()
     token = "exe_test_" + secrets.token_urlsafe(16)

@@ -67,7 +67,7 @@ async def test_a_redis_restart_during_runs_loses_no_execution(postgres, images) 
     redis_server = EmbeddedRedis(base, port=free_port(), durable=False)
     redis_server.start()
     try:
-        async with serving(postgres, redis_server, "redis_restart", worker_concurrency="2",
+        async with serving(postgres, redis_server, "redis_restart", redis_db="1", worker_concurrency="2",
                            pool_enabled="false", job_visibility_s="2") as (svc, api):
             agent_id = await api.register(["sh", "-c", "sleep 2; cat"])
             ids = await _submit(api, agent_id, 6)  # 2 run, 4 wait in the stream

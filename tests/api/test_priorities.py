@@ -61,7 +61,7 @@ async def test_who_may_ask_for_which_class(api: Api) -> None:
 
 
 async def test_a_busy_worker_takes_the_classes_in_turn(postgres, redis_server, images) -> None:
-    svc = make_service(postgres, redis_server, "priorities", redis_db="7", worker_concurrency="1",
+    svc = make_service(postgres, redis_server, "priorities", redis_db="9", worker_concurrency="1",
                        pool_enabled="false")
     async with started(svc) as api:
         sleeper = await api.register(["sh", "-c", "sleep 2; cat"])
@@ -85,7 +85,7 @@ async def _running(api: Api, execution_id: str) -> bool:
 
 
 async def test_a_job_redis_lost_goes_back_to_its_own_class(postgres, redis_server, images) -> None:
-    svc = make_service(postgres, redis_server, "priorities_lost", redis_db="7")
+    svc = make_service(postgres, redis_server, "priorities_lost", redis_db="9")
     front = svc.sibling("priorities_lost_api", command="api")  # takes submissions; no worker runs them
     client = redis.Redis.from_url(svc.env["EXECUTOR_REDIS_URL"])
     db = await asyncpg.create_pool(svc.env["EXECUTOR_DATABASE_URL"], min_size=1, max_size=2)

@@ -10,7 +10,7 @@ from tests.conftest import serving
 
 
 async def test_a_burst_wider_than_the_redis_pool_is_accepted_whole(postgres, redis_server, images) -> None:
-    async with serving(postgres, redis_server, "redis_pool", redis_db="7", redis_max_connections="4",
+    async with serving(postgres, redis_server, "redis_pool", redis_db="9", redis_max_connections="4",
                        worker_concurrency="4", max_live_per_user="0") as (_, api):
         agent_id = await api.register(["cat"])
 

@@ -24,7 +24,7 @@ def phases(header: str) -> list[tuple[str, float]]:
 
 
 async def test_a_waited_submission_says_where_its_time_went(postgres, redis_server, images) -> None:
-    svc = make_service(postgres, redis_server, "timing", redis_db="7", server_timing="true")
+    svc = make_service(postgres, redis_server, "timing", redis_db="9", server_timing="true")
     with with_api_sibling(svc, "timing_api") as pair:
         async with operator_clients(pair) as (serving, api_only):
             agent_id = await serving.register(["cat"])

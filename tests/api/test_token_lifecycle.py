@@ -21,7 +21,8 @@ from executor.tokens import Tokens
 from tests.cli.conftest import one_line_error, run
 from tests.conftest import Api, ServiceProcess, make_service, operator_clients, serving, with_api_sibling
 
-TOKEN_FIELDS = {"id", "role", "subject", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at"}
+TOKEN_FIELDS = {"id", "role", "subject", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at",
+                "priorities"}
 
 
 @pytest.fixture(scope="module")

@@ -227,7 +227,8 @@ async def test_every_list_iterator_walks_past_one_page(operator: AsyncExecutor, 
 
 async def test_429_waits_for_retry_after(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
                                          images: dict[str, str]) -> None:
-    async with serving(postgres, redis_server, "sdk_limits", user_burst="1", user_rate_per_s="1") as (svc, _), \
+    async with serving(postgres, redis_server, "sdk_limits", redis_db="4", user_burst="1",
+                       user_rate_per_s="1") as (svc, _), \
             AsyncExecutor(svc.base_url, svc.operator_token) as operator:
         service, user, subject = await parties(operator)
         agent = await service.register_agent(name=name(), input_schema=True, **ECHO)

@@ -16,7 +16,7 @@ from tests.conftest import make_service, started
 
 
 async def test_a_reclaimed_job_runs_while_new_jobs_keep_coming(postgres, redis_server, images) -> None:
-    svc = make_service(postgres, redis_server, "reclaim_load", redis_db="7", job_visibility_s="2",
+    svc = make_service(postgres, redis_server, "reclaim_load", redis_db="9", job_visibility_s="2",
                        worker_concurrency="2", pool_enabled="false", max_live_per_user="0")
     front = svc.sibling("reclaim_load_api", command="api")  # takes submissions; no worker runs them
     client = redis.Redis.from_url(svc.env["EXECUTOR_REDIS_URL"])
