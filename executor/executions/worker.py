@@ -211,7 +211,11 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     def _free_slots(self) -> int:
-        return 0 if self._stopping.is_set() else self.settings.worker_concurrency - len(self._held)
+        """How many jobs of dead workers this one takes over now: as many as it has slots, less
+        those already waiting for one. Not less the tasks running: a saturated worker always
+        has its slots busy, and its dead peer's jobs would wait for the load to end (each
+        taken over runs at the next free slot, before any new job)."""
+        return 0 if self._stopping.is_set() else self.settings.worker_concurrency - len(self._reclaimed)
 
     async def _take_reclaimed(self, job: Job) -> bool:
         """A job taken over from a dead worker: held (so renewed) from now, and run at this
