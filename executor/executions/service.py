@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from executor.errors import (
 )
 from executor.executions import admission
 from executor.executions.finish import Finisher
-from executor.executions.shedding import CLASS_BOUND, Shedder
+from executor.executions.shedding import Shedder
 from executor.instants import parse_instant
 from executor.limits import resolve_limits
 from executor.observability import timing
@@ -200,7 +201,7 @@ class Executions:
         return Submission(record, replayed=False, headers=rate_headers, watch=watching)
 
     def shed(self, priority: str, retry_after_s: float) -> QueueFull:
-        bound = self.settings.max_queue_wait_s * CLASS_BOUND[priority]
+        bound = self.shedder.bound_s(priority)
         return QueueFull(f"a {priority} job would wait more than {bound:g} s for a worker, the longest this service "
                          "queues it; retry later", retry_after_s=retry_after_s)
 
@@ -322,9 +323,11 @@ class Executions:
         future = watch.future if watch is not None else self.events.waiter(record.id)
         # The waiter was there before the job, and no event came or was lost since: nothing ended.
         read = watch is None or future.done() or not self.events.unbroken_since(watch.generation)
-        if future.done() and (handed := _heard(future)) is not None:  # it ended before this wait began
-            self.events.discard(record.id, future)
-            return handed
+        if future.done():  # it ended, or the subscription broke, before this wait began
+            if (handed := _heard(future)) is not None:
+                self.events.discard(record.id, future)
+                return handed
+            future = self._next_waiter(record.id, future)  # registered before the read below
         generation = watch.generation if watch is not None else self.events.generation
         try:
             while True:
@@ -346,9 +349,15 @@ class Executions:
                 if future.done():
                     if (handed := _heard(future)) is not None:
                         return handed
-                    future = self.events.waiter(record.id)
+                    future = self._next_waiter(record.id, future)
         finally:
             self.events.discard(record.id, future)
+
+    def _next_waiter(self, execution_id: uuid.UUID, spent: asyncio.Future[Finished | None]
+                     ) -> asyncio.Future[Finished | None]:
+        """A fresh waiter in place of one already woken (which is forgotten, not left in Events)."""
+        self.events.discard(execution_id, spent)
+        return self.events.waiter(execution_id)
 
     async def cancel(self, principal: Principal, execution_id: str) -> ExecutionRecord:
         record = await self.get(principal, execution_id)

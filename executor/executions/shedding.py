@@ -185,5 +185,8 @@ class Shedder:
         RedisError when the stream cannot be read."""
         if self.max_wait_s <= 0:
             return None
-        bound = self.max_wait_s * CLASS_BOUND[priority]
-        return retry_after_s((await self.snapshot()).expected_wait_s(time.time()), bound)
+        return retry_after_s((await self.snapshot()).expected_wait_s(time.time()), self.bound_s(priority))
+
+    def bound_s(self, priority: str) -> float:
+        """The longest a job of this class may expect to wait before it is refused."""
+        return self.max_wait_s * CLASS_BOUND[priority]
