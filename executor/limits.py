@@ -10,6 +10,10 @@ from executor.settings import Limits
 
 # The engine refuses memory limits under 6 MB; below one pid nothing starts.
 _MINIMUMS = {"memory_mb": 6, "cpus": 0.01, "pids": 1, "timeout_s": 0.1}
+# gVisor's own threads count against a container's pids limit: under this, runsc cannot even start
+# the sandbox here (measured: `docker run --runtime runsc --pids-limit 36` fails, 40 starts `sh`).
+# A task that can never start must be refused up front, not run and charged as its own failure.
+RUNSC_MIN_PIDS = 40
 _TYPES: dict[str, tuple[type[int | float], ...]] = {
     "memory_mb": (int,), "cpus": (int, float), "pids": (int,), "timeout_s": (int, float),
 }
@@ -47,3 +51,11 @@ def resolve_limits(requested: Any, base: Limits, maximum: Limits, *, field: str 
         pids=requested.get("pids", base.pids),
         timeout_s=float(requested.get("timeout_s", base.timeout_s)),
     )
+
+
+def check_runtime_floor(limits: Limits, oci_runtime: str | None, *, field: str = "limits") -> None:
+    """Refuse limits a task cannot start under in its OCI runtime (None: the engine's default, runc)."""
+    if oci_runtime == "runsc" and limits.pids < RUNSC_MIN_PIDS:
+        detail = (f"under gVisor (runsc) a task needs pids >= {RUNSC_MIN_PIDS}: gVisor's own threads count "
+                  "against the limit, and the sandbox cannot start below it")
+        raise RequestInvalid(detail, errors=[{"pointer": f"/{field}/pids", "detail": detail}])

@@ -9,6 +9,7 @@ amount.
     per_cpu_second    × CPU time (ms / 1000)
     per_mb_second     × the memory limit in MiB × wall time (ms / 1000), as Lambda bills GB-seconds
     per_peak_mb       × measured peak memory (bytes / 2^20)
+    per_egress_request × requests the task sent through the egress gateway (docs/egress.md)
     cap               the most one execution costs
 
 An execution the platform failed (`platform_error`) or that never started costs
@@ -25,7 +26,7 @@ from typing import Any
 
 from executor.errors import RequestInvalid
 
-_RATES = ("per_call", "per_cpu_second", "per_mb_second", "per_peak_mb")
+_RATES = ("per_call", "per_cpu_second", "per_mb_second", "per_peak_mb", "per_egress_request")
 _CURRENCY = re.compile(r"^[A-Z][A-Z0-9_-]{1,15}$")  # ISO 4217 codes, or a marketplace's own credit unit
 _MAX_AMOUNT = 2**53 - 1  # receipts are RFC 8785 JSON: no integer beyond this
 MIB = 1024 * 1024
@@ -39,12 +40,13 @@ class Pricing:
     per_cpu_second: int = 0
     per_mb_second: int = 0
     per_peak_mb: int = 0
+    per_egress_request: int = 0
     cap: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"currency": self.currency, "decimals": self.decimals, "per_call": self.per_call,
                 "per_cpu_second": self.per_cpu_second, "per_mb_second": self.per_mb_second,
-                "per_peak_mb": self.per_peak_mb, "cap": self.cap}
+                "per_peak_mb": self.per_peak_mb, "per_egress_request": self.per_egress_request, "cap": self.cap}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pricing:
@@ -70,6 +72,7 @@ class MeteredUsage:
     cpu_ms: int | None
     peak_memory_bytes: int | None
     memory_limit_mb: int
+    egress_requests: int = 0
 
 
 def parse_pricing(raw: Any, *, pointer: str = "/pricing") -> Pricing | None:
@@ -109,6 +112,7 @@ def cost_of(pricing: Pricing | None, usage: MeteredUsage, *, charged: bool = Tru
         + Fraction(pricing.per_cpu_second * (usage.cpu_ms or 0), 1000)
         + Fraction(pricing.per_mb_second * usage.memory_limit_mb * (usage.wall_ms or 0), 1000)
         + Fraction(pricing.per_peak_mb * (usage.peak_memory_bytes or 0), MIB)
+        + pricing.per_egress_request * usage.egress_requests
     )
     amount = math.ceil(exact)
     capped = pricing.cap is not None and amount > pricing.cap

@@ -6,10 +6,13 @@ them through typed keys of its application (executor/api/keys.py)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,6 +28,9 @@ from tenacity import (
 
 from executor import faults
 from executor.agents.service import Agents
+from executor.egress.gateway import EgressGateway
+from executor.egress.policy import host_allowed
+from executor.egress.sockets import GatewaySockets
 from executor.entitlements.service import Entitlements
 from executor.errors import DependencyUnavailable
 from executor.executions.finish import Finisher
@@ -41,6 +47,7 @@ from executor.receipts.issuer import ReceiptIssuer
 from executor.receipts.keys import Signer, parse_seed
 from executor.receipts.service import Receipts
 from executor.replays import Replays
+from executor.secrets.service import Secrets, open_key_ring
 from executor.settings import Settings
 from executor.storage.database import create_pool, migrate
 from executor.tokens import Tokens
@@ -82,8 +89,10 @@ class Services:
     receipts: Receipts
     webhook_endpoints: WebhookEndpoints
     replays: Replays  # Idempotency-Key on the creating POSTs, with its sweep of expired answers
+    secrets: Secrets  # agents' secrets, sealed; revealed to the egress gateway alone (docs/secrets.md)
     metrics: Metrics  # this process's counters and histograms (/metrics reads its gauges from the others)
     worker: Worker | None = None
+    egress: EgressGateway | None = None  # the worker's egress gateway (docs/egress.md)
     retention: BodyRetention | None = None  # EXECUTOR_RETENTION_S's sweep: run by every process, idempotent
     _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
@@ -119,6 +128,8 @@ class Services:
         await self.replays.stop()
         if self.worker:
             await self.worker.stop()
+        if self.egress:
+            await self.egress.close()
         await self.dispatcher.stop()
         await self.events.stop()
         await self.redis.aclose()
@@ -131,6 +142,7 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     """Connect, migrate, and start the worker half when asked. Without the API (`executor
     worker`) nothing in the process waits for an execution's events."""
     faults.arm(settings.fault_points)
+    secret_keys = open_key_ring(settings)  # a bad key refuses the start, before connecting
     metrics = Metrics(instance_id=settings.resolved_instance_id)
     db = await create_pool(database_url)
     await migrate(db)
@@ -156,7 +168,7 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
         tokens=Tokens(db), agents=agents, entitlements=entitlements, executions=executions,
         images=Images(db, settings, engine), receipts=Receipts(db, signer),
         webhook_endpoints=WebhookEndpoints(db, settings), replays=Replays(db, settings.idempotency_ttl_s),
-        metrics=metrics,
+        secrets=Secrets(db, secret_keys, agents), metrics=metrics,
     )
     await dispatcher.start()
     services._head_task = asyncio.create_task(
@@ -166,8 +178,13 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     services.replays.start()
     if run_worker:
         engine_info = await services.engine.call_retrying(services.engine.api.info)
+        services.egress = EgressGateway(egress_root(settings), ca_file=settings.egress_ca_file,
+                                        reveal=services.secrets.reveal,
+                                        host_allowed=partial(host_allowed, allowed_hosts=settings.egress_allowed_hosts))
+        await services.egress.start()
         launcher = ContainerLauncher(services.engine, instance_id=settings.resolved_instance_id,
-                                     meter=choose_meter(settings.metering, engine_info))
+                                     meter=choose_meter(settings.metering, engine_info),
+                                     egress=GatewaySockets(services.egress))
         running = RunningTasks()  # the runtime counts them, the pool reads them
         # The pool launches only to refill: timing its launches times its refills.
         pool = ContainerPool(_TimedLaunches(launcher, metrics.pool_refilled), PoolConfig(
@@ -205,6 +222,12 @@ class _TimedLaunches:
 
     def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None:
         self._launcher.remove_later(container_id, cgroup_parent)
+
+
+def egress_root(settings: Settings) -> Path:
+    """This instance's folder of per-task egress socket directories (docs/egress.md)."""
+    base = settings.egress_dir or settings.state_dir / "egress"
+    return base / hashlib.sha256(settings.resolved_instance_id.encode()).hexdigest()[:12]
 
 
 def open_signer(settings: Settings) -> Signer:

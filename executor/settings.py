@@ -146,6 +146,21 @@ class Settings:
     webhook_allow_private: bool = False  # allow loopback, private and link-local addresses
     webhook_require_https: bool = False
 
+    # Egress (docs/egress.md): which upstream hosts an agent version may declare (comma-separated
+    # hosts or *.suffixes; unset: none, so no agent gets egress), a CA bundle the gateway trusts
+    # besides the system's (tests: their loopback upstream), and where the per-task socket
+    # directories go (unset: <state_dir>/egress; a socket path must stay under 108 bytes).
+    egress_allowed_hosts: str | None = None
+    egress_ca_file: Path | None = None
+    egress_dir: Path | None = None
+    # Agents' secrets (docs/secrets.md), sealed at rest with PyNaCl SecretBox: the key that seals
+    # (a base64 32-byte key; unset: the key file <state_dir>/secrets-key, created 0600 on first
+    # start, which is this host's alone: set the same key on every host of a deployment), and the
+    # comma-separated base64 keys still accepted for reading after a rotation, until
+    # `executor secrets reseal` has moved every row to the new key.
+    secrets_key: str | None = field(default=None, repr=False)
+    secrets_previous_keys: str | None = field(default=None, repr=False)
+
     # "auto": human lines when stderr is a terminal, else JSON lines; "human" or "json" force one
     # ("text" is the former name of "human"). docs/logs.md; NO_COLOR turns the colours off.
     log_format: str = "auto"
@@ -157,6 +172,10 @@ class Settings:
     @property
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.state_dir / "signing-keys.json"
+
+    @property
+    def resolved_secrets_key_file(self) -> Path:
+        return self.state_dir / "secrets-key"
 
     @property
     def allowed_oci_runtimes(self) -> tuple[str, ...]:

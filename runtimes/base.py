@@ -9,12 +9,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 EXECUTION_LABEL = "org.executor.execution"
 INSTANCE_LABEL = "org.executor.instance"
 POOL_LABEL = "org.executor.pool"  # a pre-started container; its value is the pool key's hash
 # Tasks run as nobody, whatever the image says: an image cannot opt into root.
 TASK_USER = "65534:65534"
+# Where a task with egress finds the directory holding its socket to the egress gateway (mounted
+# read-only; the one host path a task may see: docs/security.md). Tasks without egress have none.
+EGRESS_MOUNT = "/run/executor/egress"
+EGRESS_SOCKET = EGRESS_MOUNT + "/egress.sock"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class TaskSpec:
     pool_max: int = 8
     # Whose bounds those are (the agent version): identical containers are shared, settings are not.
     pool_owner: str | None = None
+    # What the task may reach through its egress socket, opaque here: handed to the launcher's
+    # EgressSockets at the claim (runtimes/live.py). None: no egress, no socket, no mount.
+    egress: Any = None
+    environment: tuple[tuple[str, str], ...] = ()  # fixed at the container's creation
 
 
 class Termination(str, enum.Enum):
@@ -55,6 +64,7 @@ class Termination(str, enum.Enum):
     PLATFORM_ERROR = "platform_error"  # the engine failed us, not the task
     WASM_TRAP = "wasm_trap"  # a WASM agent trapped (unreachable, out of bounds, stack, …)
     FUEL_EXHAUSTED = "fuel_exhausted"  # a WASM agent used up its fuel
+    EGRESS_LIMIT = "egress_limit"  # killed at a cap of its egress (TaskResult.egress_limit says which)
 
 
 @dataclass(frozen=True)
@@ -87,3 +97,7 @@ class TaskResult:
     # (phase, wall-clock time.time() it ended): "container" (in hand), "output" (stdout closed),
     # "exited" (the engine's wait answered), "metered". For the service's timing, when asked.
     marks: tuple[tuple[str, float], ...] = ()
+    # A task with egress: what it sent through the gateway (the gateway's entries, in order), and
+    # the cap that ended it, if one did (e.g. "egress_requests_exceeded"). None: no egress.
+    egress: tuple[Any, ...] | None = None
+    egress_limit: str | None = None

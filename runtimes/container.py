@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -71,15 +72,19 @@ class ContainerRuntime:
             except docker.errors.DockerException as exc:
                 log.warning("could not read the engine's default OCI runtime: %s", exc)
 
-    async def run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
-        """Run one task to its end in a container of its own; never raises for anything the task does."""
+    async def run(self, spec: TaskSpec, cancelled: asyncio.Event,
+                  on_stderr: Callable[[bytes], None] | None = None) -> TaskResult:
+        """Run one task to its end in a container of its own; never raises for anything the task does.
+        `on_stderr`, if given, is called with each piece of stderr as it is read (within the log's
+        cap; it must not block: it runs on the reading loop); an exception of it is logged, once."""
         self.running.count += 1
         try:
-            return await self._run(spec, cancelled)
+            return await self._run(spec, cancelled, on_stderr)
         finally:
             self.running.count -= 1
 
-    async def _run(self, spec: TaskSpec, cancelled: asyncio.Event) -> TaskResult:
+    async def _run(self, spec: TaskSpec, cancelled: asyncio.Event,
+                   on_stderr: Callable[[bytes], None] | None = None) -> TaskResult:
         if self.default_oci_runtime is None:
             await self.start()
         oci_runtime = spec.oci_runtime or self.default_oci_runtime
@@ -92,15 +97,25 @@ class ContainerRuntime:
             except LaunchError as exc:
                 # It never ran: no runtime, no usage.
                 return dataclasses.replace(_platform_error(str(exc)), launch_failure=exc.kind)
+        egress_limit = self._bind_egress(live, spec)
+        if egress_limit is None:  # it should have had a socket and has none: nothing of it ran
+            live.close()
+            await self.launcher.remove(live.id, live.cgroup_parent)
+            return _platform_error("the container has no egress socket", pooled=live.pooled)
         # Before the input is written: a pooled task is metered from here, its claim; a cold
         # one from its container's creation (see runtimes/metering.py).
         metering = await self._begin_metering(live)
         # Until the task's wall clock starts (its input is written next).
         self.on_container_started(time.monotonic() - asked, pooled=live.pooled)
         in_hand = time.time()
+        stop, watchers = _either(cancelled, egress_limit.hit) if spec.egress is not None else (cancelled, [])
         try:
-            result = await self._drive(live, spec, cancelled, metering)
+            result = await self._drive(live, spec, stop, metering, on_stderr)
             result = dataclasses.replace(result, marks=(("container", in_hand), *result.marks))
+            if result.termination is Termination.CANCELLED and egress_limit.kind and not cancelled.is_set():
+                result = dataclasses.replace(result, termination=Termination.EGRESS_LIMIT,
+                                             egress_limit=egress_limit.kind,
+                                             detail=f"{egress_limit.kind}: past a cap of its egress")
         except Exception as exc:  # the engine failed mid-run: never leave the container behind
             log.exception("task %s: engine failure", spec.execution_id)
             await self._kill(live.id)
@@ -108,16 +123,33 @@ class ContainerRuntime:
             result = _platform_error(f"engine failure during the run: {exc}", pooled=live.pooled,
                                      started_at=datetime.now(UTC))
         finally:
+            for watcher in watchers:
+                watcher.cancel()
             live.close()
             if metering is not None:
                 metering.abandon()
         result = dataclasses.replace(result, oci_runtime=oci_runtime)
+        if live.egress is not None and self.launcher.egress is not None:
+            # What it sent, before the container goes (its socket is closed with it).
+            sent = await self.launcher.egress.release(live.egress)
+            result = dataclasses.replace(result, egress=tuple(sent))
         if result.termination in (Termination.EXITED, Termination.OOM):
             # Off the hot path: the result is already complete.
             self.launcher.remove_later(live.id, live.cgroup_parent)
         else:
             await self.launcher.remove(live.id, live.cgroup_parent)
         return result
+
+    def _bind_egress(self, live: LiveContainer, spec: TaskSpec) -> _EgressLimit | None:
+        """Give the container's egress socket to this task (at its claim: a pre-started container
+        got its socket at creation, bound to no one). None when it should have one and has none."""
+        limit = _EgressLimit()
+        if spec.egress is None:
+            return limit
+        if live.egress is None or self.launcher.egress is None:
+            return None
+        self.launcher.egress.bind(live.egress, spec.execution_id, spec.egress, limit.reached)
+        return limit
 
     async def _begin_metering(self, live: LiveContainer) -> Metering | None:
         if self.meter is None:
@@ -139,7 +171,8 @@ class ContainerRuntime:
             return TaskUsage()
 
     async def _drive(self, live: LiveContainer, spec: TaskSpec, cancelled: asyncio.Event,
-                     metering: Metering | None = None) -> TaskResult:
+                     metering: Metering | None = None, on_stderr: Callable[[bytes], None] | None = None,
+                     ) -> TaskResult:
         """Feed the input, collect the output under the caps and the wall clock, which starts now."""
         loop = asyncio.get_running_loop()
         demux = CappedDemuxer(spec.max_output_bytes, spec.max_log_bytes)
@@ -147,7 +180,7 @@ class ContainerRuntime:
         t0 = time.monotonic()
         deadline = t0 + spec.limits.timeout_s
         writer = asyncio.create_task(_write_stdin(loop, live.raw, spec.stdin))
-        reader = asyncio.create_task(_read_until(loop, live.raw, demux))
+        reader = asyncio.create_task(_read_until(loop, live.raw, demux, on_stderr))
         # Asked now, answered at the exit: once the output closes, the engine's answer is all that
         # is left to wait for (not a request sent only then).
         exit_waiter = asyncio.create_task(self.engine.wait(live.id))
@@ -242,13 +275,22 @@ async def _write_stdin(loop: asyncio.AbstractEventLoop, raw: socket.socket, data
         raw.shutdown(socket.SHUT_WR)
 
 
-async def _read_until(loop: asyncio.AbstractEventLoop, raw: socket.socket, demux: CappedDemuxer) -> bool:
-    """Read frames until EOF (True) or until a stream passes its cap (False)."""
+async def _read_until(loop: asyncio.AbstractEventLoop, raw: socket.socket, demux: CappedDemuxer,
+                      on_stderr: Callable[[bytes], None] | None = None) -> bool:
+    """Read frames until EOF (True) or until a stream passes its cap (False); `on_stderr` gets
+    the stderr bytes each read kept (never any past the cap)."""
     while True:
         chunk = await loop.sock_recv(raw, _READ_CHUNK)
         if not chunk:
             return True
+        kept = demux.stderr_size
         demux.feed(chunk)
+        if on_stderr is not None and demux.stderr_size > kept:
+            try:
+                on_stderr(demux.stderr_since(kept))
+            except Exception:  # a follower's trouble never touches the task: no more of its stderr goes there
+                log.exception("the stderr callback failed; the task's stderr is no longer relayed")
+                on_stderr = None
         if demux.overflowed:
             return False
 
@@ -268,6 +310,30 @@ async def _supervise(reader: asyncio.Task[bool], cancelled: asyncio.Event, deadl
             raise error
         return None if reader.result() else Termination.OUTPUT_TOO_LARGE
     return Termination.CANCELLED if cancelled.is_set() else Termination.TIMEOUT
+
+
+class _EgressLimit:
+    """The first cap of its egress a task passed, as the gateway tells it; `hit` ends the task."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None
+        self.hit = asyncio.Event()
+
+    def reached(self, kind: str) -> None:
+        if self.kind is None:
+            self.kind = kind
+            self.hit.set()
+
+
+def _either(*events: asyncio.Event) -> tuple[asyncio.Event, list[asyncio.Task[None]]]:
+    """An event set as soon as any of `events` is, and the tasks watching them (to cancel)."""
+    either = asyncio.Event()
+
+    async def relay(event: asyncio.Event) -> None:
+        await event.wait()
+        either.set()
+
+    return either, [asyncio.create_task(relay(event)) for event in events]
 
 
 def _platform_error(detail: str, *, pooled: bool = False, started_at: datetime | None = None) -> TaskResult:

@@ -17,20 +17,21 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from runtimes.base import EXECUTION_LABEL, INSTANCE_LABEL, POOL_LABEL, TASK_USER, TaskSpec
+from runtimes.base import EGRESS_MOUNT, EXECUTION_LABEL, INSTANCE_LABEL, POOL_LABEL, TASK_USER, TaskSpec
 from runtimes.engine import DockerEngine
-from runtimes.live import LaunchError, LiveContainer
+from runtimes.live import EgressLease, EgressSockets, LaunchError, LiveContainer
 from runtimes.metering import Meter
 
 log = logging.getLogger(__name__)
 
 
 def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent: str | None = None,
-                         memory_headroom: int = 0) -> dict[str, Any]:
+                         memory_headroom: int = 0, egress: EgressLease | None = None) -> dict[str, Any]:
     """The whole hardening baseline (docs/security.md, "Every task container"); tenants cannot opt out of any of it.
     `cgroup_parent` is the meter's (runtimes/metering.py): it places the cgroup, and when the
     parent enforces the task's memory limit itself (runtimes/oom.py), the engine's limit is a
-    backstop `memory_headroom` bytes above it."""
+    backstop `memory_headroom` bytes above it. `egress`: the task's own socket directory to the
+    egress gateway, mounted read-only (the one host path a task may see; still no network)."""
     memory = spec.limits.memory_mb * 2**20 + memory_headroom
     tmpfs_bytes = spec.tmpfs_mb * 1024 * 1024
     options: dict[str, Any] = dict(
@@ -61,6 +62,10 @@ def hardened_host_config(engine: DockerEngine, spec: TaskSpec, *, cgroup_parent:
     )
     if spec.oci_runtime:
         options["runtime"] = spec.oci_runtime
+    if egress is not None:
+        options["mounts"] = [docker.types.Mount(
+            EGRESS_MOUNT, str(egress.host_dir), type="bind", read_only=True,
+            propagation="rprivate", consistency="default")]
     if cgroup_parent:
         options["cgroup_parent"] = cgroup_parent
     result: dict[str, Any] = engine.api.create_host_config(**options)
@@ -71,16 +76,20 @@ class ContainerLauncher:
     """Launches and removes the containers of one service instance (INSTANCE_LABEL), each in a
     cgroup parent of the meter's when there is a meter."""
 
-    def __init__(self, engine: DockerEngine, *, instance_id: str, meter: Meter | None = None) -> None:
+    def __init__(self, engine: DockerEngine, *, instance_id: str, meter: Meter | None = None,
+                 egress: EgressSockets | None = None) -> None:
         self.engine = engine
         self.instance_id = instance_id
         self.meter = meter
+        self.egress = egress  # the gateway's sockets; None: an agent with egress cannot run here
+        self._leases: dict[str, Any] = {}  # container id → its egress socket, released at its removal
         self._removals: set[asyncio.Task[None]] = set()
         # Background removals compete with running tasks for the engine: a few at a time.
         self._removal_slots = asyncio.Semaphore(2)
 
     async def launch(self, spec: TaskSpec, labels: dict[str, str]) -> LiveContainer:
         """Create, attach (before start, so no output is lost) and start a hardened container."""
+        lease = await self._open_egress(spec)
         parent = self.meter.cgroup_parent(self.instance_id) if self.meter else None
         headroom = self.meter.enforce_memory(parent, spec.limits.memory_mb * 2**20) if self.meter and parent else 0
         try:
@@ -91,11 +100,16 @@ class ContainerLauncher:
                 stdin_open=True,
                 network_disabled=True,  # with network_mode none: only `lo`, and a faster start
                 labels={INSTANCE_LABEL: self.instance_id, **labels},
-                host_config=hardened_host_config(self.engine, spec, cgroup_parent=parent, memory_headroom=headroom),
+                environment=dict(spec.environment) or None,
+                host_config=hardened_host_config(self.engine, spec, cgroup_parent=parent, memory_headroom=headroom,
+                                                 egress=lease),
             )
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             self._release(parent)  # the engine refused or is unreachable: nothing of the task ran
+            await self._close_egress(lease)
             raise LaunchError(f"could not create the container: {exc}", exc) from exc
+        if lease is not None:
+            self._leases[container_id] = lease
         try:
             raw, attached = await self.engine.attach(container_id)
             raw.setblocking(False)
@@ -108,14 +122,33 @@ class ContainerLauncher:
         except Exception as exc:
             await self.remove(container_id, parent)
             raise LaunchError(f"could not start the container: {exc}", exc) from exc
+        live.egress = lease
         return live
 
+    async def _open_egress(self, spec: TaskSpec) -> EgressLease | None:
+        if spec.egress is None:
+            return None
+        if self.egress is None:
+            raise LaunchError("this worker has no egress gateway", RuntimeError("no egress gateway"))
+        try:
+            return await self.egress.open_socket()
+        except OSError as exc:
+            raise LaunchError(f"could not open the task's egress socket: {exc}", exc) from exc
+
+    async def _close_egress(self, lease: EgressLease | None) -> None:
+        if lease is not None and self.egress is not None:
+            try:
+                await self.egress.release(lease)
+            except Exception:  # a leftover socket directory is swept at the gateway's next start
+                log.exception("egress: could not release a socket")
     async def idle_cpu_ns(self, live: LiveContainer) -> int | None:
         """An unclaimed container's CPU time so far (for the pool), as the meter reads it."""
         return await (self.meter or Meter()).idle_cpu_ns(self.engine, live)
 
     async def remove(self, container_id: str, cgroup_parent: str | None = None) -> None:
-        """Remove a container, then its meter's parent cgroup (runc already removed the leaf)."""
+        """Remove a container, then its meter's parent cgroup (runc already removed the leaf) and its
+        egress socket, if it had one."""
+        await self._close_egress(self._leases.pop(container_id, None))
         try:
             await self.engine.remove_container(container_id)
         except docker.errors.NotFound:

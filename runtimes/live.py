@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import docker.errors
@@ -28,6 +30,7 @@ class LiveContainer:
     pooled: bool = False
     cgroup_parent: str | None = None  # the meter's per-container parent; released after removal
     idle_cpu_ns: int | None = None  # the pool's last CPU sample of it while unclaimed (stats API)
+    egress: Any = None  # its socket to the egress gateway (an EgressSockets lease), if it has one
 
     def peek(self) -> bool | None:
         """Without blocking: None when nothing was written yet, True when output waits,
@@ -70,6 +73,30 @@ def engine_trouble(exc: BaseException) -> str | None:
     if isinstance(exc, docker.errors.APIError) and exc.is_server_error():
         return "engine_error"
     return None
+
+
+class EgressLease(Protocol):
+    @property
+    def host_dir(self) -> Path:
+        """The directory, holding only the socket, mounted read-only at EGRESS_MOUNT."""
+        ...
+
+
+class EgressSockets(Protocol):
+    """The egress gateway as the runtime sees it (the service's: executor/egress). A container
+    with egress gets a socket of its own at its creation; the socket is bound to a task when the
+    task claims the container, and released when the task ends (or the container is discarded)."""
+
+    async def open_socket(self) -> EgressLease: ...
+
+    def bind(self, lease: Any, execution_id: str, grant: Any, on_limit: Callable[[str], None]) -> None:
+        """From now on what arrives on the socket is this execution's, under `grant` (TaskSpec.egress);
+        `on_limit(error_type)` is called once when the task passes one of its caps."""
+        ...
+
+    async def release(self, lease: Any) -> list[Any]:
+        """Close the socket (idempotent); what the bound execution sent, in order."""
+        ...
 
 
 class Claimer(Protocol):

@@ -52,11 +52,14 @@ class PoolKey:
     pids: int
     tmpfs_mb: int
     oci_runtime: str | None
+    egress: bool = False  # its own egress socket, bound to a task at the claim
+    environment: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, spec: TaskSpec) -> PoolKey:
         return cls(spec.image, tuple(spec.command) if spec.command else None, spec.limits.memory_mb,
-                   spec.limits.cpus, spec.limits.pids, spec.tmpfs_mb, spec.oci_runtime)
+                   spec.limits.cpus, spec.limits.pids, spec.tmpfs_mb, spec.oci_runtime,
+                   spec.egress is not None, spec.environment)
 
     @property
     def label(self) -> str:

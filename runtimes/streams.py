@@ -36,6 +36,17 @@ class CappedDemuxer:
     def stderr(self) -> bytes:
         return bytes(self._buffers[STDERR])
 
+    @property
+    def stderr_size(self) -> int:
+        """How many stderr bytes are kept so far (never more than its cap)."""
+        return len(self._buffers[STDERR])
+
+    def stderr_since(self, offset: int) -> bytes:
+        """The stderr bytes kept after `offset` (a stderr_size read before a feed): what that feed
+        added, without copying what was there; bytes past the cap were never kept, so never here."""
+        with memoryview(self._buffers[STDERR]) as kept, kept[offset:] as added:
+            return bytes(added)
+
     def feed(self, data: bytes) -> None:
         view = memoryview(data)
         while view:

@@ -81,3 +81,11 @@ def test_pricing_round_trips() -> None:
     assert pricing == Pricing("USD", per_call=1)
     assert Pricing.from_dict(pricing.to_dict()) == pricing
     assert parse_pricing(None) is None
+
+
+def test_per_egress_request() -> None:
+    """Each request a task sent through the egress gateway, refused ones too: each cost the gateway work."""
+    with_egress = MeteredUsage(wall_ms=1500, cpu_ms=0, peak_memory_bytes=0, memory_limit_mb=256, egress_requests=4)
+    assert cost_of(Pricing("USD", per_call=2, per_egress_request=3), with_egress).amount == 14
+    assert cost_of(Pricing("USD", per_egress_request=3), USAGE).amount == 0  # none sent
+    assert parse_pricing({"currency": "USD", "per_egress_request": 5}) == Pricing("USD", per_egress_request=5)

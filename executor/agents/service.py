@@ -11,6 +11,7 @@ import asyncpg
 import docker.errors
 
 from executor.agents.versions import MOVES, check_may_manage, hourly, version_stats
+from executor.egress.policy import parse_egress
 from executor.errors import (
     Conflict,
     ImageNotFound,
@@ -22,7 +23,7 @@ from executor.errors import (
     VersionWithdrawn,
     WasmRuntimeUnavailable,
 )
-from executor.limits import resolve_limits
+from executor.limits import check_runtime_floor, resolve_limits
 from executor.pricing import parse_pricing
 from executor.records.agents import AgentVersion
 from executor.records.principals import Principal
@@ -100,6 +101,11 @@ class Agents:
         pool = _pool_bounds(body.get("pool"), settings)
         pricing = parse_pricing(body.get("pricing"))
         runtime = await self._runtime(body.get("runtime"))
+        check_runtime_floor(limits, runtime or settings.oci_runtime)
+        _require(kind != "wasm" or body.get("egress") is None, "/egress",
+                 "a WASM agent has no sockets: egress is for container agents")
+        egress = parse_egress(body.get("egress"), body.get("egress_limits"),
+                              allowed_hosts=settings.egress_allowed_hosts, max_time_s=limits.timeout_s)
 
         if kind == "wasm":
             digest = None  # until the module is uploaded
@@ -113,6 +119,7 @@ class Agents:
             "input_schema": body["input_schema"], "output_schema": body["output_schema"],
             "limits": limits.to_dict(), "pool": pool, "fuel": fuel,
             "pricing": pricing.to_dict() if pricing else None, "runtime": runtime,
+            "egress": egress.to_dict() if egress else None,
         }
 
     async def _runtime(self, raw: Any) -> str | None:

@@ -21,6 +21,7 @@ from executor.api import (
     receipts,
     reference,
     response_check,
+    secrets,
     tokens,
     webhooks,
 )
@@ -48,6 +49,7 @@ from executor.executions.service import Executions
 from executor.images.service import Images
 from executor.receipts.service import Receipts
 from executor.replays import Replays
+from executor.secrets.service import Secrets
 from executor.settings import Settings
 from executor.tokens import Tokens
 from executor.webhooks.endpoints import WebhookEndpoints
@@ -66,6 +68,7 @@ class Backend(Instance, Protocol):
     receipts: Receipts
     webhook_endpoints: WebhookEndpoints
     replays: Replays
+    secrets: Secrets
 
 
 health = web.RouteTableDef()
@@ -91,7 +94,7 @@ async def readyz(request: web.Request) -> web.Response:
 # Every route table of the API, besides health and observe (which a worker serves too).
 API_ROUTES = (executions.routes, batches.routes, events.routes, agents.routes, tokens.routes, images.routes,
               receipts.routes, entitlements.routes, webhooks.routes, reference.routes,
-              console_routes.routes)
+              console_routes.routes, secrets.routes)
 
 
 def make_app(backend: Backend, *, api: bool = True) -> web.Application:
@@ -122,6 +125,7 @@ def make_app(backend: Backend, *, api: bool = True) -> web.Application:
     app[RECEIPTS] = backend.receipts
     app[WEBHOOK_ENDPOINTS] = backend.webhook_endpoints
     app[REPLAYS] = backend.replays
+    app[secrets.SECRETS] = backend.secrets
     app.add_routes(health)
     app.add_routes(observe.routes)
     if not api:

@@ -91,6 +91,12 @@ async def get_raw_stdout(request: web.Request) -> web.Response:
     return web.Response(body=raw_output, content_type="application/octet-stream")
 
 
+@routes.get("/v1/executions/{id}/egress")
+async def get_egress(request: web.Request) -> web.Response:
+    """What the task sent through the egress gateway, as its receipt binds it."""
+    return json_response(await _executions(request).egress(principal(request), request.match_info["id"]))
+
+
 @routes.post("/v1/executions/{id}/cancel")
 async def cancel(request: web.Request) -> web.Response:
     executions = _executions(request)

@@ -8,7 +8,18 @@ import os
 import sys
 
 from executor import __version__
-from executor.cli import agents, deliveries, entitlements, executions, images, receipts, server, status, tokens
+from executor.cli import (
+    agents,
+    deliveries,
+    entitlements,
+    executions,
+    images,
+    receipts,
+    secrets,
+    server,
+    status,
+    tokens,
+)
 from executor.cli.exits import EXIT_CODES, CommandError, Exit
 from executor.errors import ConfigurationError, DependencyUnavailable, ExecutorError, Problem
 
@@ -40,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     entitlements.register(commands)
     tokens.register(commands)
     deliveries.register(commands)
+    secrets.register(commands)
     images.register(commands)
     receipts.register(commands)
     return parser

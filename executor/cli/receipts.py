@@ -43,6 +43,8 @@ def register(commands: Subcommands) -> None:
     verify.add_argument("--input", help="the exact input bytes (GET /v1/executions/{id}/input)")
     verify.add_argument("--output", help="the exact output bytes (GET /v1/executions/{id}/stdout)")
     verify.add_argument("--head", help="a signed tree head kept from earlier (GET /v1/log/head)")
+    verify.add_argument("--egress", help="the execution's egress list as JSON (GET /v1/executions/{id}/egress, "
+                                         "or just its `data`): checked against the receipt's egress digest")
     verify.add_argument("--json", action="store_true", help="print the whole report as one JSON document on stdout")
     verify.set_defaults(run=_verify)
 
@@ -101,7 +103,7 @@ def _verify(args: argparse.Namespace) -> int:
     keys = args.keys or (args.url or default_url()).rstrip("/") + "/v1/keys"
     with _fetch_errors():
         report = commands.verify(args.receipt, keys_source=keys, input_path=args.input, output_path=args.output,
-                                 head_path=args.head)
+                                 head_path=args.head, egress_path=args.egress)
     if args.json:
         print_json(report.to_dict())
     else:

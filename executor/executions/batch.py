@@ -41,7 +41,7 @@ from executor.errors import (
 from executor.executions import admission
 from executor.executions.batch_items import RACED, Item, ItemAnswer, accept
 from executor.executions.service import Executions, Watch
-from executor.limits import resolve_limits
+from executor.limits import check_runtime_floor, resolve_limits
 from executor.observability.logs import current_request
 from executor.records.agents import AgentVersion
 from executor.records.executions import ErrorType, ExecutionError, ExecutionRecord, Outcome, Status, encode_input
@@ -225,6 +225,7 @@ class BatchSubmission:
                 continue
             try:
                 item.limits = resolve_limits(item.request.limits, item.agent.limits, self.settings.max_limits)
+                check_runtime_floor(item.limits, item.agent.runtime or self.settings.oci_runtime)
                 if item.request.webhook_url:
                     item.webhook_url = check_url(item.request.webhook_url, self.settings)
             except Problem as problem:

@@ -18,6 +18,7 @@ from executor import faults
 from executor.observability.metrics import Metrics
 from executor.pricing import MeteredUsage, cost_of
 from executor.receipts import dsse
+from executor.receipts.egress import egress_digest
 from executor.receipts.issuer import ReceiptIssuer
 from executor.records.agents import AgentVersion
 from executor.records.executions import ErrorType, ExecutionRecord, Outcome, Status
@@ -51,10 +52,12 @@ class Finisher:
             outcome.error is not None and outcome.error.type is ErrorType.PLATFORM_ERROR)
         usage = outcome.usage
         cost = cost_of(agent.pricing, MeteredUsage(usage.wall_ms, usage.cpu_ms, usage.peak_memory_bytes,
-                                                   record.limits.memory_mb), charged=charged)
+                                                   record.limits.memory_mb, len(outcome.egress or ())),
+                       charged=charged)
         async with self.db.acquire() as conn, conn.transaction():
+            digest = egress_digest(outcome.egress) if outcome.egress is not None else None
             finished = await execution_sql.finish(conn, record.id, outcome, cost, from_status=from_status,
-                                                  worker=worker)
+                                                  worker=worker, egress_digest=digest)
             if finished is None:
                 return None
             final, stdin = finished

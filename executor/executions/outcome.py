@@ -25,6 +25,10 @@ _BY_TERMINATION = {
     Termination.FUEL_EXHAUSTED: (Status.FAILED, ErrorType.FUEL_EXHAUSTED),
 }
 
+# The cap of its egress a task passed (the gateway's name for it) → its error type.
+_EGRESS_LIMITS = {error.value: error for error in (
+    ErrorType.EGRESS_REQUESTS_EXCEEDED, ErrorType.EGRESS_BYTES_EXCEEDED, ErrorType.EGRESS_TIME_EXCEEDED)}
+
 
 def usage_of(result: TaskResult, *, fuel_budget: int | None = None) -> Usage:
     """The metered figures of a task. wasmtime reports no fuel count, so the fuel consumed is
@@ -60,8 +64,12 @@ def outcome_of(result: TaskResult, output_schema: Any, *, fuel_budget: int | Non
             usage=usage,
             pooled=result.pooled,
             oci_runtime=result.oci_runtime,
+            egress=[dict(entry) for entry in result.egress] if result.egress is not None else None,
         )
 
+    if result.termination is Termination.EGRESS_LIMIT:
+        error_type = _EGRESS_LIMITS.get(result.egress_limit or "", ErrorType.EGRESS_REQUESTS_EXCEEDED)
+        return ended(Status.FAILED, error=ExecutionError(error_type, result.detail or error_type.value))
     if result.termination in _BY_TERMINATION:
         status, error_type = _BY_TERMINATION[result.termination]
         detail = result.detail or error_type.value

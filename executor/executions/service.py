@@ -38,7 +38,7 @@ from executor.executions import admission
 from executor.executions.finish import Finisher
 from executor.executions.shedding import Shedder
 from executor.instants import parse_instant
-from executor.limits import resolve_limits
+from executor.limits import check_runtime_floor, resolve_limits
 from executor.observability import timing
 from executor.observability.logs import current_request
 from executor.observability.metrics import Metrics
@@ -173,6 +173,7 @@ class Executions:
         if found:
             raise InputInvalid(f"{len(found)} violation(s) of the agent's input schema", errors=found)
         limits = resolve_limits(request.limits, agent.limits, self.settings.max_limits)
+        check_runtime_floor(limits, agent.runtime or self.settings.oci_runtime)
         webhook_url = check_url(request.webhook_url, self.settings) if request.webhook_url else None
         timing.mark("admitted")
 
@@ -296,6 +297,15 @@ class Executions:
         if log_bytes is None and raw_output is None:
             await self._refuse_if_swept_since(record)
         return log_bytes or b"", raw_output or b""
+
+    async def egress(self, principal: Principal, execution_id: str) -> dict[str, Any]:
+        """What the execution's task sent through the egress gateway (docs/egress.md), with the
+        digest its receipt binds; `data` is null for an agent without egress, and until the
+        execution is final (the gateway keeps the list until the task ends)."""
+        record = await self.get(principal, execution_id)
+        entries = await execution_sql.egress_of(self.db, record.id) if record.status.is_final else None
+        return {"execution_id": str(record.id), "final": record.status.is_final, "data": entries,
+                "digest": record.egress}
 
     async def stdin(self, principal: Principal, execution_id: str) -> bytes:
         """The exact input bytes the task read: what a receipt's input_sha256 is of."""

@@ -20,10 +20,23 @@ faster than its head ages, and accepted work would wait about k times the bound.
 
 The stream is read at most once per REFRESH_S per process (XINFO GROUPS and XLEN in one round
 trip, then one XRANGE for the head when a job waits), not per submission: a decision is at most
-that stale. With priority classes (queue/classes.py: a stream each) the counts are summed over
-the streams and the head is the oldest of theirs, and each class has its own share of the bound
-(CLASS_BOUND): under overload the low class is shed first, the high class last. 0 turns the
-rule off; EXECUTOR_MAX_QUEUE_DEPTH stays the hard cap on the stream.
+that stale.
+
+With priority classes (queue/classes.py: a stream each) the workers serve the classes in a turn
+of six places (high 3, normal 2, low 1), and a class with nothing waiting gives its places away.
+So a class's drain is its share of the whole: its places over those of the classes that have
+jobs waiting (itself counted), and a job of class c can expect
+
+    expected wait(c) = max((waiting(c) + 1/2) / (drain rate × share(c)), head wait(c))
+
+(the +1/2: the class's takes come spread over the turn, and the new job goes at the next one
+after those ahead of it, on average half an interval in; a lone low job behind busy classes
+waits for low's one place in six, not 0)
+
+(one estimate for all classes would be wrong for each: under overload the high class waits far
+less than the total predicts, and the normal class far more, past its bound). Each class also
+has its own share of the bound (CLASS_BOUND): under overload the low class is shed first, the
+high class last. 0 turns the rule off; EXECUTOR_MAX_QUEUE_DEPTH stays the hard cap on the stream.
 """
 
 from __future__ import annotations
@@ -36,8 +49,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from executor.queue.classes import JobQueues
+from executor.queue.classes import TURN, JobQueues
 from executor.queue.stream import JobQueue
+from executor.records.principals import DEFAULT_PRIORITY
 
 REFRESH_S = 0.2  # how stale a process's view of the queue may be
 RATE_WINDOW_S = 5.0  # the drain rate is measured over about this long
@@ -46,12 +60,21 @@ MAX_RETRY_AFTER_S = 30.0
 # Each priority class's bound, as a share of EXECUTOR_MAX_QUEUE_WAIT_S: as the expected wait
 # grows, low is refused first (at half the bound), then normal, and high last (at twice it).
 CLASS_BOUND = {"high": 2.0, "normal": 1.0, "low": 0.5}
+PLACES = {name: TURN.count(name) for name in CLASS_BOUND}  # each class's places in the workers' turn
 
 
 def expected_wait_s(waiting: int, drain_per_s: float | None, head_wait_s: float | None) -> float:
     """How long a job accepted now can expect to wait for a worker (see the module's doc)."""
     by_rate = waiting / drain_per_s if waiting and drain_per_s else 0.0
     return max(by_rate, head_wait_s or 0.0, 0.0)
+
+
+def class_share(priority: str, waiting: dict[str, int]) -> float:
+    """The share of the drain a job of `priority` gets: its class's places in the turn over those
+    of every class with jobs waiting, its own counted (queue/classes.py: an empty class gives its
+    places away)."""
+    busy = {name for name, count in waiting.items() if count} | {priority}
+    return PLACES[priority] / sum(PLACES[name] for name in busy)
 
 
 def retry_after_s(expected_s: float, max_wait_s: float) -> float | None:
@@ -88,41 +111,59 @@ class DrainRate:
 
 
 @dataclass(frozen=True)
+class QueueView:
+    """What one read of the queue found, per priority class (a single stream: all normal)."""
+
+    waiting: dict[str, int]  # jobs not given out yet
+    entries_read: int  # the groups' counter of jobs given out, summed
+    heads: dict[str, float]  # the oldest waiting job's enqueue time (Unix seconds), where one waits
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The queue as one read saw it."""
 
-    waiting: int  # jobs not given out yet
-    drain_per_s: float | None
-    head_enqueued_s: float | None  # Unix seconds; None: nothing waits
+    waiting: dict[str, int]  # jobs not given out yet, per class
+    drain_per_s: float | None  # of all classes together
+    heads: dict[str, float]  # per class, Unix seconds; absent: nothing of it waits
     read_at: float  # time.monotonic()
 
-    def expected_wait_s(self, now_s: float) -> float:
-        head_wait = now_s - self.head_enqueued_s if self.head_enqueued_s is not None else None
-        return expected_wait_s(self.waiting, self.drain_per_s, head_wait)
+    def expected_wait_s(self, now_s: float, priority: str = DEFAULT_PRIORITY) -> float:
+        """For a job of `priority` accepted now: behind its own class, at its class's share. While
+        jobs wait (every slot busy), a class's takes come at its share of the drain, spread over
+        the turn: the new job, with w of its class ahead, goes at the (w + 1)-th of them, on
+        average w + 1/2 of their intervals from now. (With nothing waiting a slot is free: 0.)"""
+        head = self.heads.get(priority)
+        head_wait = now_s - head if head is not None else 0.0
+        if not self.drain_per_s or not any(self.waiting.values()):
+            return max(head_wait, 0.0)
+        drain = self.drain_per_s * class_share(priority, self.waiting)
+        return max((self.waiting.get(priority, 0) + 0.5) / drain, head_wait, 0.0)
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _streams(queue: JobQueues | JobQueue) -> list[JobQueue]:
-    """The streams behind a queue: each priority class's (queue/classes.py), or the one."""
-    return list(queue.queues.values()) if isinstance(queue, JobQueues) else [queue]
+def _streams(queue: JobQueues | JobQueue) -> dict[str, JobQueue]:
+    """The streams behind a queue by class: each priority class's (queue/classes.py), or the one."""
+    return dict(queue.queues) if isinstance(queue, JobQueues) else {DEFAULT_PRIORITY: queue}
 
 
-async def read_queue(queue: JobQueues | JobQueue) -> tuple[int, int | None, float | None]:
-    """Jobs waiting, the groups' entries-read counter, and the oldest waiting job's enqueue time
-    (Unix seconds; None when none waits), summed over the queue's streams (one per priority
-    class, when there are classes). A stream or group not made yet has nothing waiting."""
-    streams = _streams(queue)
+async def read_queue(queue: JobQueues | JobQueue) -> QueueView:
+    """Per class, the jobs waiting and the oldest waiting one's enqueue time; and the groups'
+    entries-read counters summed. A stream or group not made yet has nothing waiting."""
+    classes = _streams(queue)
+    streams = list(classes.values())
     client = queue.client
     async with client.pipeline(transaction=False) as pipe:
         for each in streams:
             pipe.xinfo_groups(each.stream)
             pipe.xlen(each.stream)
         replies = await pipe.execute(raise_on_error=False)
-    waiting, entries_read, after = 0, 0, []
-    for index, each in enumerate(streams):
+    waiting: dict[str, int] = {}
+    entries_read, after = 0, []
+    for index, (name, each) in enumerate(classes.items()):
         groups, length = replies[2 * index], replies[2 * index + 1]
         if isinstance(groups, ResponseError) and "no such key" in str(groups).lower():
             continue  # no stream yet
@@ -134,18 +175,19 @@ async def read_queue(queue: JobQueues | JobQueue) -> tuple[int, int | None, floa
             continue
         lag = group.get("lag")
         count = int(lag) if lag is not None else max(0, int(length) - int(group.get("pending") or 0))
-        waiting += count
+        waiting[name] = count
         entries_read += int(group.get("entries-read") or 0)  # None: nothing read from it yet
         if count:
-            after.append((each.stream, _text(group.get("last-delivered-id"))))
+            after.append((name, each.stream, _text(group.get("last-delivered-id"))))
     if not after:
-        return waiting, entries_read, None
+        return QueueView(waiting, entries_read, {})
     async with client.pipeline(transaction=False) as pipe:
-        for stream, last in after:
+        for _, stream, last in after:
             pipe.xrange(stream, f"({last}", "+", count=1)
         firsts = await pipe.execute()
-    heads = [int(_text(first[0][0]).split("-", 1)[0]) / 1000 for first in firsts if first]
-    return waiting, entries_read, min(heads) if heads else None
+    heads = {name: int(_text(first[0][0]).split("-", 1)[0]) / 1000
+             for (name, _, _), first in zip(after, firsts, strict=True) if first}
+    return QueueView(waiting, entries_read, heads)
 
 
 class Shedder:
@@ -175,9 +217,9 @@ class Shedder:
             snapshot = self._fresh()
             if snapshot is None:
                 read_at = time.monotonic()
-                waiting, entries_read, head = await read_queue(self.queue)
-                drain = self.rate.add(read_at, entries_read, waiting)
-                snapshot = self._snapshot = Snapshot(waiting, drain, head, read_at)
+                view = await read_queue(self.queue)
+                drain = self.rate.add(read_at, view.entries_read, sum(view.waiting.values()))
+                snapshot = self._snapshot = Snapshot(view.waiting, drain, view.heads, read_at)
             return snapshot
 
     async def retry_after_s(self, priority: str = "normal") -> float | None:
@@ -185,7 +227,8 @@ class Shedder:
         RedisError when the stream cannot be read."""
         if self.max_wait_s <= 0:
             return None
-        return retry_after_s((await self.snapshot()).expected_wait_s(time.time()), self.bound_s(priority))
+        expected = (await self.snapshot()).expected_wait_s(time.time(), priority)
+        return retry_after_s(expected, self.bound_s(priority))
 
     def bound_s(self, priority: str) -> float:
         """The longest a job of this class may expect to wait before it is refused."""

@@ -9,11 +9,13 @@ with `fuel_budget`, and never asks which kind an agent is.
 
 from __future__ import annotations
 
+from executor.egress.policy import EgressPolicy, task_environment
+from executor.egress.sockets import EgressGrant
 from executor.records.agents import AgentVersion
 from executor.records.executions import ExecutionRecord, encode_input
 from executor.settings import Limits, Settings
 from runtimes import wasm
-from runtimes.base import TaskLimits, TaskResult, TaskSpec
+from runtimes.base import EGRESS_SOCKET, TaskLimits, TaskResult, TaskSpec
 from runtimes.pool import MAX_IDLE_AGE_S
 
 
@@ -45,6 +47,12 @@ def build_task(agent: AgentVersion, record: ExecutionRecord, stdin: bytes | None
     """The task that runs `record` with `agent`: `stdin` is its input as stored (None: encoded
     from the record's input)."""
     assert agent.image_digest is not None  # submission refuses a version without its image
+    grant: EgressGrant | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    if agent.egress is not None:  # its own socket to the egress gateway, and where to find it
+        policy = EgressPolicy.from_dict(agent.egress)
+        grant = EgressGrant(agent.agent_id, policy)
+        environment = tuple(sorted(task_environment(policy, EGRESS_SOCKET).items()))
     return TaskSpec(
         execution_id=str(record.id),
         image=agent.image_digest,
@@ -58,6 +66,8 @@ def build_task(agent: AgentVersion, record: ExecutionRecord, stdin: bytes | None
         pool_min=(agent.pool or {}).get("min", settings.pool_default_min),
         pool_max=(agent.pool or {}).get("max", settings.pool_default_max),
         pool_owner=f"{agent.agent_id}:{agent.version}",
+        egress=grant,
+        environment=environment,
     )
 
 

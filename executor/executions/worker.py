@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -39,6 +40,7 @@ from executor.errors import ExecutorError
 from executor.executions.finish import Finisher
 from executor.executions.leases import Leases
 from executor.executions.outcome import outcome_of
+from executor.executions.progress import StderrRelay
 from executor.executions.tasks import build_task, fuel_budget, interpret
 from executor.observability import timing
 from executor.observability.logs import bind_execution, bind_request
@@ -331,7 +333,13 @@ class Worker:
         agent = None
         try:
             agent = await self._version(record.agent_id, record.agent_version)
-            result = await self.runtime.run(build_task(agent, record, stdin, self.settings), running.cancel)
+            spec = build_task(agent, record, stdin, self.settings)
+            # Its stderr, live, to whoever follows the execution (executions/progress.py).
+            relay = StderrRelay(functools.partial(self.events.publish_stderr, record.id), max_bytes=spec.max_log_bytes)
+            try:
+                result = await self.runtime.run(spec, running.cancel, on_stderr=relay.feed)
+            finally:
+                await relay.close()
             timing.add(result.marks)
             if result.launch_failure == "unreachable" or (
                     result.launch_failure == "engine_error" and record.attempts < self.settings.max_attempts):

@@ -91,7 +91,7 @@ def retire(settings: Settings, database_url: str, kid: str) -> dict[str, Any]:
 
 
 def verify(receipt_path: str, *, keys_source: str, input_path: str | None, output_path: str | None,
-           head_path: str | None) -> Report:
+           head_path: str | None, egress_path: str | None = None) -> Report:
     bundle = _load_json(receipt_path)
     keys = load_keys(keys_source)
     report = verify_bundle(
@@ -99,8 +99,23 @@ def verify(receipt_path: str, *, keys_source: str, input_path: str | None, outpu
         input_bytes=Path(input_path).read_bytes() if input_path else None,
         output_bytes=Path(output_path).read_bytes() if output_path else None,
         trusted_head=_load_json(head_path) if head_path else None,
+        egress=load_egress(egress_path) if egress_path else None,
     )
     return report
+
+
+def load_egress(path: str) -> list[dict[str, Any]]:
+    """An execution's egress list from a JSON file: the list itself, or GET /v1/executions/{id}/egress's
+    answer with the list under `data`."""
+    data = _load_json(path)
+    if isinstance(data, dict) and "data" in data:
+        data = data["data"]
+    if data is None:
+        raise ExecutorError(f"{path}: no egress list (`data` is null: the agent declared no egress, or the "
+                            "execution is not final yet)")
+    if not (isinstance(data, list) and all(isinstance(entry, dict) for entry in data)):
+        raise ExecutorError(f"{path}: not an egress list (a JSON array of objects, or {{\"data\": [...]}})")
+    return data
 
 
 def audit(base_url: str, *, keys_source: str, state_path: Path, rounds: int,
@@ -148,6 +163,10 @@ def describe(report: Report, *, what: str = "receipt") -> str:
     if statement:
         lines.append(f"receipt of execution {statement['execution_id']}: {statement['status']}, "
                      f"log index {statement['log_index']}, key {statement['key_id']}")
+        if "egress" in statement:
+            egress = statement["egress"]
+            lines.append(f"  egress: {egress['requests']} requests, {egress['bytes_out']} bytes out, "
+                         f"{egress['bytes_in']} bytes in (list sha256 {egress['sha256']})")
     for check in report.signatures:
         state = {True: "holds", False: "DOES NOT HOLD", None: "cannot be checked (no key)"}[check.holds]
         lines.append(f"  signature {check.keyid} ({check.signer}, {'trusted' if check.trusted else 'untrusted'}):"

@@ -29,7 +29,7 @@ from executor.storage import executions as execution_sql
 from executor.storage import receipts as receipt_sql
 
 _ATTESTATION_FIELDS = {"keyid", "sig", "public_key"}
-_VERIFY_FIELDS = {"receipt", "input_base64", "output_base64", "head"}
+_VERIFY_FIELDS = {"receipt", "input_base64", "output_base64", "head", "egress"}
 
 
 class Receipts:
@@ -108,12 +108,16 @@ class Receipts:
     async def verify(self, body: Any) -> Report:
         """POST /v1/receipts/verify: the offline checks, against this service's published keys."""
         if not isinstance(body, dict) or "receipt" not in body or set(body) - _VERIFY_FIELDS:
-            raise RequestInvalid("send {receipt, input_base64?, output_base64?, head?}",
+            raise RequestInvalid("send {receipt, input_base64?, output_base64?, head?, egress?}",
                                  errors=[{"pointer": "", "detail": f"fields: {', '.join(sorted(_VERIFY_FIELDS))}"}])
+        egress = body.get("egress")
+        if egress is not None and not (isinstance(egress, list) and all(isinstance(e, dict) for e in egress)):
+            raise RequestInvalid("egress is the execution's egress list (GET /v1/executions/{id}/egress): "
+                                 "an array of objects", errors=[{"pointer": "/egress", "detail": "array of objects"}])
         keys, retired = await self.trusted_keys()
         return verify_bundle(body["receipt"], keys, input_bytes=_base64(body, "input_base64"),
                              output_bytes=_base64(body, "output_base64"), trusted_head=body.get("head"),
-                             retired=retired)
+                             retired=retired, egress=egress)
 
     async def head(self) -> log.SignedHead:
         """The log's current head, signed now."""

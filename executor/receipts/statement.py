@@ -3,6 +3,10 @@
 Every value is a string, an integer within ±(2^53−1), a boolean or null, so that its
 RFC 8785 form is the same in any language: money is integer minor units, times are
 RFC 3339 strings in UTC with microseconds, digests are lower-case hex SHA-256.
+
+Every field of FIELDS is always present. The OPTIONAL_FIELDS appear only when they apply:
+`egress` (executor/receipts/egress.py) when the execution's agent declared egress, so that
+the receipts of every other execution are exactly what they were before it existed.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from executor.receipts.egress import EGRESS_FIELDS
 from executor.records.agents import AgentVersion
 from executor.records.executions import ExecutionRecord
 
@@ -44,6 +49,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "usage": ("object",),
     "cost": ("object", "null"),
 }
+# Present only when they apply (their absence says: not applicable).
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "egress": ("object",),
+}
 USAGE_FIELDS = ("wall_ms", "cpu_ms", "peak_memory_bytes", "fuel_consumed")
 
 
@@ -63,9 +72,10 @@ def sha256_hex(data: bytes) -> str:
 def receipt_statement(record: ExecutionRecord, agent: AgentVersion, *, stdin: bytes, stdout: bytes | None,
                       log_id: str, log_index: int, key_id: str, issued_at: datetime) -> dict[str, Any]:
     """The statement of a final execution. `stdin` and `stdout` are the exact bytes the task
-    read and wrote (stdout up to its cap; None when the task never ran)."""
+    read and wrote (stdout up to its cap; None when the task never ran). `egress` is there when
+    the record has its agent's egress digest."""
     usage = record.usage
-    return {
+    statement: dict[str, Any] = {
         "receipt_version": RECEIPT_VERSION,
         "log_id": log_id,
         "log_index": log_index,
@@ -93,6 +103,9 @@ def receipt_statement(record: ExecutionRecord, agent: AgentVersion, *, stdin: by
                   "fuel_consumed": usage.fuel_consumed},
         "cost": record.cost.to_dict() if record.cost else None,
     }
+    if record.egress is not None:
+        statement["egress"] = {name: record.egress[name] for name in EGRESS_FIELDS}
+    return statement
 
 
 def statement_problems(statement: Any) -> list[str]:
@@ -100,8 +113,8 @@ def statement_problems(statement: Any) -> list[str]:
     if not isinstance(statement, dict):
         return ["the payload is not a JSON object"]
     problems = [f"missing field {name}" for name in FIELDS if name not in statement]
-    problems += [f"unknown field {name}" for name in statement if name not in FIELDS]
-    for name, kinds in FIELDS.items():
+    problems += [f"unknown field {name}" for name in statement if name not in FIELDS and name not in OPTIONAL_FIELDS]
+    for name, kinds in (FIELDS | OPTIONAL_FIELDS).items():
         if name in statement and not any(_is(kind, statement[name]) for kind in kinds):
             problems.append(f"{name} must be {' or '.join(kinds)}")
     if statement.get("receipt_version") not in (None, RECEIPT_VERSION):
@@ -111,6 +124,22 @@ def statement_problems(statement: Any) -> list[str]:
         for name in USAGE_FIELDS:
             if not (usage.get(name) is None or _is("int", usage.get(name))):
                 problems.append(f"usage.{name} must be int or null")
+    egress = statement.get("egress")
+    if isinstance(egress, dict):
+        problems += _egress_problems(egress)
+    return problems
+
+
+def _egress_problems(egress: dict[str, Any]) -> list[str]:
+    if set(egress) != set(EGRESS_FIELDS):
+        return [f"egress must have exactly {', '.join(EGRESS_FIELDS)}"]
+    problems = []
+    if not (isinstance(egress["sha256"], str) and len(egress["sha256"]) == 64
+            and all(c in "0123456789abcdef" for c in egress["sha256"])):
+        problems.append("egress.sha256 must be a lower-case hex SHA-256")
+    for name in EGRESS_FIELDS[1:]:
+        if not (_is("int", egress[name]) and egress[name] >= 0):
+            problems.append(f"egress.{name} must be a non-negative int")
     return problems
 
 

@@ -5,6 +5,10 @@ every signature on it, the witnesses' public keys, an inclusion proof, and the s
 tree head that proof is against. Each check that fails adds a `Failure` whose
 `reason` is a stable code (docs/receipts.md lists them) and whose `detail` says
 exactly what did not hold; the CLI, the API and the log auditor all use this module.
+
+What the caller brings is optional evidence: the input and output bytes, the task's recorded
+egress list (GET /v1/executions/{id}/egress), a tree head kept from earlier. Each one given is
+checked; one not given is simply not checked.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import nacl.signing
 
 from executor.receipts import dsse, merkle
 from executor.receipts.canonical import CanonicalizationError, canonical_json
+from executor.receipts.egress import egress_problems
 from executor.receipts.jwk import JwkError, from_jwk
 from executor.receipts.statement import parse_rfc3339, sha256_hex, statement_problems
 
@@ -62,8 +67,9 @@ class Report:
 
 def verify_bundle(bundle: Any, keys: Mapping[str, nacl.signing.VerifyKey], *, input_bytes: bytes | None = None,
                   output_bytes: bytes | None = None, trusted_head: Any = None,
-                  retired: Mapping[str, datetime] | None = None) -> Report:
-    """Every check of a receipt bundle against the trusted `keys` (kid → key)."""
+                  retired: Mapping[str, datetime] | None = None, egress: Any = None) -> Report:
+    """Every check of a receipt bundle against the trusted `keys` (kid → key). `egress`, when
+    given, is the execution's recorded egress list, checked against the receipt's digest of it."""
     report = Report()
     if not isinstance(bundle, dict) or not all(k in bundle for k in ("envelope", "inclusion_proof", "tree_head")):
         report.fail("bundle_malformed", "a receipt bundle is an object with envelope, inclusion_proof and tree_head")
@@ -74,6 +80,8 @@ def verify_bundle(bundle: Any, keys: Mapping[str, nacl.signing.VerifyKey], *, in
     report.statement = statement
     _check_signatures(envelope, statement, bundle.get("witnesses") or [], keys, retired or {}, report)
     _check_content(statement, input_bytes, output_bytes, report)
+    if egress is not None:
+        _check_egress(statement, egress, report)
     head = check_head(bundle["tree_head"], keys, report, retired=retired)
     if head is not None:
         report.head = head
@@ -212,6 +220,17 @@ def _check_content(statement: dict[str, Any], input_bytes: bytes | None, output_
         elif sha256_hex(given) != expected:
             report.fail(f"{name}_hash_mismatch", f"the {name} given ({len(given)} bytes, sha256 {sha256_hex(given)})"
                         f" is not the one the receipt records ({statement[f'{name}_bytes']} bytes, sha256 {expected})")
+
+
+def _check_egress(statement: dict[str, Any], egress: Any, report: Report) -> None:
+    if "egress" not in statement:
+        given = f"a list of {len(egress)} requests" if isinstance(egress, list) else "an egress list"
+        report.fail("egress_mismatch", f"the receipt records no egress (its agent declared none), but {given} "
+                    "was given")
+        return
+    problems = egress_problems(statement["egress"], egress)
+    if problems:
+        report.fail("egress_mismatch", "; ".join(problems))
 
 
 def _check_inclusion(proof: Any, payload: bytes, statement: dict[str, Any], head: dict[str, Any],

@@ -35,6 +35,9 @@ class AgentVersion:
     status: str = "published"  # published → deprecated → withdrawn (VERSION_STATUSES)
     status_changed_at: datetime | None = None
     runtime: str | None = None  # the OCI runtime it asked for; None: the operator's default
+    # Its upstreams through the egress gateway, as stored: {"upstreams": [...], "limits": {...}}
+    # (executor/egress/policy.py); None: no egress at all, no socket (docs/egress.md).
+    egress: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,8 @@ class AgentVersion:
             "description": self.description,
             "pricing": self.pricing.to_dict() if self.pricing else None,
             "runtime": self.runtime,
+            "egress": self.egress["upstreams"] if self.egress else None,
+            "egress_limits": self.egress["limits"] if self.egress else None,
             "status": self.status,
             "status_changed_at": _iso(self.status_changed_at),
             "created_at": _iso(self.created_at),

@@ -41,6 +41,10 @@ class ErrorType(str, enum.Enum):
     NONZERO_EXIT = "nonzero_exit"
     WASM_TRAP = "wasm_trap"
     FUEL_EXHAUSTED = "fuel_exhausted"
+    # Past a cap of its egress (docs/egress.md): the agent's doing, charged like a timeout.
+    EGRESS_REQUESTS_EXCEEDED = "egress_requests_exceeded"
+    EGRESS_BYTES_EXCEEDED = "egress_bytes_exceeded"
+    EGRESS_TIME_EXCEEDED = "egress_time_exceeded"
     CANCELLED = "cancelled"
     PLATFORM_ERROR = "platform_error"
 
@@ -104,6 +108,9 @@ class ExecutionRecord:
     priority: str = "normal"  # its class in the job queue (queue/classes.py)
     # When its bodies (input, output, stdin, stdout, log) were deleted past EXECUTOR_RETENTION_S.
     bodies_deleted_at: datetime | None = None
+    # Its agent's egress (docs/egress.md): the digest of what it sent, as its receipt binds it
+    # ({"sha256", "requests", "bytes_out", "bytes_in"}); None: no egress declared.
+    egress: dict[str, Any] | None = None
 
     def visible_to(self, principal: Principal) -> bool:
         """An operator sees every execution, a service its own and its users', anyone else their own."""
@@ -136,6 +143,7 @@ class ExecutionRecord:
             "attempts": self.attempts,
             "priority": self.priority,
             "bodies_deleted_at": _iso(self.bodies_deleted_at),
+            "egress": self.egress,
         }
 
 
@@ -154,6 +162,9 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     pooled: bool | None = None
     oci_runtime: str | None = None
+    # What the task sent through the egress gateway, in order (each entry a JSON object); None:
+    # its agent declared no egress.
+    egress: list[dict[str, Any]] | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -14,7 +14,7 @@ from executor.settings import Limits
 _SELECT = (
     "SELECT a.id AS agent_id, a.name, a.kind, a.owner, v.version, v.image, v.image_digest, v.command,"
     " v.input_schema, v.output_schema, v.limits, v.pool, v.description, v.created_at, v.module_sha256, v.fuel,"
-    " v.pricing, v.status, v.status_changed_at, v.runtime"
+    " v.pricing, v.status, v.status_changed_at, v.runtime, v.egress"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
 
@@ -35,11 +35,11 @@ async def insert_agent(db: asyncpg.Pool, *, name: str, kind: str, owner: str, ve
         )
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, pool, description, fuel, pricing, runtime)"
-            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            " output_schema, limits, pool, description, fuel, pricing, runtime, egress)"
+            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             agent_id, version["image"], version["image_digest"], version["command"], version["input_schema"],
             version["output_schema"], version["limits"], version["pool"], version["description"],
-            version.get("fuel"), version.get("pricing"), version.get("runtime"),
+            version.get("fuel"), version.get("pricing"), version.get("runtime"), version.get("egress"),
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = 1", agent_id)
     return _record(row)
@@ -53,11 +53,11 @@ async def insert_version(db: asyncpg.Pool, agent_id: uuid.UUID, version: dict[st
         number = await conn.fetchval("SELECT max(version) + 1 FROM agent_versions WHERE agent_id = $1", agent_id)
         await conn.execute(
             "INSERT INTO agent_versions (agent_id, version, image, image_digest, command, input_schema,"
-            " output_schema, limits, pool, description, fuel, pricing, runtime)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            " output_schema, limits, pool, description, fuel, pricing, runtime, egress)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             agent_id, number, version["image"], version["image_digest"], version["command"], version["input_schema"],
             version["output_schema"], version["limits"], version["pool"], version["description"],
-            version.get("fuel"), version.get("pricing"), version.get("runtime"),
+            version.get("fuel"), version.get("pricing"), version.get("runtime"), version.get("egress"),
         )
         row = await conn.fetchrow(_SELECT + " WHERE a.id = $1 AND v.version = $2", agent_id, number)
     return _record(row)

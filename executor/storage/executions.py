@@ -32,7 +32,7 @@ _COLUMNS = (
     " error_violations, exit_code, created_at, started_at, finished_at, wall_ms, cpu_ms,"
     " peak_memory_bytes, worker, cancel_requested, pooled, input_bytes, output_bytes, fuel_consumed,"
     " oci_runtime, cost, service, submitted_by, entitlement_id, webhook_url, attempts, bodies_deleted_at,"
-    " priority"
+    " priority, egress_digest"
 )
 
 
@@ -68,6 +68,7 @@ def _record(row: asyncpg.Record) -> ExecutionRecord:
         attempts=row["attempts"],
         bodies_deleted_at=row["bodies_deleted_at"],
         priority=row["priority"],
+        egress=row["egress_digest"],
     )
 
 
@@ -211,7 +212,7 @@ async def put_back(db: asyncpg.Pool, execution_id: uuid.UUID, worker: str, *, co
 
 async def finish(
     conn: Connection, execution_id: uuid.UUID, outcome: Outcome, cost: Cost | None, *, from_status: Status,
-    worker: str | None = None,
+    worker: str | None = None, egress_digest: dict[str, Any] | None = None,
 ) -> tuple[ExecutionRecord, bytes | None] | None:
     """`from_status` → a final state, with the stdin bytes its receipt hashes; None when the
     execution was no longer in `from_status` (or, when `worker` is given, no longer that
@@ -222,13 +223,14 @@ async def finish(
         " error_detail = $7, error_violations = $8, exit_code = $9,"
         " started_at = COALESCE($10, started_at), finished_at = COALESCE($11, now()),"
         " wall_ms = $12, cpu_ms = $13, peak_memory_bytes = $14, pooled = $16, output_bytes = $17,"
-        " fuel_consumed = $18, oci_runtime = $19, cost = $20"
+        " fuel_consumed = $18, oci_runtime = $19, cost = $20, egress = $22, egress_digest = $23"
         f" WHERE id = $1 AND status = $15 AND ($21::text IS NULL OR worker = $21) RETURNING {_COLUMNS}, stdin",
         execution_id, outcome.status.value, outcome.output, outcome.raw_output, outcome.log,
         error.type.value if error else None, storable_text(error.detail) if error else None,
         _storable(error.violations) if error else None, outcome.exit_code, outcome.started_at, outcome.finished_at,
         usage.wall_ms, usage.cpu_ms, usage.peak_memory_bytes, from_status.value, outcome.pooled,
         usage.output_bytes, usage.fuel_consumed, outcome.oci_runtime, cost.to_dict() if cost else None, worker,
+        outcome.egress, egress_digest,
     )
     return (_record(row), row["stdin"]) if row else None
 
@@ -279,3 +281,10 @@ async def pending_ids(db: asyncpg.Pool) -> list[Pending]:
     rows = await db.fetch("SELECT id, request_id, priority FROM executions"
                           " WHERE status = 'PENDING' AND NOT cancel_requested ORDER BY created_at")
     return [Pending(row["id"], row["request_id"], row["priority"]) for row in rows]
+
+
+async def egress_of(db: asyncpg.Pool, execution_id: uuid.UUID) -> list[dict[str, Any]] | None:
+    """What an execution sent through the egress gateway, in order; None: no egress (or not final yet)."""
+    entries: list[dict[str, Any]] | None = await db.fetchval(
+        "SELECT egress FROM executions WHERE id = $1", execution_id)
+    return entries

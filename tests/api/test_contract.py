@@ -39,7 +39,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_the_routes_the_app_serves_are_the_operations_of_the_document() -> None:
     services = dict.fromkeys(("tokens", "agents", "entitlements", "executions", "images", "receipts",
-                              "webhook_endpoints", "replays", "instance_id", "pool", "queue"))
+                              "webhook_endpoints", "replays", "secrets", "instance_id", "pool", "queue"))
     app = make_app(SimpleNamespace(settings=load_settings({}), **services))  # type: ignore[arg-type]
     served = set()
     for route in app.router.routes():

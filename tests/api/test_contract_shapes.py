@@ -128,10 +128,18 @@ async def test_agents_entitlements_executions_and_events(api: Api, images: dict[
     batch = await call(user, "POST", "/v1/executions/batch", "/v1/executions/batch?wait=30", json={"items": [
         {"agent_id": agent_id, "input": {"text": "a b"}}, {"agent_id": agent_id, "input": {"words": 2}}]})
     assert [item["status"] for item in batch["items"]] == [201, 422], batch
-    for tail in ("logs", "input", "stdout"):
+    for tail in ("logs", "input", "stdout", "egress"):
         await call(user, "GET", f"/v1/executions/{{id}}/{tail}", f"/v1/executions/{completed['id']}/{tail}")
     assert_valid("Execution", await final_event(user, completed["id"]))
     await call(service, "GET", "/v1/agents/{id}/stats", f"/v1/agents/{agent_id}/stats")
+    # Secrets (write-only) and their reseal; an agent with egress is tests/api/test_egress.py's.
+    secret = f"/v1/agents/{agent_id}/secrets"
+    await call(api, "PUT", "/v1/agents/{id}/secrets/{name}", f"{secret}/key", json={"value": "v1"})
+    await call(api, "PUT", "/v1/agents/{id}/secrets/{name}", f"{secret}/key", json={"value": "v2"})
+    assert [s["version"] for s in (await call(api, "GET", "/v1/agents/{id}/secrets", secret))["items"]] == [2]
+    await call(api, "POST", "/v1/secrets/reseal")
+    await call(api, "DELETE", "/v1/agents/{id}/secrets/{name}", f"{secret}/key")
+    await call(api, "DELETE", "/v1/agents/{id}/secrets/{name}", f"{secret}/key")  # 404 now
     listed = await call(service, "GET", "/v1/entitlements", f"/v1/entitlements?agent_id={agent_id}")
     await call(service, "DELETE", "/v1/entitlements/{id}", f"/v1/entitlements/{listed['items'][0]['id']}")
 

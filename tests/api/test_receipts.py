@@ -248,12 +248,18 @@ async def test_the_log_answers_proofs_and_refuses_bad_ranges(api, images) -> Non
 
 
 @pytest.mark.parametrize("body", [{"receipt": {}}, {"receipt": "nope"},
-                                  {"receipt": {"envelope": 1, "inclusion_proof": 1, "tree_head": 1}}])
+                                  {"receipt": {"envelope": 1, "inclusion_proof": 1, "tree_head": 1}},
+                                  {"receipt": {}, "egress": [{"seq": 1, "bytes_out": 0, "bytes_in": 0}]},
+                                  {"receipt": {}, "egress": None}])
 async def test_verify_service_reports_malformed_bundles(api, body) -> None:
     status, report, _ = await api.as_token(None).post("/v1/receipts/verify", json=body)
     assert status == 200 and report["valid"] is False and report["failures"], report
     status, problem, _ = await api.as_token(None).post("/v1/receipts/verify", json={"receipts": {}})
     assert status == 422 and problem["type"] == "urn:executor:problem:request_invalid"
+    for egress in ("[]", [1], {"data": []}):
+        status, problem, _ = await api.as_token(None).post("/v1/receipts/verify",
+                                                           json={"receipt": {}, "egress": egress})
+        assert status == 422 and problem["type"] == "urn:executor:problem:request_invalid", (egress, problem)
 
 
 async def test_a_witness_countersigns_and_each_signature_is_listed(api, images) -> None:

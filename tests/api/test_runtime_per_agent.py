@@ -128,6 +128,26 @@ async def test_a_runtime_not_allowed_or_not_on_the_engine_is_refused(mixed: Api)
     assert_problem(status, problem, headers, 422, "runtime_unavailable")
 
 
+async def test_a_gvisor_task_with_too_few_pids_to_start_is_refused_not_charged(mixed: Api) -> None:
+    """Under runsc a pids limit below gVisor's own threads never starts (measured: 36 fails, 40
+    starts): refused at registration and at submission, rather than run and charged as the agent's
+    nonzero_exit. The same limit under runc is the agent's own choice."""
+    base = {"image": "executor/busybox:latest", "command": ["cat"], "input_schema": True, "output_schema": True}
+    body = {"name": f"rt-{uuid.uuid4().hex[:12]}", **base, "runtime": "runsc", "limits": {"pids": 32}}
+    status, problem, headers = await mixed.post("/v1/agents", json=body)
+    assert_problem(status, problem, headers, 422, "request_invalid")
+    assert problem["errors"][0]["pointer"] == "/limits/pids", problem
+    agent = await register(mixed, ["cat"], runtime="runsc", limits=GVISOR)
+    status, problem, headers = await mixed.post("/v1/executions", json={"agent_id": agent["id"], "input": {},
+                                                                        "limits": {"pids": 8}})
+    assert_problem(status, problem, headers, 422, "request_invalid")
+    status, batch, _ = await mixed.post("/v1/executions/batch", json={"items": [
+        {"agent_id": agent["id"], "input": {}, "limits": {"pids": 8}}]})
+    assert status == 200 and batch["items"][0]["status"] == 422, batch
+    low = await register(mixed, ["cat"], runtime="runc", limits={"pids": 32})
+    assert (await mixed.run(low["id"], wait=40))["status"] == "COMPLETED"
+
+
 async def test_a_new_version_may_change_the_runtime_and_the_old_one_keeps_its_own(mixed: Api) -> None:
     agent = await register(mixed, ["sh", "-c", "cat"], runtime="runc", limits=GVISOR)
     status, v2, _ = await mixed.post(f"/v1/agents/{agent['id']}/versions",

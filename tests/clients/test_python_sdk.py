@@ -98,6 +98,10 @@ async def test_the_marketplace_flow(operator: AsyncExecutor, receiver: Receiver)
     tampered = offline.verify_bundle(bundle, await user.keys(), input_bytes=b'{"text":"something else"}')
     assert [f.reason for f in tampered.failures] == ["input_hash_mismatch"]
     assert (await user.verify_receipt(bundle, input_bytes=input_bytes))["valid"]  # the service agrees
+    # An agent without egress: nothing sent, nothing bound; a list offered as evidence is refused.
+    assert await user.egress(record["id"]) == {"execution_id": record["id"], "final": True, "data": None,
+                                                "digest": None}
+    assert not (await user.verify_receipt(bundle, egress=[]))["valid"]
 
     (version,) = (await service.agent_stats(agent["id"]))["versions"]
     assert version["executions"] == 1 and version["success_rate"] == 1.0

@@ -13,8 +13,10 @@ from executor.errors import ConfigurationError
 from executor.executions.shedding import (
     MAX_RETRY_AFTER_S,
     DrainRate,
+    QueueView,
     Shedder,
     Snapshot,
+    class_share,
     expected_wait_s,
     read_queue,
     retry_after_s,
@@ -146,13 +148,15 @@ def queue_of(redis: FakeRedis) -> JobQueue:
 
 async def test_waiting_jobs_and_the_head() -> None:
     entries = ["1000-0", "2000-0", "2000-1", "3500-0"]
-    assert await read_queue(queue_of(FakeRedis(entries, "0-0", lag=4))) == (4, 0, 1.0)  # nothing given out
+    # nothing given out
+    assert await read_queue(queue_of(FakeRedis(entries, "0-0", lag=4))) == QueueView({"normal": 4}, 0, {"normal": 1.0})
     # 1000-0 and 2000-0 are running (pending); the lag unknown: the length less the pending.
     assert await read_queue(queue_of(FakeRedis(entries, "2000-0", lag=None, pending=2, entries_read=2))) == (
-        2, 2, 2.0)
-    assert await read_queue(queue_of(FakeRedis(entries, "3500-0", lag=0, pending=4))) == (0, 0, None)
-    assert await read_queue(queue_of(FakeRedis(entries, None))) == (0, 0, None)  # no group yet
-    assert await read_queue(queue_of(FakeRedis([], None, stream=False))) == (0, 0, None)  # no stream yet
+        QueueView({"normal": 2}, 2, {"normal": 2.0}))
+    assert await read_queue(queue_of(FakeRedis(entries, "3500-0", lag=0, pending=4))) == QueueView(
+        {"normal": 0}, 0, {})
+    assert await read_queue(queue_of(FakeRedis(entries, None))) == QueueView({}, 0, {})  # no group yet
+    assert await read_queue(queue_of(FakeRedis([], None, stream=False))) == QueueView({}, 0, {})  # no stream yet
 
 
 async def test_the_queue_is_read_at_most_once_per_refresh() -> None:
@@ -179,7 +183,8 @@ async def test_with_priority_classes_the_streams_are_summed() -> None:
     redis = FakeRedis(["1000-0", "2000-0", "3000-0"], "1000-0", lag=2, pending=1, entries_read=1)
     classes = JobQueues(redis)  # type: ignore[arg-type]
     assert len(classes.queues) == 3
-    assert await read_queue(classes) == (6, 3, 2.0)
+    assert await read_queue(classes) == QueueView({"high": 2, "normal": 2, "low": 2}, 3,
+                                                  {"high": 2.0, "normal": 2.0, "low": 2.0})
     assert redis.round_trips == 2  # one pipeline for every stream's counts, one for their heads
 
 
@@ -190,6 +195,37 @@ async def test_the_lowest_class_is_shed_first(expected: float, refused: list[str
     """Each class's bound is its share of EXECUTOR_MAX_QUEUE_WAIT_S (5 s here): low 2.5 s,
     normal 5 s, high 10 s."""
     shedder = Shedder(queue_of(FakeRedis([], None)), 5.0, refresh_s=3600)
-    shedder._snapshot = Snapshot(int(expected), 1.0, None, time.monotonic())  # `expected` jobs at 1 a second
+    # Six jobs a second given out, three high, two normal, one low: each class waits `expected` s.
+    shedder._snapshot = Snapshot({"high": 3 * int(expected), "normal": 2 * int(expected), "low": int(expected)},
+                                 6.0, {}, time.monotonic())
     answers = {p: await shedder.retry_after_s(p) for p in ("high", "normal", "low")}
     assert sorted(p for p, answer in answers.items() if answer is not None) == sorted(refused), answers
+
+
+def test_each_class_drains_at_its_share_of_the_turn() -> None:
+    """high 3, normal 2, low 1 places of six; a class with nothing waiting gives its places away."""
+    everyone = {"high": 5, "normal": 5, "low": 5}
+    assert [class_share(p, everyone) for p in ("high", "normal", "low")] == pytest.approx([3 / 6, 2 / 6, 1 / 6])
+    assert class_share("normal", {"high": 0, "normal": 5, "low": 0}) == 1.0
+    assert class_share("low", {"high": 0, "normal": 7, "low": 0}) == pytest.approx(1 / 3)  # itself counted
+    assert class_share("normal", {"high": 1}) == pytest.approx(2 / 5)
+
+
+def test_a_class_waits_behind_its_own_jobs_at_its_own_share() -> None:
+    """Under overload the high class is served far faster than the queue's total suggests and the
+    normal class slower: one estimate for all would let normal jobs wait past their bound. Ten
+    high and forty normal jobs waiting, six jobs a second given out: a high job waits 10/3 s,
+    a normal one 40/3 s, a low one, the first of its class, half an interval of its 1/6 share
+    (each also half an interval in: the next take of its class comes on average that far off)."""
+    snapshot = Snapshot({"high": 10, "normal": 40, "low": 0}, 6.0, {}, time.monotonic())
+    now = time.time()
+    assert snapshot.expected_wait_s(now, "high") == pytest.approx(10.5 / 3.6)  # 3 of 5 places: 3.6 a second
+    assert snapshot.expected_wait_s(now, "normal") == pytest.approx(40.5 / 2.4)  # 2 of 5 places
+    assert snapshot.expected_wait_s(now, "low") == pytest.approx(0.5 / 1.0)  # 1 of 6 places, itself counted
+    # Nothing waiting anywhere: a slot is free, whatever the last drain rate.
+    idle = Snapshot({"high": 0, "normal": 0, "low": 0}, 6.0, {}, time.monotonic())
+    assert idle.expected_wait_s(now, "low") == 0.0
+    # The oldest waiting job of the class counts when it waited longer than the rate predicts.
+    aged = Snapshot({"normal": 1}, 6.0, {"normal": now - 9.0}, time.monotonic())
+    assert aged.expected_wait_s(now, "normal") == pytest.approx(9.0, abs=0.1)
+    assert aged.expected_wait_s(now, "high") == pytest.approx(0.5 / (6.0 * 3 / 5))  # not its class's head

@@ -71,7 +71,7 @@ def _root_from_inclusion(leaf: bytes, index: int, size: int, path: list[bytes]) 
 
 
 def verify_independently(bundle: dict[str, Any], jwks: dict[str, Any], *, stdin: bytes | None = None,
-                         stdout: bytes | None = None) -> dict[str, Any]:
+                         stdout: bytes | None = None, egress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The receipt statement when every check holds; raises AssertionError naming the first that does not."""
     keys = keys_from_jwks(jwks)
     envelope = bundle["envelope"]
@@ -83,6 +83,11 @@ def verify_independently(bundle: dict[str, Any], jwks: dict[str, Any], *, stdin:
         assert hashlib.sha256(stdin).hexdigest() == statement["input_sha256"], "input hash"
     if stdout is not None:
         assert hashlib.sha256(stdout).hexdigest() == statement["output_sha256"], "output hash"
+    if egress is not None:
+        bound = statement["egress"]
+        assert hashlib.sha256(rfc8785.dumps(egress)).hexdigest() == bound["sha256"], "egress hash"
+        assert (bound["requests"], bound["bytes_out"], bound["bytes_in"]) == (
+            len(egress), sum(e["bytes_out"] for e in egress), sum(e["bytes_in"] for e in egress)), "egress totals"
 
     head_envelope = bundle["tree_head"]
     assert head_envelope["payloadType"] == "application/vnd.executor.tree-head+json"

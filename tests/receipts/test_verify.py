@@ -23,8 +23,9 @@ T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 class Log:
     """A log as the service keeps it: leaves, complete-subtree nodes, signed heads."""
 
-    def __init__(self, key: nacl.signing.SigningKey) -> None:
+    def __init__(self, key: nacl.signing.SigningKey, *, egress: dict[str, Any] | None = None) -> None:
         self.key, self.kid = key, key_id(key.verify_key)
+        self.egress = egress  # the egress digest each statement carries; None: none (an agent without egress)
         self.log_id = uuid.uuid4()
         self.leaves: list[bytes] = []
         self.frontier: list[bytes] = []
@@ -40,6 +41,7 @@ class Log:
             "status": "COMPLETED", "error_type": None, "exit_code": 0, "created_at": rfc3339(issued_at),
             "started_at": rfc3339(issued_at), "finished_at": rfc3339(issued_at),
             "usage": {"wall_ms": 5, "cpu_ms": 1, "peak_memory_bytes": 4096, "fuel_consumed": None}, "cost": None,
+            **({"egress": self.egress} if self.egress is not None else {}),
         }
 
     def append(self, issued_at: datetime) -> bytes:

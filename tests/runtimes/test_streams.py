@@ -60,3 +60,18 @@ def test_stdin_frames_are_ignored() -> None:
     demux = CappedDemuxer(10, 10)
     demux.feed(frame(0, b"echo") + frame(1, b"ok"))
     assert demux.stdout == b"ok" and demux.stderr == b""
+
+
+def test_the_stderr_a_feed_added_never_goes_past_the_cap() -> None:
+    """What runtimes/container.py hands to on_stderr after each read (the live progress relay)."""
+    demux = CappedDemuxer(100, 10)
+    kept = demux.stderr_size
+    demux.feed(frame(2, b"one\n") + frame(1, b"out") + frame(2, b"tw"))
+    assert demux.stderr_since(kept) == b"one\ntw"
+    kept = demux.stderr_size
+    demux.feed(frame(1, b"more out"))
+    assert demux.stderr_size == kept and demux.stderr_since(kept) == b""
+    # It grows again (stderr_since left no view of it behind), up to the cap of 10: "three" is cut.
+    demux.feed(frame(2, b"o\nthree\n"))
+    assert demux.stderr_since(kept) == b"o\nth" and demux.overflowed == "stderr"
+    assert demux.stderr == b"one\ntwo\nth"

@@ -217,3 +217,74 @@ def test_a_bad_key_set_is_refused() -> None:
             sdk.verify_bundle(bundle, bad)
     assert sdk.parse_key_set(to_jwk(KEY.verify_key)) == {log.kid: KEY.verify_key}
     assert sdk.key_id(KEY.verify_key) == log.kid
+
+
+EGRESS = [
+    {"seq": 1, "method": "POST", "upstream": "models", "path": "/v1/chat", "status": 200, "bytes_out": 120,
+     "bytes_in": 2048, "duration_ms": 35, "outcome": "ok", "reason": None},
+    {"seq": 2, "method": "GET", "upstream": "search", "path": "/q?s=caf\u00e9", "status": 404, "bytes_out": 0,
+     "bytes_in": 17, "duration_ms": 9, "outcome": "ok", "reason": None},
+]
+
+
+def build_with_egress() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bundle of a receipt whose agent declared egress (its statement binds EGRESS), and keys."""
+    log = Log(KEY, egress=sdk.egress_digest(EGRESS))
+    for minute in range(3):
+        log.append(T0 + timedelta(minutes=minute))
+    return log.bundle(1, log.head(T0 + timedelta(hours=1))), {log.kid: KEY.verify_key}
+
+
+def edited(change: Callable[[list[dict[str, Any]]], Any]) -> list[dict[str, Any]]:
+    entries = copy.deepcopy(EGRESS)
+    change(entries)
+    return entries
+
+
+@pytest.mark.parametrize(("name", "given", "valid"), [
+    ("not given", None, True),
+    ("the recorded list", EGRESS, True),
+    ("a changed status", edited(lambda e: e[0].update(status=500)), False),
+    ("a dropped entry", edited(lambda e: e.pop()), False),
+    ("a changed byte count", edited(lambda e: e[1].update(bytes_in=18)), False),
+    ("an empty list", [], False),
+    ("not a list of objects", [1, 2], False),
+    ("a float in it", edited(lambda e: e[0].update(duration_ms=1.5)), False),
+])
+def test_egress_is_checked_as_the_service_checks_it(name: str, given: Any, valid: bool) -> None:
+    bundle, keys = build_with_egress()
+    expected = service_verify(bundle, keys, egress=copy.deepcopy(given)).to_dict()
+    found = sdk.verify_bundle(bundle, keys, egress=copy.deepcopy(given)).to_dict()
+    assert found == expected, name
+    assert found["valid"] is valid, name
+    assert found["receipt"]["egress"] == {"sha256": sdk.egress_digest(EGRESS)["sha256"], "requests": 2,
+                                          "bytes_out": 120, "bytes_in": 2065}
+    if not valid:
+        assert [f["reason"] for f in found["failures"]] == ["egress_mismatch"], name
+
+
+def test_a_receipt_without_egress_verifies_and_refuses_a_list() -> None:
+    _log, bundle, _ = build()
+    keys = {_log.kid: KEY.verify_key}
+    report = sdk.verify_bundle(bundle, keys)
+    assert report.valid and report.statement is not None and "egress" not in report.statement
+    for given in ([], EGRESS):
+        found = sdk.verify_bundle(bundle, keys, egress=given).to_dict()
+        assert found == service_verify(bundle, keys, egress=given).to_dict()
+        assert [f["reason"] for f in found["failures"]] == ["egress_mismatch"]
+
+
+@pytest.mark.parametrize("bad", [{"sha256": "00" * 32}, {"sha256": "AB" * 32, "requests": 0, "bytes_out": 0,
+                                                          "bytes_in": 0}, "x", None])
+def test_a_malformed_egress_field_gets_the_services_verdict(bad: Any) -> None:
+    bundle, keys = build_with_egress()
+    with_statement(lambda s: s.update(egress=bad))(Log(KEY), bundle)
+    expected = service_verify(bundle, keys).to_dict()
+    assert sdk.verify_bundle(bundle, keys).to_dict() == expected
+    assert [f["reason"] for f in expected["failures"]] == ["payload_invalid"]
+
+
+def test_the_sdk_digest_is_the_services() -> None:
+    from executor.receipts.egress import egress_digest
+    assert sdk.egress_digest(EGRESS) == egress_digest(EGRESS)
+    assert sdk.egress_digest([]) == egress_digest([])

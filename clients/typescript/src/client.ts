@@ -33,6 +33,11 @@ export const METHOD_FOR_OPERATION = {
   getExecutionLog: "executionLog",
   getExecutionInput: "executionInput",
   getExecutionStdout: "executionStdout",
+  getExecutionEgress: "executionEgress",
+  putSecret: "putSecret",
+  listSecrets: "listSecrets",
+  deleteSecret: "deleteSecret",
+  resealSecrets: "resealSecrets",
   cancelExecution: "cancel",
   submitExecutionBatch: "submitBatch",
   streamExecutionEvents: "events",
@@ -230,6 +235,15 @@ export class Executor {
   }
 
   /**
+   * What the task sent through the egress gateway (every request; never a header or a body) and
+   * the digest its receipt binds; `data` is null until the execution is final, and for an agent
+   * without egress. Check it offline with `verifyReceipt(bundle, keys, { egress: data })`.
+   */
+  executionEgress(id: string, opts?: RequestOptions): Promise<ResponseOf<"getExecutionEgress">> {
+    return this.json("getExecutionEgress", { path: { id } }, opts);
+  }
+
+  /**
    * POST /v1/executions/batch. Every item without an `idempotency_key` gets one (a UUID), which
    * makes the whole batch safe to retry: accepted items replay, refused ones are judged anew.
    */
@@ -241,7 +255,8 @@ export class Executor {
 
   /**
    * The execution's state changes as they happen (`GET /v1/executions/{id}/events`): `status` events,
-   * then one `final` event with the whole record, then the iterator ends. A stream cut short is
+   * `stderr` events with the task's stderr lines while it runs, then one `final` event with the whole
+   * record, then the iterator ends. A stream cut short is
    * resumed (with `Last-Event-ID`) up to the client's retries.
    */
   async *events(executionId: string, opts: RequestOptions = {}): AsyncGenerator<ExecutionEvent> {
@@ -258,7 +273,7 @@ export class Executor {
         for await (const message of parseEventStream(body)) {
           if (message.id !== undefined) lastId = message.id;
           failures = 0;
-          if (message.event === "status" || message.event === "final") {
+          if (message.event === "status" || message.event === "stderr" || message.event === "final") {
             const event = { event: message.event, id: message.id, data: JSON.parse(message.data) } as ExecutionEvent;
             yield event;
             if (event.event === "final") return;
@@ -399,6 +414,28 @@ export class Executor {
   /** POST /v1/receipts/verify: the service's own verifier, against its own keys (see `verifyReceipt` to trust none of it). */
   verifyReceiptOnServer(body: BodyOf<"verifyReceipt">, opts?: RequestOptions): Promise<VerifyReport> {
     return this.json("verifyReceipt", { body, retrySafe: true }, opts);
+  }
+
+  // --- secrets (docs/secrets.md): write-only; no answer ever carries a value -------------------
+
+  /** Write or replace a secret of an agent, for the egress gateway to inject. */
+  putSecret(agentId: string, name: string, value: string, opts?: RequestOptions): Promise<ResponseOf<"putSecret">> {
+    return this.json("putSecret", { path: { id: agentId, name }, body: { value } }, opts);
+  }
+
+  /** An agent's secrets by name and version; never their values. */
+  listSecrets(agentId: string, query: QueryOf<"listSecrets"> = {}, opts?: RequestOptions
+  ): Promise<ResponseOf<"listSecrets">> {
+    return this.json("listSecrets", { path: { id: agentId }, query }, opts);
+  }
+
+  async deleteSecret(agentId: string, name: string, opts?: RequestOptions): Promise<void> {
+    await this.http.request("deleteSecret", { path: { id: agentId, name }, kind: "none" }, opts);
+  }
+
+  /** Operators: seal again every secret still under a previous key (after a key rotation). */
+  resealSecrets(opts?: RequestOptions): Promise<ResponseOf<"resealSecrets">> {
+    return this.json("resealSecrets", {}, opts);
   }
 
   // ---- webhooks --------------------------------------------------------------------------------

@@ -69,9 +69,14 @@ export interface ExecutionState {
   finished_at: string | null;
 }
 
-/** One event of `GET /v1/executions/{id}/events`: the state at each change, then the final record. */
+/** What an `event: stderr` carries: one line of the task's stderr, or how many lines went unsent (over the caps). */
+export type StderrLine = { line: string; seq: number } | { dropped: number };
+
+/** One event of `GET /v1/executions/{id}/events`: the state at each change, the task's stderr lines while it
+ * runs (a live view, not replayed on a resume), then the final record. */
 export type ExecutionEvent =
   | { event: "status"; id: string | undefined; data: ExecutionState }
+  | { event: "stderr"; id: string | undefined; data: StderrLine }
   | { event: "final"; id: string | undefined; data: Execution };
 
 export const FINAL_STATUSES: readonly ExecutionStatus[] = ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"];

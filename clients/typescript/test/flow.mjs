@@ -149,6 +149,13 @@ async function main() {
     const wrongInput = verifyReceipt(bundle, keys, { input: new TextEncoder().encode('{"text":"something else"}') });
     check("other input bytes fail input_hash_mismatch", wrongInput.failures.some((f) => f.reason === "input_hash_mismatch"),
       JSON.stringify(wrongInput.failures.map((f) => f.reason)));
+    const egress = await user.executionEgress(execution.id);
+    check("an agent without egress sent nothing and its receipt binds none",
+      egress.final && egress.data === null && egress.digest === null && report.statement?.egress === undefined,
+      JSON.stringify(egress));
+    const offered = verifyReceipt(bundle, keys, { egress: [] });
+    check("an egress list offered for a receipt without egress fails egress_mismatch",
+      offered.failures.some((f) => f.reason === "egress_mismatch"), JSON.stringify(offered.failures.map((f) => f.reason)));
 
     const statsAfter = await service.agentStats(agent.id);
     const executionsAfter = statsAfter.versions.reduce((sum, v) => sum + v.executions, 0);

@@ -294,6 +294,8 @@ function executionView(id, signal) {
   const record = h("section", { id: "record" });
   const verdict = h("div", { id: "verdict", class: "verdict" });
   const hooks = h("section", { id: "webhooks" });
+  // The task's stderr as it runs (`event: stderr`): a live view, capped; the whole log is below.
+  const live = h("pre", { id: "live-stderr", hidden: true, "aria-live": "polite" });
   const cancel = h("button", { type: "button", id: "cancel", disabled: true, onclick: async () => {
     cancel.disabled = true;
     try { show(await post(`${path}/cancel`)); } catch (error) { showProblem(error); }
@@ -301,7 +303,7 @@ function executionView(id, signal) {
   const verify = h("button", { type: "button", id: "verify", disabled: true,
     onclick: () => verifyReceipt(path, verdict, verify) }, "Verify receipt");
   $("view").append(h("h2", {}, "Execution ", h("code", {}, id)), h("p", { class: "actions" }, cancel, verify),
-    verdict, record,
+    verdict, record, live,
     h("h3", {}, "Input, output, log"),
     bodySection("input (stdin, as the task read it)", () => get(`${path}/input`, { bytes: true })),
     bodySection("stdout", () => get(`${path}/stdout`, { bytes: true })),
@@ -324,13 +326,23 @@ function executionView(id, signal) {
       if (final) return;
       await followEvents(id, signal, (kind, data) => {
         if (kind === "final") show(data);
-        else if (!final) { const el = $("status"); if (el) { el.textContent = data.status; el.className = `status ${data.status}`; } }
+        else if (kind === "stderr") showStderr(live, data);
+        else if (kind === "status" && !final) { const el = $("status"); if (el) { el.textContent = data.status; el.className = `status ${data.status}`; } }
       });
       while (!final && !signal.aborted) show(await get(`${path}?wait=20`, { signal })); // the stream broke off
     } catch (error) {
       if (!signal.aborted) showProblem(error);
     }
   })();
+}
+
+const LIVE_LINES = 500;
+
+function showStderr(into, data) {
+  into.hidden = false;
+  into.append(("line" in data ? data.line : `… ${data.dropped} line(s) not shown live (over the caps)`) + "\n");
+  while (into.childNodes.length > LIVE_LINES) into.firstChild.remove();
+  into.scrollTop = into.scrollHeight;
 }
 
 async function loadWebhooks(path, into) {

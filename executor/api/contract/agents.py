@@ -6,6 +6,7 @@ from typing import Any
 
 from executor.api.contract.executions import CURSOR, LIMIT
 from executor.api.contract.operation import ANY_ROLE, OPERATOR, SERVICE, Operation, Reply, Schema
+from executor.secrets import NAME_PATTERN as SECRET_NAME
 
 TAG = "agents"
 MANAGERS = (OPERATOR, SERVICE)
@@ -33,6 +34,10 @@ _VERSION_FIELDS: dict[str, Any] = {
     "pricing": {"anyOf": [{"$ref": "#/components/schemas/Pricing"}, {"type": "null"}]},
     "runtime": {"type": ["string", "null"], "minLength": 1, "maxLength": 64,
                 "description": "the name of an OCI runtime, or null for the operator's default"},
+    "egress": {"type": ["array", "null"], "maxItems": 16, "items": {"$ref": "#/components/schemas/EgressUpstream"},
+               "description": "upstreams its tasks may call through the egress gateway (docs/egress.md), each "
+                              "on a host the operator allows; null or absent: no network and no socket at all"},
+    "egress_limits": {"anyOf": [{"$ref": "#/components/schemas/EgressLimits"}, {"type": "null"}]},
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -43,8 +48,41 @@ SCHEMAS: dict[str, Schema] = {
                          "description": "an upper-case currency code such as USD"},
             "decimals": {"type": "integer", "minimum": 0, "maximum": 18},
             "cap": {"anyOf": [_AMOUNT, {"type": "null"}]},
-            **{rate: _AMOUNT for rate in ("per_call", "per_cpu_second", "per_mb_second", "per_peak_mb")},
+            **{rate: _AMOUNT for rate in ("per_call", "per_cpu_second", "per_mb_second", "per_peak_mb",
+                                          "per_egress_request")},
         },
+    },
+    "EgressUpstream": {
+        "type": "object", "additionalProperties": False, "required": ["name", "url"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$",
+                     "description": "the host name a task gives it by, over the egress socket (docs/egress.md)"},
+            "url": {"type": "string", "minLength": 9, "maxLength": 2048, "pattern": "^https:[/]{2}",
+                    "description": "an HTTPS URL prefix (scheme https); requests go to paths under it"},
+            "methods": {"type": "array", "minItems": 1, "uniqueItems": True,
+                        "items": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+                                                             "OPTIONS"]}},
+            "inject": {"anyOf": [{
+                "type": "object", "additionalProperties": False, "required": ["header", "secret"],
+                "properties": {
+                    "header": {"type": "string", "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"},
+                    "secret": {"type": "string", "pattern": SECRET_NAME,
+                               "description": "the name of one of the agent's secrets"},
+                    "format": {"type": "string", "maxLength": 256, "description": "with one {} for the value"},
+                }}, {"type": "null"}]},
+        },
+        "description": "One upstream an agent version may call; the gateway injects the secret, "
+                       "the task never sees it.",
+    },
+    "EgressLimits": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "requests": {"type": "integer", "minimum": 1},
+            "bytes_out": {"type": "integer", "minimum": 0},
+            "bytes_in": {"type": "integer", "minimum": 0},
+            "time_s": {"type": "number", "exclusiveMinimum": 0},
+        },
+        "description": "Caps per task on its egress; past one the task ends with its egress_*_exceeded error.",
     },
     "PublishVersion": {
         "type": "object", "additionalProperties": False, "required": ["input_schema", "output_schema"],

@@ -12,7 +12,7 @@ from typing import Any
 
 from executor.api.contract.operation import Schema
 from executor.receipts import dsse
-from executor.receipts.statement import FIELDS, USAGE_FIELDS
+from executor.receipts.statement import FIELDS, OPTIONAL_FIELDS, USAGE_FIELDS
 from executor.receipts.verify import HEAD_FIELDS
 from executor.records.agents import VERSION_STATUSES
 from executor.records.entitlements import EntitlementState
@@ -140,12 +140,36 @@ SCHEMAS: dict[str, Schema] = {
         "priority": {"type": "string", "enum": ["high", "normal", "low"], "description": "its class in the job queue"},
         "bodies_deleted_at": {**MAYBE_INSTANT, "description": "when its input, output, stdout and log were deleted "
                                                               "(EXECUTOR_RETENTION_S); null: they are kept"},
+        "egress": {"anyOf": [ref("EgressDigest"), {"type": "null"}],
+                   "description": "what it sent through the egress gateway, as its receipt binds it; "
+                                  "null: its agent declared no egress"},
     }, optional=("bodies_deleted_at",)),
+    "ExecutionEgress": closed({
+        "execution_id": UUID,
+        "final": {"type": "boolean"},
+        "data": {"anyOf": [{"type": "array", "items": ref("EgressEntry")}, {"type": "null"}]},
+        "digest": {"anyOf": [ref("EgressDigest"), {"type": "null"}]},
+    }),
+    "EgressEntry": {
+        "type": "object",
+        "required": ["seq", "method", "path", "status", "bytes_out", "bytes_in", "duration_ms", "outcome"],
+        "properties": {
+            "seq": COUNT, "method": {"type": "string"}, "upstream": {"type": ["string", "null"]},
+            "path": {"type": "string"}, "status": {"type": "integer"}, "bytes_out": COUNT, "bytes_in": COUNT,
+            "duration_ms": COUNT, "outcome": {"type": "string", "enum": ["forwarded", "refused", "failed"]},
+            "reason": {"type": ["string", "null"]},
+        },
+        "description": "One request of a task through the egress gateway: never a header or a body.",
+    },
+    "EgressDigest": closed({
+        "sha256": SHA256_HEX, "requests": COUNT, "bytes_out": COUNT, "bytes_in": COUNT,
+    }),
     "ExecutionPage": page_of("Execution"),
     # -- agents -------------------------------------------------------------------------------
     "AgentPricing": closed({
         "currency": {"type": "string"}, "decimals": {"type": "integer", "minimum": 0},
-        **{rate: COUNT for rate in ("per_call", "per_cpu_second", "per_mb_second", "per_peak_mb")},
+        **{rate: COUNT for rate in ("per_call", "per_cpu_second", "per_mb_second", "per_peak_mb",
+                                    "per_egress_request")},
         "cap": MAYBE_COUNT,
     }),
     "Agent": {
@@ -165,6 +189,10 @@ SCHEMAS: dict[str, Schema] = {
             "description": {"type": ["string", "null"]},
             "pricing": nullable(ref("AgentPricing")),
             "runtime": {"type": ["string", "null"], "description": "the OCI runtime asked for; null: the default"},
+            "egress": {"anyOf": [{"type": "array", "items": ref("EgressUpstream")}, {"type": "null"}],
+                       "description": "its upstreams through the egress gateway; null: none"},
+            "egress_limits": {"anyOf": [closed({"requests": COUNT, "bytes_out": COUNT, "bytes_in": COUNT,
+                                                "time_s": {"type": "number"}}), {"type": "null"}]},
             "status": {"type": "string", "enum": list(VERSION_STATUSES)},
             "status_changed_at": MAYBE_INSTANT,
             "created_at": INSTANT,
@@ -257,8 +285,10 @@ SCHEMAS: dict[str, Schema] = {
         "inclusion_proof": ref("InclusionProof"),
         "tree_head": ref("SignedLogHead"),
     }, description="A receipt with every signature on it, and its inclusion proof against a signed head."),
-    "ReceiptStatement": closed({name: _statement_field(name, kinds) for name, kinds in FIELDS.items()},
-                               description="What a receipt says (docs/receipts.md)."),
+    "ReceiptStatement": closed({
+        **{name: _statement_field(name, kinds) for name, kinds in FIELDS.items()},
+        "egress": {**ref("EgressDigest"), "description": "only when the agent declared egress (docs/receipts.md)"},
+    }, optional=tuple(OPTIONAL_FIELDS), description="What a receipt says (docs/receipts.md)."),
     "TreeHeadStatement": closed({name: {"type": _HEAD_KINDS[kind]} for name, kind in HEAD_FIELDS.items()}),
     "VerifyReport": closed({
         "valid": {"type": "boolean"},

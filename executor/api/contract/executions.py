@@ -118,6 +118,13 @@ OPERATIONS = (
         problems=("execution_bodies_deleted",),
     ),
     Operation(
+        "GET", "/v1/executions/{id}/egress", "getExecutionEgress", "What the task sent through the egress gateway",
+        TAG, ANY_ROLE,
+        replies=(Reply(200, "Every request, forwarded or refused, in order (no header, no body), and the digest "
+                            "its receipt binds; data is null until the execution is final, and for an agent "
+                            "without egress.", {"$ref": "#/components/schemas/ExecutionEgress"}),),
+    ),
+    Operation(
         "POST", "/v1/executions/{id}/cancel", "cancelExecution", "Cancel an execution", TAG, ANY_ROLE,
         replies=(Reply(200, "Final (cancelled, or it had already ended).", EXECUTION),
                  Reply(202, "Cancelling; the task is being stopped.", EXECUTION)),

@@ -17,7 +17,7 @@ from executor.errors import Problem
 
 # Each module exports OPERATIONS and may export SCHEMAS (see __init__.py).
 AREAS = ("components", "docs", "console", "health", "executions", "batches", "events", "agents", "entitlements",
-         "tokens", "receipts", "webhooks", "images", "observe")
+         "tokens", "receipts", "webhooks", "images", "observe", "secrets")
 
 # Problems aiohttp itself answers (routing), beside executor/errors.py's classes.
 _ROUTING_PROBLEMS = {"method_not_allowed": 405}

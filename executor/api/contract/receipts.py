@@ -41,6 +41,9 @@ SCHEMAS: dict[str, Schema] = {
                               "description": "the stdout bytes (GET /v1/executions/{id}/stdout), base64"},
             "head": {"description": "a signed tree head (GET /v1/log/head) kept from earlier: the receipt's log "
                                     "must agree with it"},
+            "egress": {"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}],
+                       "description": "the execution's egress list (`data` of GET /v1/executions/{id}/egress), "
+                                      "as recorded: its RFC 8785 SHA-256 and totals must be the receipt's `egress`"},
         },
     },
 }

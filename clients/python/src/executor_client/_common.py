@@ -202,7 +202,8 @@ def without_none(**values: object) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Event:
     """One Server-Sent Event of GET /v1/executions/{id}/events: `event` is "status" (data: id, status,
-    error, started_at, finished_at) or "final" (data: the whole Execution); `id` its number."""
+    error, started_at, finished_at), "stderr" (data: {line, seq}, one line of the task's stderr, or
+    {dropped}) or "final" (data: the whole Execution); `id` its number."""
 
     event: str
     data: Any

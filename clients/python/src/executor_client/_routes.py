@@ -28,6 +28,7 @@ ROUTES: dict[str, Route] = {
     "getExecutionLog": Route("GET", "/v1/executions/{id}/logs", False),
     "getExecutionInput": Route("GET", "/v1/executions/{id}/input", False),
     "getExecutionStdout": Route("GET", "/v1/executions/{id}/stdout", False),
+    "getExecutionEgress": Route("GET", "/v1/executions/{id}/egress", False),
     "cancelExecution": Route("POST", "/v1/executions/{id}/cancel", False),
     "submitExecutionBatch": Route("POST", "/v1/executions/batch", False),
     "streamExecutionEvents": Route("GET", "/v1/executions/{id}/events", False),
@@ -65,4 +66,8 @@ ROUTES: dict[str, Route] = {
     "deleteImage": Route("DELETE", "/v1/images/{ref}", False),
     "getStatus": Route("GET", "/v1/status", False),
     "getMetrics": Route("GET", "/metrics", False),
+    "putSecret": Route("PUT", "/v1/agents/{id}/secrets/{name}", False),
+    "deleteSecret": Route("DELETE", "/v1/agents/{id}/secrets/{name}", False),
+    "listSecrets": Route("GET", "/v1/agents/{id}/secrets", False),
+    "resealSecrets": Route("POST", "/v1/secrets/reseal", False),
 }

@@ -187,15 +187,23 @@ class Executor:
         """What the task wrote to stdout, byte for byte (its sha256 is the receipt's `output_sha256`)."""
         return (self._send("getExecutionStdout", path={"id": execution_id}, timeout=timeout)).content
 
+    def egress(self, execution_id: str, *, timeout: float | None = None) -> m.ExecutionEgress:
+        """What the task sent through the egress gateway (every request, no header or body) and the
+        digest its receipt binds; `data` is None until it is final, and for an agent without egress.
+        Check it offline with executor_client.receipts.verify_bundle(..., egress=data)."""
+        return cast(m.ExecutionEgress, self._json("getExecutionEgress", path={"id": execution_id},
+                                                        timeout=timeout))
+
     def logs(self, execution_id: str, *, timeout: float | None = None) -> str:
         """The task's stderr (text/plain)."""
         return (self._send("getExecutionLog", path={"id": execution_id}, timeout=timeout)).text
 
     def events(self, execution_id: str, *, last_event_id: str | None = None,
                      timeout: float | None = None) -> Iterator[Event]:
-        """The execution's Server-Sent Events: `status` at once and at each change, then `final` (the
-        whole Execution), and the iterator ends. A broken stream is resumed (Last-Event-ID), up to
-        max_retries times in a row."""
+        """The execution's Server-Sent Events: `status` at once and at each change, `stderr` for each line
+        the task writes to stderr while it runs (data: {line, seq}, or {dropped} for lines over the caps;
+        a live view, not replayed on a resume), then `final` (the whole Execution), and the iterator ends.
+        A broken stream is resumed (Last-Event-ID), up to max_retries times in a row."""
         failures = 0
         while True:
             headers = {"Accept": "text/event-stream"}
@@ -288,6 +296,32 @@ class Executor:
     def agent_stats(self, agent_id: str, *, timeout: float | None = None) -> m.AgentStats:
         return cast(m.AgentStats, self._json("agentStats", path={"id": agent_id}, timeout=timeout))
 
+    # --- secrets --------------------------------------------------------------------------------
+
+    def put_secret(self, agent_id: str, name: str, value: str, *, timeout: float | None = None) -> m.Secret:
+        """Write or replace a secret of an agent (its service's or an operator's), for the egress gateway
+        to inject. Write-only: the answer is its name and version (1, 2, ...), never the value."""
+        return cast(m.Secret, self._json("putSecret", path={"id": agent_id, "name": name},
+                                               json={"value": value}, timeout=timeout))
+
+    def list_secrets(self, agent_id: str, *, limit: int | None = None, cursor: str | None = None,
+                           timeout: float | None = None) -> m.SecretPage:
+        """An agent's secrets by name, with their versions; never their values."""
+        return cast(m.SecretPage, self._json("listSecrets", path={"id": agent_id},
+                                                   query=without_none(limit=limit, cursor=cursor), timeout=timeout))
+
+    def secrets(self, agent_id: str, *, page_size: int = DEFAULT_PAGE_SIZE,
+                timeout: float | None = None) -> Iterator[m.Secret]:
+        """Every secret of an agent, page after page."""
+        return self._pages("listSecrets", {"id": agent_id}, {}, page_size, timeout)
+
+    def delete_secret(self, agent_id: str, name: str, *, timeout: float | None = None) -> None:
+        self._send("deleteSecret", path={"id": agent_id, "name": name}, timeout=timeout)
+
+    def reseal_secrets(self, *, timeout: float | None = None) -> m.ResealReport:
+        """An operator, after a key rotation: every secret still under a previous key, sealed under the current one."""
+        return cast(m.ResealReport, self._json("resealSecrets", timeout=timeout))
+
     # --- entitlements ---------------------------------------------------------------------------
 
     def grant(self, user: str, agent_id: str, *, uses: int | None = None,
@@ -370,14 +404,15 @@ class Executor:
                                                          query={"from": from_size, "to": to_size}, timeout=timeout))
 
     def verify_receipt(self, receipt: Any, *, input_bytes: bytes | None = None,
-                             output_bytes: bytes | None = None, head: Any = None,
+                             output_bytes: bytes | None = None, head: Any = None, egress: Any = None,
                              timeout: float | None = None) -> m.VerifyReport:
-        """The service's own check of a bundle (against its keys). To check without trusting the service,
-        use executor_client.receipts.verify_bundle instead."""
+        """The service's own check of a bundle (against its keys); `egress`: the execution's egress
+        list, checked against the receipt's digest. To check without trusting the service, use
+        executor_client.receipts.verify_bundle instead."""
         body = {"receipt": receipt, **without_none(
             input_base64=base64.b64encode(input_bytes).decode() if input_bytes is not None else None,
             output_base64=base64.b64encode(output_bytes).decode() if output_bytes is not None else None,
-            head=head)}
+            head=head, egress=egress)}
         return cast(m.VerifyReport, self._json("verifyReceipt", json=body, timeout=timeout))
 
     # --- webhooks -------------------------------------------------------------------------------

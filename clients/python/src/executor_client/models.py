@@ -9,6 +9,7 @@ from typing import Any, Literal, Required, TypeAlias, TypedDict
 
 __all__ = [
     "Agent",
+    "AgentEgressLimits",
     "AgentKind",
     "AgentPage",
     "AgentPool",
@@ -35,10 +36,18 @@ __all__ = [
     "CreateTokenRole",
     "DsseEnvelope",
     "DsseEnvelopeSignaturesItem",
+    "EgressDigest",
+    "EgressEntry",
+    "EgressEntryOutcome",
+    "EgressLimits",
+    "EgressUpstream",
+    "EgressUpstreamInject",
+    "EgressUpstreamMethodsItem",
     "Entitlement",
     "EntitlementPage",
     "EntitlementState",
     "Execution",
+    "ExecutionEgress",
     "ExecutionError",
     "ExecutionErrorType",
     "ExecutionPage",
@@ -63,6 +72,7 @@ __all__ = [
     "PublicJwkAlg",
     "PublishVersion",
     "PublishVersionPool",
+    "PutSecret",
     "Readiness",
     "ReadinessChecks",
     "ReadinessChecksDocker",
@@ -76,6 +86,9 @@ __all__ = [
     "RegisterAgent",
     "RegisterAgentKind",
     "RegisterAgentPool",
+    "ResealReport",
+    "Secret",
+    "SecretPage",
     "SetWebhookEndpoint",
     "SignedLogHead",
     "Status",
@@ -115,10 +128,13 @@ AgentStatus: TypeAlias = Literal["published", "deprecated", "withdrawn"]
 BatchItemPriority: TypeAlias = Literal["high", "normal", "low"]
 CreateTokenPrioritiesItem: TypeAlias = Literal["high", "normal", "low"]
 CreateTokenRole: TypeAlias = Literal["user", "service", "operator"]
+EgressEntryOutcome: TypeAlias = Literal["forwarded", "refused", "failed"]
+EgressUpstreamMethodsItem: TypeAlias = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 EntitlementState: TypeAlias = Literal["live", "expired", "revoked", "used_up"]
 ExecutionErrorType: TypeAlias = Literal[
     "input_invalid", "output_invalid", "output_too_large", "memory_limit_exceeded", "timeout", "nonzero_exit",
-    "wasm_trap", "fuel_exhausted", "cancelled", "platform_error"
+    "wasm_trap", "fuel_exhausted", "egress_requests_exceeded", "egress_bytes_exceeded", "egress_time_exceeded",
+    "cancelled", "platform_error"
 ]
 ExecutionPriority: TypeAlias = Literal["high", "normal", "low"]
 ExecutionStatus: TypeAlias = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"]
@@ -196,6 +212,13 @@ class ExecutionError(TypedDict, total=False):
     violations: list[Violation]
 
 
+class EgressDigest(TypedDict):
+    sha256: str
+    requests: int
+    bytes_out: int
+    bytes_in: int
+
+
 class Execution(TypedDict, total=False):
     id: Required[str]
     agent_id: Required[str]
@@ -231,6 +254,29 @@ class Execution(TypedDict, total=False):
     priority: Required[ExecutionPriority]
     # when its input, output, stdout and log were deleted (EXECUTOR_RETENTION_S); null: they are kept
     bodies_deleted_at: str | None
+    # what it sent through the egress gateway, as its receipt binds it; null: its agent declared no egress
+    egress: Required[EgressDigest | None]
+
+
+class EgressEntry(TypedDict, total=False):
+    """One request of a task through the egress gateway: never a header or a body."""
+    seq: Required[int]
+    method: Required[str]
+    upstream: str | None
+    path: Required[str]
+    status: Required[int]
+    bytes_out: Required[int]
+    bytes_in: Required[int]
+    duration_ms: Required[int]
+    outcome: Required[EgressEntryOutcome]
+    reason: str | None
+
+
+class ExecutionEgress(TypedDict):
+    execution_id: str
+    final: bool
+    data: list[EgressEntry] | None
+    digest: EgressDigest | None
 
 
 class ExecutionPage(TypedDict):
@@ -246,12 +292,38 @@ class AgentPricing(TypedDict):
     per_cpu_second: int
     per_mb_second: int
     per_peak_mb: int
+    per_egress_request: int
     cap: int | None
 
 
 class AgentPool(TypedDict):
     min: int
     max: int
+
+
+class EgressUpstreamInject(TypedDict, total=False):
+    header: Required[str]
+    # the name of one of the agent's secrets
+    secret: Required[str]
+    # with one {} for the value
+    format: str
+
+
+class EgressUpstream(TypedDict, total=False):
+    """One upstream an agent version may call; the gateway injects the secret, the task never sees it."""
+    # the host name a task gives it by, over the egress socket (docs/egress.md)
+    name: Required[str]
+    # an HTTPS URL prefix (scheme https); requests go to paths under it
+    url: Required[str]
+    methods: list[EgressUpstreamMethodsItem]
+    inject: EgressUpstreamInject | None
+
+
+class AgentEgressLimits(TypedDict):
+    requests: int
+    bytes_out: int
+    bytes_in: int
+    time_s: float
 
 
 class Agent(TypedDict, total=False):
@@ -273,6 +345,9 @@ class Agent(TypedDict, total=False):
     pricing: Required[AgentPricing | None]
     # the OCI runtime asked for; null: the default
     runtime: Required[str | None]
+    # its upstreams through the egress gateway; null: none
+    egress: Required[list[EgressUpstream] | None]
+    egress_limits: Required[AgentEgressLimits | None]
     status: Required[AgentStatus]
     status_changed_at: Required[str | None]
     created_at: Required[str]
@@ -445,37 +520,39 @@ class ReceiptStatementUsage(TypedDict, total=False):
     fuel_consumed: int | None
 
 
-class ReceiptStatement(TypedDict):
+class ReceiptStatement(TypedDict, total=False):
     """What a receipt says (docs/receipts.md)."""
-    receipt_version: int
-    log_id: str
-    log_index: int
-    key_id: str
+    receipt_version: Required[int]
+    log_id: Required[str]
+    log_index: Required[int]
+    key_id: Required[str]
     # RFC 3339, UTC, microseconds, Z
-    issued_at: str
-    execution_id: str
-    owner: str
-    agent_id: str
-    agent_version: int
-    agent_kind: str
-    image_digest: str | None
-    module_sha256: str | None
-    oci_runtime: str | None
-    input_sha256: str
-    input_bytes: int
-    output_sha256: str | None
-    output_bytes: int | None
-    status: str
-    error_type: str | None
-    exit_code: int | None
+    issued_at: Required[str]
+    execution_id: Required[str]
+    owner: Required[str]
+    agent_id: Required[str]
+    agent_version: Required[int]
+    agent_kind: Required[str]
+    image_digest: Required[str | None]
+    module_sha256: Required[str | None]
+    oci_runtime: Required[str | None]
+    input_sha256: Required[str]
+    input_bytes: Required[int]
+    output_sha256: Required[str | None]
+    output_bytes: Required[int | None]
+    status: Required[str]
+    error_type: Required[str | None]
+    exit_code: Required[int | None]
     # RFC 3339, UTC, microseconds, Z
-    created_at: str
+    created_at: Required[str]
     # RFC 3339, UTC, microseconds, Z
-    started_at: str | None
+    started_at: Required[str | None]
     # RFC 3339, UTC, microseconds, Z
-    finished_at: str | None
-    usage: ReceiptStatementUsage
-    cost: dict[str, Any] | None
+    finished_at: Required[str | None]
+    usage: Required[ReceiptStatementUsage]
+    cost: Required[dict[str, Any] | None]
+    # only when the agent declared egress (docs/receipts.md)
+    egress: EgressDigest
 
 
 class TreeHeadStatement(TypedDict):
@@ -734,6 +811,16 @@ class Pricing(TypedDict, total=False):
     per_mb_second: int
     # a non-negative integer (minor units) up to 2^53-1
     per_peak_mb: int
+    # a non-negative integer (minor units) up to 2^53-1
+    per_egress_request: int
+
+
+class EgressLimits(TypedDict, total=False):
+    """Caps per task on its egress; past one the task ends with its egress_*_exceeded error."""
+    requests: int
+    bytes_out: int
+    bytes_in: int
+    time_s: float
 
 
 class PublishVersionPool(TypedDict, total=False):
@@ -763,6 +850,10 @@ class PublishVersion(TypedDict, total=False):
     pricing: Pricing | None
     # the name of an OCI runtime, or null for the operator's default
     runtime: str | None
+    # upstreams its tasks may call through the egress gateway (docs/egress.md), each on a host the operator
+    # allows; null or absent: no network and no socket at all
+    egress: list[EgressUpstream] | None
+    egress_limits: EgressLimits | None
 
 
 class RegisterAgentPool(TypedDict, total=False):
@@ -792,6 +883,10 @@ class RegisterAgent(TypedDict, total=False):
     pricing: Pricing | None
     # the name of an OCI runtime, or null for the operator's default
     runtime: str | None
+    # upstreams its tasks may call through the egress gateway (docs/egress.md), each on a host the operator
+    # allows; null or absent: no network and no socket at all
+    egress: list[EgressUpstream] | None
+    egress_limits: EgressLimits | None
 
 
 class GrantEntitlement(TypedDict, total=False):
@@ -886,6 +981,9 @@ class VerifyReceipt(TypedDict, total=False):
     output_base64: str | None
     # a signed tree head (GET /v1/log/head) kept from earlier: the receipt's log must agree with it
     head: Any
+    # the execution's egress list (`data` of GET /v1/executions/{id}/egress), as recorded: its RFC 8785 SHA-256
+    # and totals must be the receipt's `egress`
+    egress: list[dict[str, Any]] | None
 
 
 class SetWebhookEndpoint(TypedDict):
@@ -900,3 +998,32 @@ class BuildImages(TypedDict, total=False):
     names: list[str]
     # only true: build every image (minutes)
     all: Literal[True]
+
+
+class PutSecret(TypedDict):
+    """A secret's value: sealed at rest, never shown again, used only by the egress gateway."""
+    # a non-empty string of at most 8192 bytes of UTF-8
+    value: str
+
+
+class Secret(TypedDict):
+    """A secret as it may be shown: never its value."""
+    name: str
+    # how many times the name was written
+    version: int
+    created_at: str
+    # when its value was last written
+    updated_at: str
+
+
+class SecretPage(TypedDict):
+    items: list[Secret]
+    # the next page's `cursor`; null: the last
+    next_cursor: str | None
+
+
+class ResealReport(TypedDict):
+    # secrets moved to the current key
+    resealed: int
+    # secrets under a key this instance does not hold, left as they were (the service log names each key id)
+    unreadable: int

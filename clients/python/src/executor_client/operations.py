@@ -20,6 +20,7 @@ OPERATIONS: dict[str, str] = {
     "getExecutionLog": "logs",
     "getExecutionInput": "execution_input",
     "getExecutionStdout": "stdout",
+    "getExecutionEgress": "egress",
     "cancelExecution": "cancel",
     "streamExecutionEvents": "events",
     "registerAgent": "register_agent",
@@ -58,6 +59,10 @@ OPERATIONS: dict[str, str] = {
     "listImages": "list_images",
     "buildImages": "build_images",
     "deleteImage": "delete_image",
+    "putSecret": "put_secret",
+    "listSecrets": "list_secrets",
+    "deleteSecret": "delete_secret",
+    "resealSecrets": "reseal_secrets",
 }
 
 # The console's assets: one operation each (each its own media type), one method for all.
@@ -76,4 +81,5 @@ ITERATORS: dict[str, str] = {
     "listTokens": "tokens",
     "listExecutionWebhooks": "webhook_deliveries",
     "listImages": "images",
+    "listSecrets": "secrets",
 }

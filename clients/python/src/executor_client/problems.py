@@ -94,10 +94,10 @@ class ExecutionBodiesDeleted(ApiError):
 
 class Forbidden(ApiError):
     """`forbidden` (HTTP 403); answered by agentStats, attestReceipt, buildImages, createToken, deleteImage,
-    deprecateVersion, getMetrics, getStatus, getWebhookEndpoint, grantEntitlement, listEntitlements,
-    listExecutions, listImages, listTokens, publishVersion, registerAgent, resendExecutionWebhook,
-    revokeEntitlement, revokeToken, rotateWebhookSecret, setWebhookEndpoint, submitExecution, uploadModule,
-    uploadVersionModule, withdrawVersion.
+    deleteSecret, deprecateVersion, getMetrics, getStatus, getWebhookEndpoint, grantEntitlement, listEntitlements,
+    listExecutions, listImages, listSecrets, listTokens, publishVersion, putSecret, registerAgent, resealSecrets,
+    resendExecutionWebhook, revokeEntitlement, revokeToken, rotateWebhookSecret, setWebhookEndpoint,
+    submitExecution, uploadModule, uploadVersionModule, withdrawVersion.
     """
 
     SLUG = 'forbidden'
@@ -131,8 +131,8 @@ class LimitExceeded(ApiError):
 
 class MalformedRequest(ApiError):
     """`malformed_request` (HTTP 400); answered by attestReceipt, buildImages, createToken, grantEntitlement,
-    publishVersion, registerAgent, setWebhookEndpoint, submitExecution, submitExecutionBatch, uploadModule,
-    uploadVersionModule, verifyReceipt.
+    publishVersion, putSecret, registerAgent, setWebhookEndpoint, submitExecution, submitExecutionBatch,
+    uploadModule, uploadVersionModule, verifyReceipt.
     """
 
     SLUG = 'malformed_request'
@@ -145,11 +145,11 @@ class ModuleInvalid(ApiError):
 
 
 class NotFound(ApiError):
-    """`not_found` (HTTP 404); answered by agentStats, attestReceipt, cancelExecution, deleteImage, deprecateVersion,
-    getAgent, getExecution, getExecutionInput, getExecutionLog, getExecutionStdout, getReceipt, getVersion,
-    grantEntitlement, listExecutionWebhooks, listVersions, publishVersion, resendExecutionWebhook,
-    revokeEntitlement, revokeToken, streamExecutionEvents, submitExecution, uploadModule, uploadVersionModule,
-    withdrawVersion.
+    """`not_found` (HTTP 404); answered by agentStats, attestReceipt, cancelExecution, deleteImage, deleteSecret,
+    deprecateVersion, getAgent, getExecution, getExecutionEgress, getExecutionInput, getExecutionLog,
+    getExecutionStdout, getReceipt, getVersion, grantEntitlement, listExecutionWebhooks, listSecrets,
+    listVersions, publishVersion, putSecret, resendExecutionWebhook, revokeEntitlement, revokeToken,
+    streamExecutionEvents, submitExecution, uploadModule, uploadVersionModule, withdrawVersion.
     """
 
     SLUG = 'not_found'
@@ -157,8 +157,8 @@ class NotFound(ApiError):
 
 class PayloadTooLarge(ApiError):
     """`payload_too_large` (HTTP 413); answered by attestReceipt, buildImages, createToken, grantEntitlement,
-    publishVersion, registerAgent, setWebhookEndpoint, submitExecution, submitExecutionBatch, uploadModule,
-    uploadVersionModule, verifyReceipt.
+    publishVersion, putSecret, registerAgent, setWebhookEndpoint, submitExecution, submitExecutionBatch,
+    uploadModule, uploadVersionModule, verifyReceipt.
     """
 
     SLUG = 'payload_too_large'
@@ -191,8 +191,8 @@ class ReceiptUnavailable(ApiError):
 class RequestInvalid(ApiError):
     """`request_invalid` (HTTP 422); answered by attestReceipt, buildImages, createToken, getConsistencyProof,
     getExecution, getInclusionProof, getReceipt, grantEntitlement, listAgents, listEntitlements,
-    listExecutionWebhooks, listExecutions, listImages, listTokens, listVersions, publishVersion, registerAgent,
-    setWebhookEndpoint, submitExecution, submitExecutionBatch, verifyReceipt.
+    listExecutionWebhooks, listExecutions, listImages, listSecrets, listTokens, listVersions, publishVersion,
+    putSecret, registerAgent, setWebhookEndpoint, submitExecution, submitExecutionBatch, verifyReceipt.
     """
 
     SLUG = 'request_invalid'
@@ -218,12 +218,13 @@ class TooManyLiveExecutions(ApiError):
 
 class Unauthenticated(ApiError):
     """`unauthenticated` (HTTP 401); answered by agentStats, attestReceipt, buildImages, cancelExecution,
-    createToken, deleteImage, deprecateVersion, getAgent, getExecution, getExecutionInput, getExecutionLog,
-    getExecutionStdout, getMetrics, getReceipt, getStatus, getVersion, getWebhookEndpoint, grantEntitlement,
-    listAgents, listEntitlements, listExecutionWebhooks, listExecutions, listImages, listTokens, listVersions,
-    publishVersion, registerAgent, resendExecutionWebhook, revokeEntitlement, revokeToken, rotateWebhookSecret,
-    setWebhookEndpoint, streamExecutionEvents, submitExecution, submitExecutionBatch, uploadModule,
-    uploadVersionModule, withdrawVersion.
+    createToken, deleteImage, deleteSecret, deprecateVersion, getAgent, getExecution, getExecutionEgress,
+    getExecutionInput, getExecutionLog, getExecutionStdout, getMetrics, getReceipt, getStatus, getVersion,
+    getWebhookEndpoint, grantEntitlement, listAgents, listEntitlements, listExecutionWebhooks, listExecutions,
+    listImages, listSecrets, listTokens, listVersions, publishVersion, putSecret, registerAgent, resealSecrets,
+    resendExecutionWebhook, revokeEntitlement, revokeToken, rotateWebhookSecret, setWebhookEndpoint,
+    streamExecutionEvents, submitExecution, submitExecutionBatch, uploadModule, uploadVersionModule,
+    withdrawVersion.
     """
 
     SLUG = 'unauthenticated'

@@ -57,6 +57,7 @@ export const OPERATIONS = {
   getExecutionLog: { method: "GET", path: "/v1/executions/{id}/logs", idempotencyKey: false, problems: { 401: ["unauthenticated"], 404: ["not_found"], 410: ["execution_bodies_deleted"] } },
   getExecutionInput: { method: "GET", path: "/v1/executions/{id}/input", idempotencyKey: false, problems: { 401: ["unauthenticated"], 404: ["not_found"], 410: ["execution_bodies_deleted"] } },
   getExecutionStdout: { method: "GET", path: "/v1/executions/{id}/stdout", idempotencyKey: false, problems: { 401: ["unauthenticated"], 404: ["not_found"], 410: ["execution_bodies_deleted"] } },
+  getExecutionEgress: { method: "GET", path: "/v1/executions/{id}/egress", idempotencyKey: false, problems: { 401: ["unauthenticated"], 404: ["not_found"] } },
   cancelExecution: { method: "POST", path: "/v1/executions/{id}/cancel", idempotencyKey: false, problems: { 401: ["unauthenticated"], 404: ["not_found"] } },
   submitExecutionBatch: { method: "POST", path: "/v1/executions/batch", idempotencyKey: false, problems: { 400: ["malformed_request"], 401: ["unauthenticated"], 413: ["payload_too_large"], 422: ["request_invalid"] } },
   streamExecutionEvents: { method: "GET", path: "/v1/executions/{id}/events", idempotencyKey: false, problems: { 401: ["unauthenticated"], 404: ["not_found"] } },
@@ -94,6 +95,10 @@ export const OPERATIONS = {
   deleteImage: { method: "DELETE", path: "/v1/images/{ref}", idempotencyKey: false, problems: { 401: ["unauthenticated"], 403: ["forbidden"], 404: ["not_found"], 409: ["conflict"] } },
   getStatus: { method: "GET", path: "/v1/status", idempotencyKey: false, problems: { 401: ["unauthenticated"], 403: ["forbidden"] } },
   getMetrics: { method: "GET", path: "/metrics", idempotencyKey: false, problems: { 401: ["unauthenticated"], 403: ["forbidden"] } },
+  putSecret: { method: "PUT", path: "/v1/agents/{id}/secrets/{name}", idempotencyKey: false, problems: { 400: ["malformed_request"], 401: ["unauthenticated"], 403: ["forbidden"], 404: ["not_found"], 413: ["payload_too_large"], 422: ["request_invalid"] } },
+  deleteSecret: { method: "DELETE", path: "/v1/agents/{id}/secrets/{name}", idempotencyKey: false, problems: { 401: ["unauthenticated"], 403: ["forbidden"], 404: ["not_found"] } },
+  listSecrets: { method: "GET", path: "/v1/agents/{id}/secrets", idempotencyKey: false, problems: { 401: ["unauthenticated"], 403: ["forbidden"], 404: ["not_found"], 422: ["request_invalid"] } },
+  resealSecrets: { method: "POST", path: "/v1/secrets/reseal", idempotencyKey: false, problems: { 401: ["unauthenticated"], 403: ["forbidden"] } },
 } as const;
 
 export type OperationId = keyof typeof OPERATIONS;

@@ -235,6 +235,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/executions/{id}/egress": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What the task sent through the egress gateway */
+        get: operations["getExecutionEgress"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/executions/{id}/cancel": {
         parameters: {
             query?: never;
@@ -281,7 +298,7 @@ export interface paths {
         };
         /**
          * Follow an execution as it runs
-         * @description Events are numbered (`id:`); a client reconnecting with `Last-Event-ID` gets the current state again, numbered after the id it saw. Whoever may read the execution may follow it.
+         * @description Events are numbered (`id:`); a client reconnecting with `Last-Event-ID` gets the current state again, numbered after the id it saw. Whoever may read the execution may follow it. Stderr lines are a live view, capped (50 lines a second, bursts of 100, 4 KiB a line, the log's size cap in all; lines over a cap are counted in a `dropped` event) and never replayed: lines written before the client connected, or while it reconnected, are not sent; the whole log is kept with the execution (GET /v1/executions/{id}/logs).
          */
         get: operations["streamExecutionEvents"];
         put?: never;
@@ -832,6 +849,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{id}/secrets/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Write or replace a secret of an agent
+         * @description The agent's service or an operator writes a named secret, which the egress gateway injects into the agent's declared upstream requests (docs/secrets.md). Write-only: no answer ever shows a value. A name that does not match the pattern is `request_invalid`.
+         */
+        put: operations["putSecret"];
+        post?: never;
+        /** Delete a secret of an agent */
+        delete: operations["deleteSecret"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{id}/secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List an agent's secrets by name (never their values) */
+        get: operations["listSecrets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/secrets/reseal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-seal every secret under the current key
+         * @description After a rotation (the new key in EXECUTOR_SECRETS_KEY, the old one in EXECUTOR_SECRETS_PREVIOUS_KEYS, on every instance): every secret still under a previous key is sealed again under the current one. Safe to repeat.
+         */
+        post: operations["resealSecrets"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -880,7 +955,7 @@ export interface components {
         /** @description Why a final execution is not COMPLETED. */
         ExecutionError: {
             /** @enum {string} */
-            type: "input_invalid" | "output_invalid" | "output_too_large" | "memory_limit_exceeded" | "timeout" | "nonzero_exit" | "wasm_trap" | "fuel_exhausted" | "cancelled" | "platform_error";
+            type: "input_invalid" | "output_invalid" | "output_too_large" | "memory_limit_exceeded" | "timeout" | "nonzero_exit" | "wasm_trap" | "fuel_exhausted" | "egress_requests_exceeded" | "egress_bytes_exceeded" | "egress_time_exceeded" | "cancelled" | "platform_error";
             detail: string;
             /** @description output_invalid: where the output breaks the agent's output schema */
             violations?: components["schemas"]["Violation"][];
@@ -933,6 +1008,35 @@ export interface components {
              * @description when its input, output, stdout and log were deleted (EXECUTOR_RETENTION_S); null: they are kept
              */
             bodies_deleted_at?: string | null;
+            /** @description what it sent through the egress gateway, as its receipt binds it; null: its agent declared no egress */
+            egress: components["schemas"]["EgressDigest"] | null;
+        };
+        ExecutionEgress: {
+            /** Format: uuid */
+            execution_id: string;
+            final: boolean;
+            data: components["schemas"]["EgressEntry"][] | null;
+            digest: components["schemas"]["EgressDigest"] | null;
+        };
+        /** @description One request of a task through the egress gateway: never a header or a body. */
+        EgressEntry: {
+            seq: number;
+            method: string;
+            upstream?: string | null;
+            path: string;
+            status: number;
+            bytes_out: number;
+            bytes_in: number;
+            duration_ms: number;
+            /** @enum {string} */
+            outcome: "forwarded" | "refused" | "failed";
+            reason?: string | null;
+        };
+        EgressDigest: {
+            sha256: string;
+            requests: number;
+            bytes_out: number;
+            bytes_in: number;
         };
         ExecutionPage: {
             items: components["schemas"]["Execution"][];
@@ -946,6 +1050,7 @@ export interface components {
             per_cpu_second: number;
             per_mb_second: number;
             per_peak_mb: number;
+            per_egress_request: number;
             cap: number | null;
         };
         /** @description An agent at one of its immutable versions. */
@@ -972,6 +1077,14 @@ export interface components {
             pricing: components["schemas"]["AgentPricing"] | null;
             /** @description the OCI runtime asked for; null: the default */
             runtime: string | null;
+            /** @description its upstreams through the egress gateway; null: none */
+            egress: components["schemas"]["EgressUpstream"][] | null;
+            egress_limits: {
+                requests: number;
+                bytes_out: number;
+                bytes_in: number;
+                time_s: number;
+            } | null;
             /** @enum {string} */
             status: "published" | "deprecated" | "withdrawn";
             /** Format: date-time */
@@ -1177,6 +1290,8 @@ export interface components {
                 fuel_consumed?: number | null;
             };
             cost: Record<string, never> | null;
+            /** @description only when the agent declared egress (docs/receipts.md) */
+            egress?: components["schemas"]["EgressDigest"];
         };
         TreeHeadStatement: {
             log_id: string;
@@ -1420,6 +1535,30 @@ export interface components {
             per_mb_second?: number;
             /** @description a non-negative integer (minor units) up to 2^53-1 */
             per_peak_mb?: number;
+            /** @description a non-negative integer (minor units) up to 2^53-1 */
+            per_egress_request?: number;
+        };
+        /** @description One upstream an agent version may call; the gateway injects the secret, the task never sees it. */
+        EgressUpstream: {
+            /** @description the host name a task gives it by, over the egress socket (docs/egress.md) */
+            name: string;
+            /** @description an HTTPS URL prefix (scheme https); requests go to paths under it */
+            url: string;
+            methods?: ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS")[];
+            inject?: {
+                header: string;
+                /** @description the name of one of the agent's secrets */
+                secret: string;
+                /** @description with one {} for the value */
+                format?: string;
+            } | null;
+        };
+        /** @description Caps per task on its egress; past one the task ends with its egress_*_exceeded error. */
+        EgressLimits: {
+            requests?: number;
+            bytes_out?: number;
+            bytes_in?: number;
+            time_s?: number;
         };
         /** @description A new version of an agent, of the agent's kind: a container version names an image, a WASM version takes no image or command (its module is uploaded after). */
         PublishVersion: {
@@ -1443,6 +1582,9 @@ export interface components {
             pricing?: components["schemas"]["Pricing"] | null;
             /** @description the name of an OCI runtime, or null for the operator's default */
             runtime?: string | null;
+            /** @description upstreams its tasks may call through the egress gateway (docs/egress.md), each on a host the operator allows; null or absent: no network and no socket at all */
+            egress?: components["schemas"]["EgressUpstream"][] | null;
+            egress_limits?: components["schemas"]["EgressLimits"] | null;
         };
         RegisterAgent: {
             /** @description lowercase letters, digits, . _ -; 1-100 chars */
@@ -1472,6 +1614,9 @@ export interface components {
             pricing?: components["schemas"]["Pricing"] | null;
             /** @description the name of an OCI runtime, or null for the operator's default */
             runtime?: string | null;
+            /** @description upstreams its tasks may call through the egress gateway (docs/egress.md), each on a host the operator allows; null or absent: no network and no socket at all */
+            egress?: components["schemas"]["EgressUpstream"][] | null;
+            egress_limits?: components["schemas"]["EgressLimits"] | null;
         };
         GrantEntitlement: {
             /** @description the user's subject, a non-empty string */
@@ -1587,6 +1732,8 @@ export interface components {
             output_base64?: string | null;
             /** @description a signed tree head (GET /v1/log/head) kept from earlier: the receipt's log must agree with it */
             head?: unknown;
+            /** @description the execution's egress list (`data` of GET /v1/executions/{id}/egress), as recorded: its RFC 8785 SHA-256 and totals must be the receipt's `egress` */
+            egress?: Record<string, never>[] | null;
         };
         SetWebhookEndpoint: {
             /** @description an http(s) URL to deliver to (a public address unless the operator allows private ones), or null to remove it */
@@ -1602,6 +1749,35 @@ export interface components {
              */
             all?: true;
         } & (unknown | unknown);
+        /** @description A secret's value: sealed at rest, never shown again, used only by the egress gateway. */
+        PutSecret: {
+            /** @description a non-empty string of at most 8192 bytes of UTF-8 */
+            value: string;
+        };
+        /** @description A secret as it may be shown: never its value. */
+        Secret: {
+            name: string;
+            /** @description how many times the name was written */
+            version: number;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description when its value was last written
+             */
+            updated_at: string;
+        };
+        SecretPage: {
+            items: components["schemas"]["Secret"][];
+            /** @description the next page's `cursor`; null: the last */
+            next_cursor: string | null;
+        };
+        ResealReport: {
+            /** @description secrets moved to the current key */
+            resealed: number;
+            /** @description secrets under a key this instance does not hold, left as they were (the service log names each key id) */
+            unreadable: number;
+        };
     };
     responses: never;
     parameters: never;
@@ -2236,6 +2412,49 @@ export interface operations {
             };
         };
     };
+    getExecutionEgress: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every request, forwarded or refused, in order (no header, no body), and the digest its receipt binds; data is null until the execution is final, and for an agent without egress. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExecutionEgress"];
+                };
+            };
+            /** @description Problem: `unauthenticated` (type `urn:executor:problem:<slug>`). */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `not_found` (type `urn:executor:problem:<slug>`). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     cancelExecution: {
         parameters: {
             query?: never;
@@ -2368,7 +2587,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A `text/event-stream`: an `event: status` with the current state at once and at each change (data: id, status, error, started_at, finished_at), then one `event: final` whose data is the whole Execution, and the stream ends. `: keepalive` comments every 15 s of silence. */
+            /** @description A `text/event-stream`: an `event: status` with the current state at once and at each change (data: id, status, error, started_at, finished_at), an `event: stderr` for each line the task writes to stderr while it runs (data: line, seq; or dropped), then one `event: final` whose data is the whole Execution, and the stream ends. `: keepalive` comments every 15 s of silence. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2379,8 +2598,8 @@ export interface operations {
                         /** @description The event's number. */
                         id: string;
                         /** @enum {unknown} */
-                        event: "status" | "final";
-                        /** @description `status`: id, status, error, started_at, finished_at; `final`: the Execution. */
+                        event: "status" | "stderr" | "final";
+                        /** @description `status`: id, status, error, started_at, finished_at; `stderr`: `{line, seq}` (one line of the task's stderr, invalid UTF-8 replaced; seq its number in the run) or `{dropped}` (how many lines went unsent, over the caps); `final`: the Execution. */
                         data: string;
                         retry?: number;
                     };
@@ -4480,6 +4699,265 @@ export interface operations {
                 };
                 content: {
                     "text/plain; version=0.0.4": string;
+                };
+            };
+            /** @description Problem: `unauthenticated` (type `urn:executor:problem:<slug>`). */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `forbidden` (type `urn:executor:problem:<slug>`). */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PutSecret"];
+            };
+        };
+        responses: {
+            /** @description Replaced: one version more. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Secret"];
+                };
+            };
+            /** @description Written: version 1. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Secret"];
+                };
+            };
+            /** @description Problem: `malformed_request` (type `urn:executor:problem:<slug>`). */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `unauthenticated` (type `urn:executor:problem:<slug>`). */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `forbidden` (type `urn:executor:problem:<slug>`). */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `not_found` (type `urn:executor:problem:<slug>`). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `payload_too_large` (type `urn:executor:problem:<slug>`). */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `request_invalid` (type `urn:executor:problem:<slug>`). */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem: `unauthenticated` (type `urn:executor:problem:<slug>`). */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `forbidden` (type `urn:executor:problem:<slug>`). */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `not_found` (type `urn:executor:problem:<slug>`). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listSecrets: {
+        parameters: {
+            query?: {
+                /** @description How many items per page, 1 to 100. */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page; absent for the first page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the agent's secrets, by name. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretPage"];
+                };
+            };
+            /** @description Problem: `unauthenticated` (type `urn:executor:problem:<slug>`). */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `forbidden` (type `urn:executor:problem:<slug>`). */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `not_found` (type `urn:executor:problem:<slug>`). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem: `request_invalid` (type `urn:executor:problem:<slug>`). */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resealSecrets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description How many were moved, and how many could not be read here. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResealReport"];
                 };
             };
             /** @description Problem: `unauthenticated` (type `urn:executor:problem:<slug>`). */

@@ -1,9 +1,9 @@
 /**
  * Offline verification of a receipt bundle (`GET /v1/executions/{id}/receipt`): only the bundle,
  * the public keys you trust (`GET /v1/keys`, kept), and what you bring (the input and output
- * bytes, a tree head kept from earlier). A port of the service's executor/receipts/verify.py:
- * the same checks in the same order, each failure with the same stable `reason`
- * (docs/receipts.md lists them).
+ * bytes, a tree head kept from earlier, the execution's egress list). A port of the service's
+ * executor/receipts/verify.py: the same checks in the same order, each failure with the same
+ * stable `reason` (docs/receipts.md lists them).
  */
 import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
@@ -16,6 +16,14 @@ import { leafHash, verifyInclusion } from "./merkle.js";
 export type ReceiptBundle = components["schemas"]["ReceiptBundle"];
 export type KeySet = components["schemas"]["KeySet"];
 export type SignedLogHead = components["schemas"]["SignedLogHead"];
+
+/** What a receipt binds of an execution's egress: the SHA-256 of its recorded list's RFC 8785 form, and totals. */
+export interface EgressDigest {
+  sha256: string;
+  requests: number;
+  bytes_out: number;
+  bytes_in: number;
+}
 
 /** The signed statement of a receipt (version 1). */
 export interface ReceiptStatement {
@@ -44,6 +52,8 @@ export interface ReceiptStatement {
   finished_at: string | null;
   usage: { wall_ms: number | null; cpu_ms: number | null; peak_memory_bytes: number | null; fuel_consumed: number | null };
   cost: { currency: string; decimals: number; amount: number; capped: boolean } | null;
+  /** Only when the execution's agent declared egress (absent otherwise). */
+  egress?: EgressDigest;
 }
 
 export interface TreeHead {
@@ -89,6 +99,11 @@ export interface VerifyOptions {
   trustedHead?: unknown;
   /** Key ids you know were retired, with when: a signature by one fails `key_retired` rather than `unknown_key`. */
   retired?: Readonly<Record<string, string>>;
+  /**
+   * The execution's egress list as recorded (`data` of `GET /v1/executions/{id}/egress`): its RFC 8785
+   * SHA-256 and totals must be the receipt's `egress` (`egress_mismatch` otherwise).
+   */
+  egress?: unknown;
 }
 
 /** Anything `parseKeySet` reads: a JWK set, an array of JWKs, one JWK, or a Map kid → public key. */
@@ -99,7 +114,7 @@ const HEAD_FIELDS: Record<keyof TreeHead, "str" | "int"> = {
 };
 
 type Kind = "int" | "str" | "time" | "object" | "null";
-const STATEMENT_FIELDS: Record<keyof ReceiptStatement, Kind[]> = {
+const STATEMENT_FIELDS: Record<Exclude<keyof ReceiptStatement, "egress">, Kind[]> = {
   receipt_version: ["int"],
   log_id: ["str"],
   log_index: ["int"],
@@ -126,7 +141,10 @@ const STATEMENT_FIELDS: Record<keyof ReceiptStatement, Kind[]> = {
   usage: ["object"],
   cost: ["object", "null"],
 };
+/** Present only when they apply: `egress` when the execution's agent declared egress. */
+const OPTIONAL_FIELDS: Record<"egress", Kind[]> = { egress: ["object"] };
 const USAGE_FIELDS = ["wall_ms", "cpu_ms", "peak_memory_bytes", "fuel_consumed"];
+const EGRESS_FIELDS = ["sha256", "requests", "bytes_out", "bytes_in"] as const;
 
 class Report {
   failures: Failure[] = [];
@@ -161,6 +179,7 @@ export function verifyReceipt(bundle: unknown, keys: TrustedKeys, options: Verif
   report.statement = statement;
   checkSignatures(envelope, statement, bundle.witnesses ?? [], ring, retired, report);
   checkContent(statement, options.input, options.output, report);
+  if (options.egress !== undefined && options.egress !== null) checkEgress(statement, options.egress, report);
   const head = checkHead(bundle.tree_head, ring, report, "head", retired);
   if (head !== null) {
     report.head = head;
@@ -297,8 +316,10 @@ function notCanonicalizable(value: unknown, pointer: string): string | undefined
 function statementProblems(statement: Record<string, unknown>): string[] {
   const problems: string[] = [];
   for (const name of Object.keys(STATEMENT_FIELDS)) if (!(name in statement)) problems.push(`missing field ${name}`);
-  for (const name of Object.keys(statement)) if (!(name in STATEMENT_FIELDS)) problems.push(`unknown field ${name}`);
-  for (const [name, kinds] of Object.entries(STATEMENT_FIELDS)) {
+  for (const name of Object.keys(statement)) {
+    if (!(name in STATEMENT_FIELDS) && !(name in OPTIONAL_FIELDS)) problems.push(`unknown field ${name}`);
+  }
+  for (const [name, kinds] of Object.entries({ ...STATEMENT_FIELDS, ...OPTIONAL_FIELDS })) {
     if (name in statement && !kinds.some((kind) => isKind(kind, statement[name]))) {
       problems.push(`${name} must be ${kinds.join(" or ")}`);
     }
@@ -314,6 +335,62 @@ function statementProblems(statement: Record<string, unknown>): string[] {
       }
     }
   }
+  if (isObject(statement.egress)) problems.push(...egressFieldProblems(statement.egress));
+  return problems;
+}
+
+function egressFieldProblems(egress: Record<string, unknown>): string[] {
+  const names = Object.keys(egress);
+  if (names.length !== EGRESS_FIELDS.length || !EGRESS_FIELDS.every((name) => names.includes(name))) {
+    return [`egress must have exactly ${EGRESS_FIELDS.join(", ")}`];
+  }
+  const problems: string[] = [];
+  if (!isDigest(egress.sha256)) problems.push("egress.sha256 must be a lower-case hex SHA-256");
+  for (const name of EGRESS_FIELDS.slice(1)) {
+    const value = egress[name];
+    if (!(isKind("int", value) && (value as number) >= 0)) problems.push(`egress.${name} must be a non-negative int`);
+  }
+  return problems;
+}
+
+/**
+ * What a receipt binds of an egress list (the service's executor/receipts/egress.py): the SHA-256 of its
+ * RFC 8785 form, the number of requests, and the sums of `bytes_out` and `bytes_in`. Throws when the list
+ * is not an array of objects with integer byte counts, or has no canonical form the service would sign.
+ */
+export function egressDigest(entries: readonly Record<string, unknown>[]): EgressDigest {
+  const refused = notCanonicalizable(entries, "");
+  if (refused) throw new TypeError(`the egress list cannot be RFC 8785 JSON: ${refused}`);
+  const sum = (name: "bytes_out" | "bytes_in"): number => entries.reduce((total, entry) => {
+    if (!isKind("int", entry[name])) throw new TypeError(`an entry has no integer ${name}`);
+    return total + (entry[name] as number);
+  }, 0);
+  return { sha256: sha256Hex(Buffer.from(canonicalize(entries) ?? "", "utf8")), requests: entries.length,
+    bytes_out: sum("bytes_out"), bytes_in: sum("bytes_in") };
+}
+
+/** Why `entries` is not the list the receipt's `egress` digest was made from; empty when it is. */
+function egressProblems(digest: EgressDigest, entries: unknown): string[] {
+  if (!Array.isArray(entries) || !entries.every(isObject)) return ["the egress given is not a JSON array of objects"];
+  const bad: string[] = [];
+  for (const [position, entry] of entries.entries()) {
+    for (const name of ["bytes_out", "bytes_in"]) {
+      if (!isKind("int", entry[name])) bad.push(`entry ${position} has no integer ${name}`);
+    }
+  }
+  if (bad.length) return bad;
+  const refused = notCanonicalizable(entries, "");
+  if (refused) return [`the egress given cannot be RFC 8785 JSON: ${refused}`];
+  const found = egressDigest(entries);
+  const problems: string[] = [];
+  if (found.sha256 !== digest.sha256) {
+    problems.push(`the egress given (${found.requests} requests, sha256 ${found.sha256}) is not the list the receipt `
+      + `records (${digest.requests} requests, sha256 ${digest.sha256})`);
+  }
+  const wrong = EGRESS_FIELDS.slice(1)
+    .filter((name) => found[name] !== digest[name])
+    .map((name) => `${name} ${found[name]} (the receipt says ${digest[name]})`);
+  if (wrong.length) problems.push(`the egress given totals ${wrong.join(", ")}`);
   return problems;
 }
 
@@ -360,6 +437,16 @@ function checkContent(statement: ReceiptStatement, input: Uint8Array | undefined
         + `the receipt records (${statement[`${name}_bytes`]} bytes, sha256 ${expected})`);
     }
   }
+}
+
+function checkEgress(statement: ReceiptStatement, egress: unknown, report: Report): void {
+  if (statement.egress === undefined) {
+    const given = Array.isArray(egress) ? `a list of ${egress.length} requests` : "an egress list";
+    report.fail("egress_mismatch", `the receipt records no egress (its agent declared none), but ${given} was given`);
+    return;
+  }
+  const problems = egressProblems(statement.egress, egress);
+  if (problems.length) report.fail("egress_mismatch", problems.join("; "));
 }
 
 function checkInclusion(proof: unknown, payload: Uint8Array, statement: ReceiptStatement, head: TreeHead,

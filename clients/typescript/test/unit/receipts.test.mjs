@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { egressDigest } from "../../dist/receipts/verify.js";
 import { verifyReceipt, parseKeySet, keyId, pae, JwkError, leafHash, nodeHash, verifyInclusion } from "../../dist/index.js";
 
 const fixtures = JSON.parse(readFileSync(new URL("../fixtures/receipts.json", import.meta.url), "utf8"));
@@ -11,6 +12,7 @@ for (const [name, fixture] of Object.entries(fixtures.cases)) {
   test(`receipt case ${name}: ${fixture.reasons.join(", ") || "valid"}`, () => {
     const result = verifyReceipt(fixture.bundle, fixtures.keys, {
       input: bytes(fixture.input), output: bytes(fixture.output), trustedHead: fixture.trusted_head ?? undefined,
+      egress: fixture.egress ?? undefined,
     });
     assert.deepEqual(result.failures.map((f) => f.reason), fixture.reasons, JSON.stringify(result.failures));
     assert.equal(result.valid, fixture.reasons.length === 0);
@@ -61,4 +63,24 @@ test("a bundle that is not one is reported, not thrown", () => {
     const result = verifyReceipt(junk, fixtures.keys);
     assert.equal(result.valid, false);
   }
+});
+
+test("egress: the receipt binds the list's RFC 8785 SHA-256 and totals", () => {
+  const { bundle, egress } = fixtures.cases.egress_valid;
+  const result = verifyReceipt(bundle, fixtures.keys, { egress });
+  assert.equal(result.valid, true, JSON.stringify(result.failures));
+  assert.deepEqual(result.statement.egress, egressDigest(egress));
+  assert.deepEqual(Object.keys(result.statement.egress).sort(), ["bytes_in", "bytes_out", "requests", "sha256"]);
+  assert.equal(result.statement.egress.requests, egress.length);
+  assert.equal("egress" in fixtures.cases.valid_without_bytes.bundle, false);
+  assert.equal(verifyReceipt(fixtures.cases.valid.bundle, fixtures.keys).statement.egress, undefined);
+  // Key order within an entry does not matter; list order does.
+  const reordered = egress.map((entry) => Object.fromEntries(Object.entries(entry).reverse()));
+  assert.equal(verifyReceipt(bundle, fixtures.keys, { egress: reordered }).valid, true);
+  const reversed = [...egress].reverse();
+  assert.deepEqual(verifyReceipt(bundle, fixtures.keys, { egress: reversed }).failures.map((f) => f.reason), ["egress_mismatch"]);
+  assert.throws(() => egressDigest([{ bytes_out: 1.5, bytes_in: 0 }]), /RFC 8785/);
+  assert.deepEqual(egressDigest([]), {
+    sha256: "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945", requests: 0, bytes_out: 0, bytes_in: 0,
+  });
 });

@@ -8,6 +8,10 @@ here as from `executor receipts verify` or POST /v1/receipts/verify. Needs PyNaC
     keys = parse_key_set(client.keys())      # better: a key set you pinned earlier
     report = verify_bundle(client.receipt(execution_id), keys, input_bytes=the_input)
     report.valid, report.failures, report.statement
+
+An execution whose agent declared egress has a receipt with an `egress` field: the SHA-256 of
+the RFC 8785 form of its recorded egress list, and totals. Pass that list (`data` of GET
+/v1/executions/{id}/egress) as `egress=` to check it is the one signed.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 from executor_client.receipts import _dsse as dsse
 from executor_client.receipts import _merkle as merkle
 from executor_client.receipts._canonical import CanonicalizationError, canonical_json
+from executor_client.receipts._egress import EGRESS_FIELDS, egress_digest, egress_problems
 from executor_client.receipts._jwk import JwkError, from_jwk, key_id, parse_key_set, to_jwk
 
 if TYPE_CHECKING:
     import nacl.signing
 
-__all__ = ["Failure", "Report", "SignatureCheck", "check_consistency", "check_head", "key_id", "parse_key_set",
-           "to_jwk", "verify_bundle"]
+__all__ = ["Failure", "Report", "SignatureCheck", "check_consistency", "check_head", "egress_digest", "key_id",
+           "parse_key_set", "to_jwk", "verify_bundle"]
 
 RECEIPT_VERSION = 1
 
@@ -60,6 +65,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "usage": ("object",),
     "cost": ("object", "null"),
 }
+# Present only when they apply: `egress` when the execution's agent declared egress.
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "egress": ("object",),
+}
 USAGE_FIELDS = ("wall_ms", "cpu_ms", "peak_memory_bytes", "fuel_consumed")
 
 
@@ -76,8 +85,8 @@ def statement_problems(statement: Any) -> list[str]:
     if not isinstance(statement, dict):
         return ["the payload is not a JSON object"]
     problems = [f"missing field {name}" for name in FIELDS if name not in statement]
-    problems += [f"unknown field {name}" for name in statement if name not in FIELDS]
-    for name, kinds in FIELDS.items():
+    problems += [f"unknown field {name}" for name in statement if name not in FIELDS and name not in OPTIONAL_FIELDS]
+    for name, kinds in (FIELDS | OPTIONAL_FIELDS).items():
         if name in statement and not any(_is(kind, statement[name]) for kind in kinds):
             problems.append(f"{name} must be {' or '.join(kinds)}")
     if statement.get("receipt_version") not in (None, RECEIPT_VERSION):
@@ -87,6 +96,22 @@ def statement_problems(statement: Any) -> list[str]:
         for name in USAGE_FIELDS:
             if not (usage.get(name) is None or _is("int", usage.get(name))):
                 problems.append(f"usage.{name} must be int or null")
+    egress = statement.get("egress")
+    if isinstance(egress, dict):
+        problems += _egress_problems(egress)
+    return problems
+
+
+def _egress_problems(egress: dict[str, Any]) -> list[str]:
+    if set(egress) != set(EGRESS_FIELDS):
+        return [f"egress must have exactly {', '.join(EGRESS_FIELDS)}"]
+    problems = []
+    if not (isinstance(egress["sha256"], str) and len(egress["sha256"]) == 64
+            and all(c in "0123456789abcdef" for c in egress["sha256"])):
+        problems.append("egress.sha256 must be a lower-case hex SHA-256")
+    for name in EGRESS_FIELDS[1:]:
+        if not (_is("int", egress[name]) and egress[name] >= 0):
+            problems.append(f"egress.{name} must be a non-negative int")
     return problems
 
 
@@ -148,9 +173,10 @@ class Report:
 
 def verify_bundle(bundle: Any, keys: Mapping[str, Any], *, input_bytes: bytes | None = None,
                   output_bytes: bytes | None = None, trusted_head: Any = None,
-                  retired: Mapping[str, datetime] | None = None) -> Report:
+                  retired: Mapping[str, datetime] | None = None, egress: Any = None) -> Report:
     """Every check of a receipt bundle against the trusted `keys`: kid → nacl VerifyKey, or a JWK set
-    (what keys() answers, or a pinned copy), or one JWK. A bad key set raises KeySetError."""
+    (what keys() answers, or a pinned copy), or one JWK. A bad key set raises KeySetError. `egress`,
+    when given, is the execution's recorded egress list, checked against the receipt's digest of it."""
     keys = trusted_keys(keys)
     report = Report()
     if not isinstance(bundle, dict) or not all(k in bundle for k in ("envelope", "inclusion_proof", "tree_head")):
@@ -162,6 +188,8 @@ def verify_bundle(bundle: Any, keys: Mapping[str, Any], *, input_bytes: bytes | 
     report.statement = statement
     _check_signatures(envelope, statement, bundle.get("witnesses") or [], keys, retired or {}, report)
     _check_content(statement, input_bytes, output_bytes, report)
+    if egress is not None:
+        _check_egress(statement, egress, report)
     head = check_head(bundle["tree_head"], keys, report, retired=retired)
     if head is not None:
         report.head = head
@@ -300,6 +328,17 @@ def _check_content(statement: dict[str, Any], input_bytes: bytes | None, output_
         elif sha256_hex(given) != expected:
             report.fail(f"{name}_hash_mismatch", f"the {name} given ({len(given)} bytes, sha256 {sha256_hex(given)})"
                         f" is not the one the receipt records ({statement[f'{name}_bytes']} bytes, sha256 {expected})")
+
+
+def _check_egress(statement: dict[str, Any], egress: Any, report: Report) -> None:
+    if "egress" not in statement:
+        given = f"a list of {len(egress)} requests" if isinstance(egress, list) else "an egress list"
+        report.fail("egress_mismatch", f"the receipt records no egress (its agent declared none), but {given} "
+                    "was given")
+        return
+    problems = egress_problems(statement["egress"], egress)
+    if problems:
+        report.fail("egress_mismatch", "; ".join(problems))
 
 
 def _check_inclusion(proof: Any, payload: bytes, statement: dict[str, Any], head: dict[str, Any],
