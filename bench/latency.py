@@ -14,7 +14,9 @@ on the same image with the same hardening flags:
 
 then sustained throughput with C concurrent clients: both services against
 raw docker-py at the same concurrency. Absolute times vary between machines;
-the ratios are the result.
+the ratios are the result. An agent with egress, next to the same image without
+it, pooled and cold: bench/egress.py (it needs an HTTPS upstream and a CA of its
+own, so it runs apart).
 """
 
 from __future__ import annotations
