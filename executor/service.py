@@ -38,6 +38,7 @@ from executor.executions.retention import BodyRetention
 from executor.executions.service import Executions
 from executor.executions.worker import Worker
 from executor.images.service import Images
+from executor.mcp.server import McpEndpoint
 from executor.observability.metrics import Metrics
 from executor.queue.classes import JobQueues
 from executor.queue.events import Events
@@ -94,6 +95,7 @@ class Services:
     worker: Worker | None = None
     egress: EgressGateway | None = None  # the worker's egress gateway (docs/egress.md)
     retention: BodyRetention | None = None  # EXECUTOR_RETENTION_S's sweep: run by every process, idempotent
+    mcp: McpEndpoint | None = None  # the MCP endpoint's listener, when EXECUTOR_MCP_PORT is set (docs/mcp.md)
     _head_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -120,6 +122,8 @@ class Services:
         if self._stopped:
             return
         self._stopped = True
+        if self.mcp:
+            await self.mcp.stop()
         if self._head_task:
             self._head_task.cancel()
             await asyncio.gather(self._head_task, return_exceptions=True)
@@ -161,6 +165,8 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     engine = DockerEngine(threads=settings.docker_threads)
     agents = Agents(db, settings, engine)
     entitlements = Entitlements(db, agents)
+    # Which agents callers may run changed: the MCP sessions of every API process hear of it.
+    agents.on_change = entitlements.on_change = events.publish_tools_changed
     executions = Executions(db, queue, events, settings, finisher, RateLimiter(client),
                             agents=agents, entitlements=entitlements, metrics=metrics)
     services = Services(
@@ -176,6 +182,10 @@ async def start_services(settings: Settings, *, database_url: str, redis_url: st
     services.retention = BodyRetention(db, settings.retention_s, metrics=metrics)
     services.retention.start()  # nothing runs when the retention is 0
     services.replays.start()
+    if serve_api and settings.mcp_port:
+        services.mcp = McpEndpoint(settings, tokens=services.tokens, agents=agents, entitlements=entitlements,
+                                   executions=executions, events=events)
+        await services.mcp.start()
     if run_worker:
         engine_info = await services.engine.call_retrying(services.engine.api.info)
         services.egress = EgressGateway(egress_root(settings), ca_file=settings.egress_ca_file,

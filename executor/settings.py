@@ -52,6 +52,12 @@ class Settings:
     redis_max_connections: int = 512
     host: str = "127.0.0.1"
     port: int = 8080
+    # The MCP endpoint (docs/mcp.md): its own listener on EXECUTOR_HOST at this port, path /mcp,
+    # beside the HTTP API in the same process; 0: off (the default: a second listener is opt-in).
+    mcp_port: int = 0
+    # The HTTP API's base URL as callers reach it (e.g. behind a proxy), for the links an MCP tool
+    # result carries (its receipt); unset: http://EXECUTOR_HOST:EXECUTOR_PORT.
+    public_url: str | None = None
     state_dir: Path = field(default_factory=_default_state_dir)
     # Stable across restarts of the same host, so a restarted service recognises
     # the containers and executions it left behind.
@@ -178,6 +184,14 @@ class Settings:
         return self.state_dir / "secrets-key"
 
     @property
+    def resolved_public_url(self) -> str:
+        """EXECUTOR_PUBLIC_URL without its trailing slash, else this process's own address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
     def allowed_oci_runtimes(self) -> tuple[str, ...]:
         """The runtimes an agent version may ask for: EXECUTOR_OCI_RUNTIMES, else the default alone."""
         if self.oci_runtimes is not None:
@@ -296,6 +310,8 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EXECUTOR_WORKER_MEMORY_MB must be >= 0 (0: no budget)")
     if settings.worker_concurrency < 1 or settings.docker_threads < 2:
         raise ConfigurationError("EXECUTOR_WORKER_CONCURRENCY must be >= 1 and EXECUTOR_DOCKER_THREADS >= 2")
+    if not 0 <= settings.mcp_port <= 65535:
+        raise ConfigurationError("EXECUTOR_MCP_PORT must be a port number from 0 (off) to 65535")
     if settings.redis_max_connections < 4:
         # the event subscription and the worker's blocking read each hold one for good
         raise ConfigurationError("EXECUTOR_REDIS_MAX_CONNECTIONS must be >= 4")

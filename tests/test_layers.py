@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("adapters", {"storage", "queue", "runtimes", "embedded"}),
     ("domain", {"tokens", "agents", "entitlements", "executions", "receipts", "webhooks", "images", "replays",
                 "secrets", "egress"}),
-    ("api", {"api"}),
+    ("api", {"api", "mcp"}),
     ("assembly", {"service", "examples"}),
     ("entry points", {"cli", "__main__", "client"}),
 ]

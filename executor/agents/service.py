@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -54,6 +55,13 @@ class Agents:
         self.db = db
         self.settings = settings
         self.engine = engine
+        # Told "*" after anything that changes which versions run (executor/mcp lists them as tools);
+        # set by executor/service.py to Events.publish_tools_changed.
+        self.on_change: Callable[[str], Awaitable[None]] | None = None
+
+    async def _changed(self) -> None:
+        if self.on_change is not None:
+            await self.on_change("*")
 
     async def register(self, owner: str, body: Any) -> AgentVersion:
         """Pin the image of a registration to its id, store version 1. The body's shape was checked
@@ -61,9 +69,11 @@ class Agents:
         name, kind = body["name"], body.get("kind", "container")
         version = await self.parse_version({k: v for k, v in body.items() if k not in ("name", "kind")}, kind)
         try:
-            return await agent_sql.insert_agent(self.db, name=name, kind=kind, owner=owner, version=version)
+            registered = await agent_sql.insert_agent(self.db, name=name, kind=kind, owner=owner, version=version)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"an agent named {name!r} already exists") from None
+        await self._changed()
+        return registered
 
     async def publish(self, caller: Principal, agent_id: str, body: Any) -> AgentVersion:
         """A new immutable version with the agent's kind; the fields of a registration but name and kind."""
@@ -73,6 +83,7 @@ class Agents:
         created = await agent_sql.insert_version(self.db, current.agent_id, fields)
         if created is None:
             raise NotFound(f"no agent {agent_id!r}")
+        await self._changed()
         return created
 
     async def parse_version(self, body: Any, kind: str) -> dict[str, Any]:
@@ -152,6 +163,12 @@ class Agents:
     async def by_name(self, name: str) -> AgentVersion | None:
         return await agent_sql.get_by_name(self.db, name)
 
+    async def runnable(self, *, agent_ids: list[uuid.UUID] | None = None,
+                       owner: str | None = None) -> list[AgentVersion]:
+        """What for_run would pin for each agent (of `agent_ids`, of `owner`; None: all), by name;
+        agents with no runnable version are left out."""
+        return await agent_sql.runnable_versions(self.db, agent_ids=agent_ids, owner=owner)
+
     async def list_page(self, *, limit: int, cursor: str | None) -> tuple[list[AgentVersion], str | None]:
         """Agents by name (each at its latest version); the cursor is the last name of the page."""
         found = await agent_sql.list_latest(self.db, limit=limit, after_name=cursor)
@@ -177,6 +194,7 @@ class Agents:
         moved = await agent_sql.set_status(self.db, current.agent_id, version, status, MOVES[status])
         if moved is None:
             raise Conflict(f"version {version} is {current.status}: it cannot become {status}")
+        await self._changed()
         return moved
 
     async def for_run(self, agent_id: Any, version: int | None) -> AgentVersion:
@@ -228,6 +246,7 @@ class Agents:
                                              module_sha256=info.sha256)
         if updated is None:  # a concurrent upload won
             raise Conflict(f"version {agent.version} already has its module; versions are immutable")
+        await self._changed()
         return updated
 
     async def _bake(self, agent: AgentVersion, cwasm: bytes, module_sha256: str) -> str:

@@ -9,6 +9,7 @@ parties that grant entitlements in the first place (docs/marketplace.md).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from executor.errors import (
 )
 from executor.instants import parse_instant
 from executor.pagination import encode_cursor, page_filters
+from executor.records.agents import AgentVersion
 from executor.records.entitlements import Entitlement, EntitlementState
 from executor.records.principals import Principal, Role
 from executor.storage import entitlements as entitlement_sql
@@ -44,6 +46,13 @@ class Entitlements:
     def __init__(self, db: asyncpg.Pool, agents: Agents) -> None:
         self.db = db
         self.agents = agents
+        # Told "user:<subject>" after a grant or a revocation changed what that user may run
+        # (executor/mcp lists it as tools); set by executor/service.py to Events.publish_tools_changed.
+        self.on_change: Callable[[str], Awaitable[None]] | None = None
+
+    async def changed(self, user: str) -> None:
+        if self.on_change is not None:
+            await self.on_change(f"user:{user}")
 
     async def grant(self, caller: Principal, body: Any) -> tuple[Entitlement, bool]:
         """PUT /v1/entitlements: create or replace the terms of (user, agent); (it, created). The
@@ -51,8 +60,10 @@ class Entitlements:
         user, uses = body["user"], body.get("uses")
         agent = await self.agents.get(body["agent_id"])
         expires_at = parse_instant(body.get("expires_at"), "/expires_at")
-        return await entitlement_sql.grant(self.db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
-                                           expires_at=expires_at, uses=uses)
+        granted = await entitlement_sql.grant(self.db, user=user, agent_id=agent.agent_id, granted_by=caller.party,
+                                              expires_at=expires_at, uses=uses)
+        await self.changed(user)
+        return granted
 
     async def list_page(self, caller: Principal, *, user: str | None, agent_id: str | None,
                         cursor: str | None, limit: int) -> tuple[list[Entitlement], str | None]:
@@ -74,7 +85,13 @@ class Entitlements:
         revoked = await entitlement_sql.revoke(self.db, parsed, caller.party)
         if revoked is None:
             raise NotFound(f"no entitlement {entitlement_id!r}")
+        await self.changed(revoked.user)
         return revoked
+
+    async def runnable_agents(self, user: str) -> list[AgentVersion]:
+        """What the user may run now: the runnable version of each agent they hold a live entitlement to."""
+        agent_ids = await entitlement_sql.live_agent_ids(self.db, user=user)
+        return await self.agents.runnable(agent_ids=agent_ids) if agent_ids else []
 
     async def take_use(self, conn: asyncpg.Connection, *, user: str, agent_id: uuid.UUID) -> tuple[uuid.UUID, str]:
         """Take one use of the user's live entitlement, inside the accepting transaction: (its id,

@@ -127,6 +127,7 @@ class Executions:
         self.agents = agents
         self.entitlements = entitlements
         self.shedder = Shedder(queue, settings.max_queue_wait_s)  # admission's bound on queue wait
+        self._notices: set[asyncio.Task[None]] = set()  # fire-and-forget notices (tools changed)
 
     async def submit(self, principal: Principal, body: Any, *, idempotency_key: str | None = None,
                      watch: bool = False) -> Submission:
@@ -192,6 +193,11 @@ class Executions:
                 raise Conflict("the Idempotency-Key is in use by a request that has not finished; retry")
             return replay
         timing.mark("accepted")
+        if record.entitlement_id is not None and parties.user is not None:
+            # A use taken, maybe the last: MCP sessions re-list (executor/mcp). Off the answer's path.
+            task = asyncio.create_task(self.entitlements.changed(parties.user))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
         watching = Watch(self.events.waiter(record.id), self.events.generation) if watch else None
         try:
             await self._enqueue(record, agent)

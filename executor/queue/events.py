@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 FINISHED = "executor:finished"
 CANCEL = "executor:cancel"
 STATE = "executor:state"  # "<execution id> <status>"
+# "<party>" or "*": what an MCP session lists as tools may have changed for that party (a user's
+# entitlements) or for everyone (agents and versions); executor/mcp/changes.py listens.
+TOOLS_CHANGED = "executor:tools-changed"
 STDERR = "executor:stderr:"  # + execution id: one JSON payload per message (executions/progress.py)
 # What one follower holds of an execution's stderr before it drops (and counts) the oldest.
 FOLLOWER_BACKLOG = 1024
@@ -88,10 +91,11 @@ class Events:
         """`waiters` False (a worker without the HTTP API): only cancels are listened for, so the
         process does not read two messages per execution that nobody in it waits for."""
         self._redis = client
-        self._channels = (FINISHED, CANCEL, STATE) if waiters else (CANCEL,)
+        self._channels = (FINISHED, CANCEL, STATE, TOOLS_CHANGED) if waiters else (CANCEL,)
         self._waiters: dict[uuid.UUID, set[asyncio.Future[Finished | None]]] = defaultdict(set)
         self._change_waiters: dict[uuid.UUID, set[asyncio.Future[Finished | None]]] = defaultdict(set)
         self._cancel_handlers: list[Callable[[uuid.UUID], Awaitable[None]]] = []
+        self._tools_handlers: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._subscribed = False
@@ -114,6 +118,19 @@ class Events:
 
     def on_cancel(self, handler: Callable[[uuid.UUID], Awaitable[None]]) -> None:
         self._cancel_handlers.append(handler)
+
+    def on_tools_changed(self, handler: Callable[[str], None]) -> None:
+        """Call `handler` with the party (or "*") of every TOOLS_CHANGED message; it must not block."""
+        self._tools_handlers.append(handler)
+
+    async def publish_tools_changed(self, party: str) -> None:
+        """Tell every API process that `party`'s runnable agents may have changed ("*": anyone's).
+        Best effort, after the change committed: a lost message costs an MCP host a late
+        list_changed (its sessions also re-check on a timer), never a wrong call."""
+        try:
+            await self._redis.publish(TOOLS_CHANGED, party)
+        except (RedisError, OSError) as exc:
+            log.warning("could not publish a tools change for %s: %s", party, exc)
 
     async def publish_finished(self, execution_id: uuid.UUID) -> None:
         await self._redis.publish(*self.finished_message(execution_id))
@@ -247,6 +264,8 @@ class Events:
                             self.generation += 1
                             self._subscribed = True
                             self._wake_all()
+                            if self.generation > 1:  # a resubscription: tools changes may have been missed
+                                await self._dispatch(TOOLS_CHANGED, "*")
                             self._ready.set()
                         elif message["type"] == "message":
                             await self._dispatch(message["channel"], message["data"])
@@ -289,6 +308,13 @@ class Events:
     async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel
         text = data.decode() if isinstance(data, bytes) else data
+        if channel == TOOLS_CHANGED:
+            for tools_handler in self._tools_handlers:
+                try:
+                    tools_handler(text)
+                except Exception:
+                    log.exception("tools change handler failed for %s", text)
+            return
         head, _, rest = text.partition(" ")
         try:
             execution_id = uuid.UUID(head)

@@ -89,6 +89,20 @@ async def runnable_version(db: asyncpg.Pool, agent_id: uuid.UUID) -> AgentVersio
     return _record(row) if row else None
 
 
+async def runnable_versions(db: asyncpg.Pool, *, agent_ids: list[uuid.UUID] | None = None,
+                            owner: str | None = None) -> list[AgentVersion]:
+    """runnable_version of many agents in one query, by name: of `agent_ids` (None: every agent),
+    owned by `owner` (None: anyone's). Agents with nothing runnable are left out."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (a.name) * FROM (" + _SELECT
+        + " WHERE v.status <> 'withdrawn' AND v.image_digest IS NOT NULL"
+        " AND ($1::uuid[] IS NULL OR a.id = ANY($1::uuid[])) AND ($2::text IS NULL OR a.owner = $2)) AS a"
+        " ORDER BY a.name, (a.status = 'published') DESC, a.version DESC",
+        agent_ids, owner,
+    )
+    return [_record(row) for row in rows]
+
+
 async def list_versions(db: asyncpg.Pool, agent_id: uuid.UUID, *, after: int = 0,
                         limit: int | None = None) -> list[AgentVersion]:
     """Versions after `after`, oldest first (all of them without a limit)."""

@@ -79,6 +79,16 @@ async def take_use(conn: asyncpg.Connection, *, user: str, agent_id: uuid.UUID) 
     return (row["id"], row["granted_by"]) if row else None
 
 
+async def live_agent_ids(conn: Connection, *, user: str) -> list[uuid.UUID]:
+    """The agents the user holds a live entitlement to now (the conditions of take_use)."""
+    rows = await conn.fetch(
+        "SELECT agent_id FROM entitlements WHERE user_subject = $1 AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now()) AND (uses_remaining IS NULL OR uses_remaining > 0)",
+        user,
+    )
+    return [row["agent_id"] for row in rows]
+
+
 async def latest_of(conn: Connection, *, user: str, agent_id: uuid.UUID) -> Entitlement | None:
     """The user's newest entitlement to the agent, live or not: says why a use was refused."""
     row = await conn.fetchrow(
