@@ -98,6 +98,23 @@ async function main() {
   });
   check("the service registers a priced agent", agent.pricing?.per_call === 10, `${agent.id} ${JSON.stringify(agent.pricing)}`);
 
+  // Secrets for the egress gateway: write-only, versioned, never answered back.
+  const written = await service.putSecret(agent.id, "model_key", "sk-flow-secret");
+  const rewritten = await service.putSecret(agent.id, "model_key", "sk-flow-secret-2");
+  const secrets = await service.listSecrets(agent.id);
+  check("a secret is written, replaced and listed by name and version, never by value",
+    written.version === 1 && rewritten.version === 2 && secrets.items.length === 1 && secrets.items[0].version === 2
+      && !JSON.stringify([written, rewritten, secrets]).includes("sk-flow"), JSON.stringify(secrets));
+  let userRefused = false;
+  try {
+    await user.putSecret(agent.id, "model_key", "x");
+  } catch (err) {
+    userRefused = err.status === 403;
+  }
+  check("a user may not write an agent's secret", userRefused);
+  await service.deleteSecret(agent.id, "model_key");
+  check("a deleted secret is gone", (await service.listSecrets(agent.id)).items.length === 0);
+
   const receiver = await startReceiver();
   try {
     const endpoint = await service.setWebhookEndpoint(receiver.url);
