@@ -352,6 +352,9 @@ async def test_each_cap_ends_the_task_with_its_own_error(eapi: Api, egress_image
     server, _ = upstream
     helper = (
         "import http.client, os, socket, sys, time\n"
+        # Its input first, as an agent does: a pre-started container runs this before any task
+        # claims it, and requests on its socket before the claim are refused 503, unrecorded.
+        "sys.stdin.read()\n"
         "class C(http.client.HTTPConnection):\n"
         "    def connect(self):\n"
         "        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(os.environ['EXECUTOR_EGRESS_SOCKET'])\n"
