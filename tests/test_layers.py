@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"errors", "settings", "faults", "jsondoc", "observability"}),
     ("records", {"records", "pricing", "limits", "pagination", "instants", "schemas", "schema_keywords", "schema_refs",
-                 "schema_regex", "ratelimit", "sweeps"}),
+                 "schema_regex", "ratelimit", "sweeps", "hostlists"}),
     ("adapters", {"storage", "queue", "runtimes", "embedded"}),
     ("domain", {"tokens", "agents", "entitlements", "executions", "receipts", "webhooks", "images", "replays",
                 "secrets", "egress"}),

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from executor.errors import RequestInvalid
+from executor.hostlists import host_listed, parse_hosts
 
 MIB = 2**20
 MAX_UPSTREAMS = 16
@@ -139,18 +140,9 @@ def task_environment(policy: EgressPolicy, socket_path: str) -> dict[str, str]:
 
 
 def host_allowed(host: str, allowed_hosts: str | None) -> bool:
-    """Whether the operator's list (comma-separated hosts, or `*.suffix` for any name below
-    suffix, not suffix itself) admits `host`. Unset or empty admits nothing; so does a bare `*`."""
-    host = host.lower().rstrip(".")
-    for entry in (allowed_hosts or "").split(","):
-        entry = entry.strip().lower().rstrip(".")
-        if entry.startswith("*."):
-            suffix = entry[1:]  # ".example.com"
-            if len(suffix) > 1 and host.endswith(suffix) and len(host) > len(suffix):
-                return True
-        elif entry and entry != "*" and host == entry:
-            return True
-    return False
+    """Whether EXECUTOR_EGRESS_ALLOWED_HOSTS admits `host` (executor/hostlists.py). Unset or
+    empty admits nothing; so does a bare `*`."""
+    return host_listed(host, parse_hosts(allowed_hosts))
 
 
 def parse_egress(egress: Any, limits: Any, *, allowed_hosts: str | None, max_time_s: float,

@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from executor.errors import RequestInvalid
+from executor.hostlists import host_listed, parse_hosts
 from executor.settings import Settings
 
 MAX_URL_LENGTH = 2048
@@ -58,17 +59,12 @@ def is_public(address: IPAddress | str) -> bool:
 
 
 def _allowed_hosts(settings: Settings) -> list[str] | None:
-    if not settings.webhook_allowed_hosts:
-        return None
-    return [entry.strip().lower().rstrip(".") for entry in settings.webhook_allowed_hosts.split(",") if entry.strip()]
+    return parse_hosts(settings.webhook_allowed_hosts) or None
 
 
 def host_allowed(host: str, allowed: list[str] | None) -> bool:
-    """`host` is listed, or under a listed `*.suffix` (which does not match the suffix itself)."""
-    if allowed is None:
-        return True
-    host = host.lower().rstrip(".")
-    return any((entry.startswith("*.") and host.endswith(entry[1:])) or host == entry for entry in allowed)
+    """`host` is listed (executor/hostlists.py); no list (None) allows any host."""
+    return allowed is None or host_listed(host, allowed)
 
 
 def check_url(url: Any, settings: Settings, *, pointer: str = "/webhook_url") -> str:
