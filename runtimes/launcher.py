@@ -91,7 +91,10 @@ class ContainerLauncher:
         """Create, attach (before start, so no output is lost) and start a hardened container."""
         lease = await self._open_egress(spec)
         parent = self.meter.cgroup_parent(self.instance_id) if self.meter else None
-        headroom = self.meter.enforce_memory(parent, spec.limits.memory_mb * 2**20) if self.meter and parent else 0
+        headroom = 0
+        if self.meter and parent:
+            # mkdir and writes under /sys/fs/cgroup: off the event loop (tasks are running on it).
+            headroom = await asyncio.to_thread(self.meter.enforce_memory, parent, spec.limits.memory_mb * 2**20)
         try:
             container_id = await self.engine.create_container(
                 image=spec.image,
@@ -105,7 +108,7 @@ class ContainerLauncher:
                                                  egress=lease),
             )
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            self._release(parent)  # the engine refused or is unreachable: nothing of the task ran
+            await self._release(parent)  # the engine refused or is unreachable: nothing of the task ran
             await self._close_egress(lease)
             raise LaunchError(f"could not create the container: {exc}", exc) from exc
         if lease is not None:
@@ -159,7 +162,7 @@ class ContainerLauncher:
         except (requests.exceptions.ConnectionError, OSError) as exc:
             # The engine is away: the worker's orphan sweep removes it once the engine is back.
             log.warning("could not remove container %s now: %s", container_id[:12], exc)
-        self._release(cgroup_parent)
+        await self._release(cgroup_parent)
 
     def remove_later(self, container_id: str, cgroup_parent: str | None = None) -> None:
         async def remove() -> None:
@@ -177,10 +180,12 @@ class ContainerLauncher:
             await asyncio.gather(*list(self._removals), return_exceptions=True)
         return self.sweep()
 
-    def _release(self, cgroup_parent: str | None) -> None:
+    async def _release(self, cgroup_parent: str | None) -> None:
         if self.meter is not None and cgroup_parent is not None:
             try:
-                self.meter.release(cgroup_parent)
+                # An rmdir per hierarchy (a memory cgroup's is slow): off the event loop, which
+                # is by now running the next task (measured: ~0.7 ms a removal on it).
+                await asyncio.to_thread(self.meter.release, cgroup_parent)
             except Exception:  # a leftover directory is for the next sweep, never a failure
                 log.exception("metering: could not release %s", cgroup_parent)
 

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,13 +156,15 @@ class CgroupMeter(Meter):
         self._hierarchies: list[Path] = []
         self._controllers: dict[str, Path] = {}
         self._oom: OomWatch | None = None
+        self._oom_made = threading.Lock()
 
     @property
     def oom(self) -> OomWatch:
         """The OOM kills under this meter's parents (made at first use: the tree is there by then)."""
-        if self._oom is None:
-            self._oom = OomWatch(self.controller("memory"), v2=self.v2)
-        return self._oom
+        with self._oom_made:  # arm and release run in threads (runtimes/launcher.py)
+            if self._oom is None:
+                self._oom = OomWatch(self.controller("memory"), v2=self.v2)
+            return self._oom
 
     def cgroup_parent(self, instance_id: str) -> str:
         return f"/{_TOP}/{cgroup_name(instance_id)}/{uuid.uuid4().hex}"

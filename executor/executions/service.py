@@ -146,7 +146,7 @@ class Executions:
         try:
             # Bounded in time: past EXECUTOR_MAX_QUEUE_WAIT_S of expected wait for a worker (shedding.py),
             # checked first and from a cached view of the queue, so that a refusal costs no round trip.
-            shed = await self.shedder.retry_after_s(request.priority)
+            shed, expected_wait = await self.shedder.assess(request.priority)
             if shed is not None:
                 raise self.refused(self.shed(request.priority, shed))
             decision = await self.limiter.acquire(admission.rate_buckets(principal, parties, self.settings))
@@ -178,14 +178,21 @@ class Executions:
         webhook_url = check_url(request.webhook_url, self.settings) if request.webhook_url else None
         timing.mark("admitted")
 
-        async with self.db.acquire() as conn, conn.transaction():
-            if key is not None and not await idempotency_sql.claim(conn, parties.caller, key, fingerprint,
-                                                                   self.settings.idempotency_ttl_s):
-                record = None  # a racing request with this key committed first: answer with its execution
-            else:
+        record: ExecutionRecord | None
+        if key is None and parties.user is None:
+            # Nothing to claim, count or take with it: the one INSERT is atomic by itself (two
+            # round trips fewer than BEGIN ... COMMIT on the path of every such submission).
+            async with self.db.acquire() as conn:
                 record = await self._insert(conn, parties, agent, request, stdin, limits, webhook_url)
-                if key is not None:
-                    await idempotency_sql.bind(conn, parties.caller, key, record.id)
+        else:
+            async with self.db.acquire() as conn, conn.transaction():
+                if key is not None and not await idempotency_sql.claim(conn, parties.caller, key, fingerprint,
+                                                                       self.settings.idempotency_ttl_s):
+                    record = None  # a racing request with this key committed first: answer with its execution
+                else:
+                    record = await self._insert(conn, parties, agent, request, stdin, limits, webhook_url)
+                    if key is not None:
+                        await idempotency_sql.bind(conn, parties.caller, key, record.id)
         if record is None:
             assert key is not None
             replay = await self._replay(parties.caller, key, fingerprint)
@@ -200,11 +207,12 @@ class Executions:
             task.add_done_callback(self._notices.discard)
         watching = Watch(self.events.waiter(record.id), self.events.generation) if watch else None
         try:
-            await self._enqueue(record, agent)
+            entry_id = await self._enqueue(record, agent)
         except BaseException:
             if watching is not None:
                 self.events.discard(record.id, watching.future)
             raise
+        self.shedder.admitted(record.priority, entry_id, expected_wait)  # to learn the estimate's error
         return Submission(record, replayed=False, headers=rate_headers, watch=watching)
 
     def shed(self, priority: str, retry_after_s: float) -> QueueFull:
@@ -253,10 +261,11 @@ class Executions:
         assert record is not None
         return Submission(record, replayed=True, headers={})
 
-    async def _enqueue(self, record: ExecutionRecord, agent: AgentVersion) -> None:
+    async def _enqueue(self, record: ExecutionRecord, agent: AgentVersion) -> str:
+        """The job's entry id in the queue."""
         try:
             # The request's id rides with the job: the worker's lines for this execution carry it.
-            await self.queue.enqueue(record.id, request_id=current_request(), priority=record.priority)
+            return await self.queue.enqueue(record.id, request_id=current_request(), priority=record.priority)
         except Exception as exc:
             # Nothing will run it: finish it now so that no record stays PENDING for ever.
             log.error("could not enqueue execution %s: %s", record.id, exc)

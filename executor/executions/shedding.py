@@ -22,6 +22,10 @@ The stream is read at most once per REFRESH_S per process (XINFO GROUPS and XLEN
 trip, then one XRANGE for the head when a job waits), not per submission: a decision is at most
 that stale.
 
+The model lags (the view's age, the rate's window, bursts, tasks slowing as the machine fills):
+the estimate compared with the bound is the model's times a factor learned from the waits the
+jobs admitted here had, against what the model said at their admission (wait_feedback.py).
+
 With priority classes (queue/classes.py: a stream each) the workers serve the classes in a turn
 of six places (high 3, normal 2, low 1), and a class with nothing waiting gives its places away.
 So a class's drain is its share of the whole: its places over those of the classes that have
@@ -44,12 +48,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ResponseError
 
-from executor.queue.classes import TURN, JobQueues
+from executor.executions.wait_feedback import WaitFeedback
+from executor.queue.classes import TURN, JobQueues, split
 from executor.queue.stream import JobQueue
 from executor.records.principals import DEFAULT_PRIORITY
 
@@ -95,19 +100,27 @@ class DrainRate:
         self.window_s, self.min_busy_s = window_s, min_busy_s
         self._last: tuple[float, int, int] | None = None  # at, counter, waiting
         self._busy: collections.deque[tuple[float, float, int]] = collections.deque()  # end, span, given out
+        self._known: float | None = None  # the last rate measured, for the start of the next busy spell
 
     def add(self, at: float, count: int | None, waiting: int) -> float | None:
         """Record the counter and the jobs waiting at `at` (monotonic seconds); the rate over the
-        busy intervals of the last window_s, or None while less than min_busy_s of them is seen."""
+        busy intervals of the last window_s. While less than min_busy_s of them is seen (the first
+        second of a burst after a quiet spell): the last rate measured, None if there never was one
+        (without it, a burst's first second would be admitted on the head's wait alone, which
+        hardly grows yet, and those jobs would wait past the bound)."""
         last, self._last = self._last, (at, count, waiting) if count is not None else None
         if count is None or (last is not None and count < last[1]):
             self._busy.clear()  # unknown, or the group was made again (Redis lost its data)
+            self._known = None
         elif last is not None and last[2] > 0 and 0 < at - last[0] <= self.window_s:
             self._busy.append((at, at - last[0], count - last[1]))
         while self._busy and at - self._busy[0][0] > self.window_s:
             self._busy.popleft()
         busy = sum(span for _, span, _ in self._busy)
-        return sum(given for _, _, given in self._busy) / busy if busy >= self.min_busy_s else None
+        if busy >= self.min_busy_s:
+            self._known = sum(given for _, _, given in self._busy) / busy
+            return self._known
+        return self._known
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ class QueueView:
     waiting: dict[str, int]  # jobs not given out yet
     entries_read: int  # the groups' counter of jobs given out, summed
     heads: dict[str, float]  # the oldest waiting job's enqueue time (Unix seconds), where one waits
+    delivered: dict[str, str] = field(default_factory=dict)  # the last entry id given out, per class
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,7 @@ async def read_queue(queue: JobQueues | JobQueue) -> QueueView:
             pipe.xlen(each.stream)
         replies = await pipe.execute(raise_on_error=False)
     waiting: dict[str, int] = {}
+    delivered: dict[str, str] = {}
     entries_read, after = 0, []
     for index, (name, each) in enumerate(classes.items()):
         groups, length = replies[2 * index], replies[2 * index + 1]
@@ -176,18 +191,19 @@ async def read_queue(queue: JobQueues | JobQueue) -> QueueView:
         lag = group.get("lag")
         count = int(lag) if lag is not None else max(0, int(length) - int(group.get("pending") or 0))
         waiting[name] = count
+        delivered[name] = _text(group.get("last-delivered-id") or "0-0")
         entries_read += int(group.get("entries-read") or 0)  # None: nothing read from it yet
         if count:
             after.append((name, each.stream, _text(group.get("last-delivered-id"))))
     if not after:
-        return QueueView(waiting, entries_read, {})
+        return QueueView(waiting, entries_read, {}, delivered)
     async with client.pipeline(transaction=False) as pipe:
         for _, stream, last in after:
             pipe.xrange(stream, f"({last}", "+", count=1)
         firsts = await pipe.execute()
     heads = {name: int(_text(first[0][0]).split("-", 1)[0]) / 1000
              for (name, _, _), first in zip(after, firsts, strict=True) if first}
-    return QueueView(waiting, entries_read, heads)
+    return QueueView(waiting, entries_read, heads, delivered)
 
 
 class Shedder:
@@ -198,6 +214,7 @@ class Shedder:
         self.max_wait_s = max_wait_s
         self.refresh_s = refresh_s
         self.rate = DrainRate()
+        self.feedback = WaitFeedback()
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
 
@@ -219,16 +236,28 @@ class Shedder:
                 read_at = time.monotonic()
                 view = await read_queue(self.queue)
                 drain = self.rate.add(read_at, view.entries_read, sum(view.waiting.values()))
+                self.feedback.observe(view.delivered, read_at)
                 snapshot = self._snapshot = Snapshot(view.waiting, drain, view.heads, read_at)
             return snapshot
 
     async def retry_after_s(self, priority: str = "normal") -> float | None:
         """None to admit a job of this class, else the Retry-After of a 503 queue_full. Raises
         RedisError when the stream cannot be read."""
+        return (await self.assess(priority))[0]
+
+    async def assess(self, priority: str = "normal") -> tuple[float | None, float]:
+        """(retry_after_s's answer, the model's estimate uncorrected: for `admitted`)."""
         if self.max_wait_s <= 0:
-            return None
-        expected = (await self.snapshot()).expected_wait_s(time.time(), priority)
-        return retry_after_s(expected, self.bound_s(priority))
+            return None, 0.0
+        model = (await self.snapshot()).expected_wait_s(time.time(), priority)
+        expected = model * self.feedback.factor(priority, time.monotonic())
+        return retry_after_s(expected, self.bound_s(priority)), model
+
+    def admitted(self, priority: str, entry_id: str, estimate_s: float) -> None:
+        """A job admitted on the model's `estimate_s` went into the stream as `entry_id` (as the
+        queue gave it out: a class's own, or prefixed by its class)."""
+        if self.max_wait_s > 0:
+            self.feedback.admitted(priority, split(entry_id)[1], estimate_s, time.monotonic())
 
     def bound_s(self, priority: str) -> float:
         """The longest a job of this class may expect to wait before it is refused."""

@@ -21,6 +21,7 @@ from executor.executions.shedding import (
     read_queue,
     retry_after_s,
 )
+from executor.executions.wait_feedback import MAX_FACTOR, MIN_SAMPLES, SAMPLE_TTL_S, WaitFeedback, entry_key
 from executor.queue.classes import JobQueues
 from executor.queue.stream import JobQueue
 from executor.settings import load_settings
@@ -77,6 +78,22 @@ def test_the_drain_rate_counts_only_what_was_given_out_while_jobs_waited() -> No
         last = rate.add(at, count, 40)
     assert last == pytest.approx(10.0)
     assert rate.add(at + 0.2, count - 500, 40) is None  # the counter went back: the group is new
+
+
+def test_a_new_burst_starts_from_the_last_rate_measured() -> None:
+    """The first second of a burst after a quiet spell has no rate of its own yet: the last one
+    measured stands in (the workers did not change), rather than the head's wait alone."""
+    rate = DrainRate(window_s=5.0, min_busy_s=1.0)
+    at, count = 0.0, 0
+    for waiting in [30] * 7 + [0]:  # the burst's jobs all given out by the last read
+        at, count = at + 0.2, count + 4
+        last = rate.add(at, count, waiting)
+    assert last == pytest.approx(20.0)
+    for _ in range(50):  # quiet: nothing waits for 10 s
+        at, count = at + 0.2, count + 1
+        rate.add(at, count, 0)
+    assert rate.add(at + 0.2, count + 1, 12) == pytest.approx(20.0)  # a burst begins
+    assert rate.add(at + 0.4, count - 100, 12) is None  # the group made again: nothing known
 
 
 def test_an_unknown_counter_gives_no_rate() -> None:
@@ -149,12 +166,13 @@ def queue_of(redis: FakeRedis) -> JobQueue:
 async def test_waiting_jobs_and_the_head() -> None:
     entries = ["1000-0", "2000-0", "2000-1", "3500-0"]
     # nothing given out
-    assert await read_queue(queue_of(FakeRedis(entries, "0-0", lag=4))) == QueueView({"normal": 4}, 0, {"normal": 1.0})
+    assert await read_queue(queue_of(FakeRedis(entries, "0-0", lag=4))) == QueueView(
+        {"normal": 4}, 0, {"normal": 1.0}, {"normal": "0-0"})
     # 1000-0 and 2000-0 are running (pending); the lag unknown: the length less the pending.
     assert await read_queue(queue_of(FakeRedis(entries, "2000-0", lag=None, pending=2, entries_read=2))) == (
-        QueueView({"normal": 2}, 2, {"normal": 2.0}))
+        QueueView({"normal": 2}, 2, {"normal": 2.0}, {"normal": "2000-0"}))
     assert await read_queue(queue_of(FakeRedis(entries, "3500-0", lag=0, pending=4))) == QueueView(
-        {"normal": 0}, 0, {})
+        {"normal": 0}, 0, {}, {"normal": "3500-0"})
     assert await read_queue(queue_of(FakeRedis(entries, None))) == QueueView({}, 0, {})  # no group yet
     assert await read_queue(queue_of(FakeRedis([], None, stream=False))) == QueueView({}, 0, {})  # no stream yet
 
@@ -184,7 +202,8 @@ async def test_with_priority_classes_the_streams_are_summed() -> None:
     classes = JobQueues(redis)  # type: ignore[arg-type]
     assert len(classes.queues) == 3
     assert await read_queue(classes) == QueueView({"high": 2, "normal": 2, "low": 2}, 3,
-                                                  {"high": 2.0, "normal": 2.0, "low": 2.0})
+                                                  {"high": 2.0, "normal": 2.0, "low": 2.0},
+                                                  {"high": "1000-0", "normal": "1000-0", "low": "1000-0"})
     assert redis.round_trips == 2  # one pipeline for every stream's counts, one for their heads
 
 
@@ -229,3 +248,53 @@ def test_a_class_waits_behind_its_own_jobs_at_its_own_share() -> None:
     aged = Snapshot({"normal": 1}, 6.0, {"normal": now - 9.0}, time.monotonic())
     assert aged.expected_wait_s(now, "normal") == pytest.approx(9.0, abs=0.1)
     assert aged.expected_wait_s(now, "high") == pytest.approx(0.5 / (6.0 * 3 / 5))  # not its class's head
+
+
+async def test_the_estimate_is_corrected_by_the_waits_admitted_jobs_had() -> None:
+    """Jobs admitted on an estimate of 2 s that waited 3 s: past enough of them the rule uses the
+    model's estimate times 1.5, and refuses a normal job the model alone would admit (5 s bound)."""
+    redis = FakeRedis([], "0-0", lag=0)
+    shedder = Shedder(queue_of(redis), 5.0, refresh_s=0)
+    snapshot = Snapshot({"normal": 23}, 6.0, {}, time.monotonic())  # (23 + 1/2) / 6: about 3.9 s
+    shedder._snapshot, shedder.refresh_s = snapshot, 3600
+    assert await shedder.assess("normal") == (None, pytest.approx(23.5 / 6))
+    now = time.monotonic()
+    for seq in range(10):
+        shedder.feedback.admitted("normal", f"5000-{seq}", 2.0, now - 3.0)
+    shedder.feedback.observe({"normal": "5000-9"}, now)
+    assert shedder.feedback.factor("normal", now) == pytest.approx(1.5)
+    retry, model = await shedder.assess("normal")
+    assert model == pytest.approx(23.5 / 6) and retry == pytest.approx(1.0)  # 5.9 s: refused
+    assert shedder.feedback.factor("high", now) == 1.0  # another class learned nothing
+
+
+def test_only_jobs_given_out_are_sampled_each_once() -> None:
+    feedback = WaitFeedback()
+    for seq, estimate in enumerate([2.0, 2.0, 0.3, 4.0]):  # a short estimate is not sampled
+        feedback.admitted("low", f"100-{seq}", estimate, 0.0)
+    feedback.admitted("low", "101-0", 2.0, 0.0)
+    feedback.observe({"low": "99-0"}, 1.0)  # none of them yet
+    feedback.observe({"low": "100-3"}, 3.0)  # given out between the reads: waited 2 s
+    assert [round(r, 3) for _, r in feedback._ratios["low"]] == [1.0, 1.0, 0.5]
+    feedback.observe({"low": "100-3", "normal": "7-0"}, 4.0)  # nothing new
+    assert len(feedback._ratios["low"]) == 3 and "normal" not in feedback._ratios
+
+
+def test_the_factor_is_a_high_quantile_within_bounds_and_forgets() -> None:
+    feedback = WaitFeedback()
+    assert feedback.factor("normal", 0.0) == 1.0
+    for _ in range(MIN_SAMPLES - 1):
+        feedback._ratios["normal"].append((0.0, 2.0))
+    assert feedback.factor("normal", 0.0) == 1.0  # too few samples
+    feedback._ratios["normal"].append((0.0, 2.0))
+    assert feedback.factor("normal", 0.0) == 2.0
+    feedback._ratios["normal"].extend((0.0, 0.4) for _ in range(60))  # the newest 64 kept
+    assert feedback.factor("normal", 0.0) == 1.0  # overestimates: never more lenient than the model
+    feedback._ratios["normal"].extend((1.0, 50.0) for _ in range(60))
+    assert feedback.factor("normal", 1.0) == MAX_FACTOR
+    assert feedback.factor("normal", 1.0 + SAMPLE_TTL_S + 1) == 1.0  # all of them too old
+
+
+def test_entry_ids_order_like_the_stream() -> None:
+    assert entry_key("1000-2") < entry_key("1000-10") < entry_key("1001-0")
+    assert entry_key("1000") == (1000, 0)
