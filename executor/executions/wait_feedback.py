@@ -55,6 +55,7 @@ class WaitFeedback:
         self._ratios: dict[str, collections.deque[tuple[float, float]]] = collections.defaultdict(
             lambda: collections.deque(maxlen=MAX_SAMPLES))
         self._last_read: float | None = None
+        self._delivered: dict[str, tuple[int, int]] = {}  # each class's last given-out id seen
 
     def admitted(self, priority: str, entry_id: str, estimate_s: float, at: float) -> None:
         """A job of `priority` was admitted at `at` (monotonic) and added as `entry_id` of its
@@ -69,10 +70,15 @@ class WaitFeedback:
         taken_at = at if self._last_read is None else (self._last_read + at) / 2
         self._last_read = at
         for priority, last in delivered.items():
+            last_key = entry_key(last)
+            if last_key < self._delivered.get(priority, last_key):
+                # The group was made again (Redis lost its data): what became of the jobs admitted
+                # before is unknown, and they are not samples of the model's error.
+                self._pending.pop(priority, None)
+            self._delivered[priority] = last_key
             pending = self._pending.get(priority)
             if not pending:
                 continue
-            last_key = entry_key(last)
             while pending and pending[0].key <= last_key:
                 job = pending.popleft()
                 self._ratios[priority].append((at, max(taken_at - job.at, 0.0) / job.estimate_s))

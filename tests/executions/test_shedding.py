@@ -298,3 +298,12 @@ def test_the_factor_is_a_high_quantile_within_bounds_and_forgets() -> None:
 def test_entry_ids_order_like_the_stream() -> None:
     assert entry_key("1000-2") < entry_key("1000-10") < entry_key("1001-0")
     assert entry_key("1000") == (1000, 0)
+
+
+def test_jobs_admitted_before_the_group_was_made_again_are_not_sampled() -> None:
+    feedback = WaitFeedback()
+    feedback.observe({"normal": "5000-0"}, 0.0)
+    feedback.admitted("normal", "6000-0", 2.0, 0.0)
+    feedback.observe({"normal": "0-0"}, 1.0)  # Redis lost its data: the group starts over
+    feedback.observe({"normal": "7000-0"}, 9.0)  # a later job given out: 6000-0 may never have been
+    assert "normal" not in feedback._ratios
