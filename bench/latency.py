@@ -47,7 +47,15 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.phases import Timings, cpu_per_execution, cpu_snapshot, floor_round_trip, phase_table  # noqa: E402
+from bench.phases import (  # noqa: E402
+    Timings,
+    cpu_per_execution,
+    cpu_snapshot,
+    floor_parts,
+    floor_round_trip,
+    parts_table,
+    phase_table,
+)
 from executor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from runtimes.base import TASK_USER, TaskLimits, TaskSpec  # noqa: E402
 from runtimes.container import hardened_host_config  # noqa: E402
@@ -59,6 +67,7 @@ from runtimes.images import build_images  # noqa: E402
 LIMITS = TaskLimits(memory_mb=64, cpus=1.0, pids=64, timeout_s=10.0)
 INPUT = {"text": "hello world"}
 PAYLOAD = json.dumps(INPUT, separators=(",", ":")).encode()
+FLOOR_IDLE_S = (0.0, 0.3)  # the floor in parts: used at once, and after a pooled container's short wait
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -300,6 +309,7 @@ def main() -> None:
     timings = {path.name: Timings() for path in paths} | {SPACED: Timings()}
     concurrent_timings: dict[tuple[str, int], Timings] = {}
     floors: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
+    parts: dict[tuple[str, float], list[tuple[float, float, float]]] = {}
     samples: dict[str, list[float]] = {path.name: [] for path in paths} | {"run": [], "py": [], SPACED: []}
     throughput: dict[tuple[str, int], float] = {}
     cpu: dict[tuple[str, int], dict[str, float]] = {}
@@ -336,6 +346,9 @@ def main() -> None:
             for runtime in runtimes:
                 floors[runtime] += [floor_round_trip(engine, image, PAYLOAD, LIMITS, runtime) * 1000
                                     for _ in range(10)]
+                for idle_s in FLOOR_IDLE_S:
+                    parts.setdefault((runtime, idle_s), []).extend(
+                        floor_parts(engine, image, PAYLOAD, LIMITS, runtime, idle_s) for _ in range(3))
 
         # CPU per execution and throughput: one service at a time, each stopped after (a pooled
         # one's idle containers would load the engine the next one measures).
@@ -367,6 +380,9 @@ def main() -> None:
         postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     report(args, paths, samples, floors, timings, concurrent_timings, throughput, cpu, concurrencies)
+    print("\nthe floor in parts (p50, ms; 3 a round per runtime and idle time): what the engine takes"
+          " once the task has answered\n")
+    print(parts_table(parts))
 
 
 def report(args: argparse.Namespace, paths: list[ServicePath], samples: dict[str, list[float]],

@@ -129,6 +129,51 @@ def floor_round_trip(engine: DockerEngine, image: str, payload: bytes, limits: T
     return elapsed
 
 
+def floor_parts(engine: DockerEngine, image: str, payload: bytes, limits: TaskLimits,
+                oci_runtime: str | None = None, idle_s: float = 0.0) -> tuple[float, float, float]:
+    """The floor's round trip in three (seconds), on a container left idle `idle_s` after its
+    start (as a pooled one waits for its task): stdin written to the first byte of output (`cat`
+    echoes it), stdin closed to the end of the output (the process exits, the engine tears the
+    container down: the attach stream ends only after that), and the end of the output to the
+    engine's answer to a wait."""
+    api = engine.api
+    spec = TaskSpec("bench-floor", image, ["cat"], payload, limits, 1 << 20, 1 << 20, 16, oci_runtime=oci_runtime)
+    container = api.create_container(image, ["cat"], user=TASK_USER, stdin_open=True, network_disabled=True,
+                                     host_config=hardened_host_config(engine, spec))
+    try:
+        raw = api.attach_socket(container["Id"], params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})._sock
+        api.start(container["Id"])
+        time.sleep(idle_s)
+        t0 = time.perf_counter()
+        raw.sendall(payload)
+        received = raw.recv(65536)
+        t1 = time.perf_counter()
+        raw.shutdown(socket.SHUT_WR)
+        while chunk := raw.recv(65536):
+            received += chunk
+        t2 = time.perf_counter()
+        api.wait(container["Id"])
+        t3 = time.perf_counter()
+        raw.close()
+    finally:
+        api.remove_container(container["Id"], force=True)
+    if not received.endswith(payload):
+        raise AssertionError(f"unexpected output {received[-80:]!r}")
+    return t1 - t0, t2 - t1, t3 - t2
+
+
+def parts_table(parts: dict[tuple[str, float], list[tuple[float, float, float]]]) -> str:
+    """p50 of each part of the floor (ms), per runtime and idle time."""
+    lines = ["| runtime | idle before the input | first byte of output | stdin closed -> output ended "
+             "| output ended -> exit answered | total |", "|---|---|---|---|---|---|"]
+    for (runtime, idle_s), samples in parts.items():
+        columns = [statistics.median(sample[i] for sample in samples) * 1000 for i in range(3)]
+        total = statistics.median(sum(sample) for sample in samples) * 1000
+        lines.append(f"| {runtime} | {idle_s * 1000:.0f} ms | " + " | ".join(f"{c:.1f}" for c in columns)
+                     + f" | {total:.1f} |")
+    return "\n".join(lines)
+
+
 def process_cpu_s(pid: int) -> float:
     """utime + stime of a live process, in seconds (0 once it is gone)."""
     try:

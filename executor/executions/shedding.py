@@ -33,6 +33,10 @@ jobs waiting (itself counted), and a job of class c can expect
 
     expected wait(c) = max((waiting(c) + 1/2) / (drain rate × share(c)), head wait(c))
 
+(a class that had jobs waiting in the last COMPETING_S counts as waiting in the shares: when the
+high class's queue empties for a moment, normal jobs admitted on a share of 1 would wait twice
+what they were told as soon as it is back)
+
 (the +1/2: the class's takes come spread over the turn, and the new job goes at the next one
 after those ahead of it, on average half an interval in; a lone low job behind busy classes
 waits for low's one place in six, not 0)
@@ -60,6 +64,7 @@ from executor.records.principals import DEFAULT_PRIORITY
 
 REFRESH_S = 0.2  # how stale a process's view of the queue may be
 RATE_WINDOW_S = 5.0  # the drain rate is measured over about this long
+COMPETING_S = 5.0  # a class seen waiting this recently still takes its places in the turn
 MIN_RATE_SPAN_S = 1.0  # and not before this long of it was seen with jobs waiting
 MAX_RETRY_AFTER_S = 30.0
 # Each priority class's bound, as a share of EXECUTOR_MAX_QUEUE_WAIT_S: as the expected wait
@@ -141,6 +146,10 @@ class Snapshot:
     drain_per_s: float | None  # of all classes together
     heads: dict[str, float]  # per class, Unix seconds; absent: nothing of it waits
     read_at: float  # time.monotonic()
+    # Classes seen with jobs waiting within the last COMPETING_S, if none waits now: they count
+    # in the shares (a class's drain over the next seconds is shared with those likely to be
+    # back, not only with those waiting at this instant).
+    competing: frozenset[str] = frozenset()
 
     def expected_wait_s(self, now_s: float, priority: str = DEFAULT_PRIORITY) -> float:
         """For a job of `priority` accepted now: behind its own class, at its class's share. While
@@ -151,7 +160,8 @@ class Snapshot:
         head_wait = now_s - head if head is not None else 0.0
         if not self.drain_per_s or not any(self.waiting.values()):
             return max(head_wait, 0.0)
-        drain = self.drain_per_s * class_share(priority, self.waiting)
+        busy = self.waiting | {name: 1 for name in self.competing if not self.waiting.get(name)}
+        drain = self.drain_per_s * class_share(priority, busy)
         return max((self.waiting.get(priority, 0) + 0.5) / drain, head_wait, 0.0)
 
 
@@ -215,6 +225,7 @@ class Shedder:
         self.refresh_s = refresh_s
         self.rate = DrainRate()
         self.feedback = WaitFeedback()
+        self._waited_at: dict[str, float] = {}  # each class's last read with a job of it waiting
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
 
@@ -237,7 +248,9 @@ class Shedder:
                 view = await read_queue(self.queue)
                 drain = self.rate.add(read_at, view.entries_read, sum(view.waiting.values()))
                 self.feedback.observe(view.delivered, read_at)
-                snapshot = self._snapshot = Snapshot(view.waiting, drain, view.heads, read_at)
+                self._waited_at |= {name: read_at for name, count in view.waiting.items() if count}
+                competing = frozenset(name for name, at in self._waited_at.items() if read_at - at <= COMPETING_S)
+                snapshot = self._snapshot = Snapshot(view.waiting, drain, view.heads, read_at, competing)
             return snapshot
 
     async def retry_after_s(self, priority: str = "normal") -> float | None:

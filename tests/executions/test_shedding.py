@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from executor.errors import ConfigurationError
 from executor.executions.shedding import (
+    COMPETING_S,
     MAX_RETRY_AFTER_S,
     DrainRate,
     QueueView,
@@ -307,3 +308,23 @@ def test_jobs_admitted_before_the_group_was_made_again_are_not_sampled() -> None
     feedback.observe({"normal": "0-0"}, 1.0)  # Redis lost its data: the group starts over
     feedback.observe({"normal": "7000-0"}, 9.0)  # a later job given out: 6000-0 may never have been
     assert "normal" not in feedback._ratios
+
+
+def test_a_class_seen_waiting_lately_keeps_its_places_in_the_shares() -> None:
+    """High's queue empty at this instant but busy a moment ago: a normal job still shares the
+    drain with it (2 of 5 places), not the whole of it."""
+    now = time.time()
+    snapshot = Snapshot({"high": 0, "normal": 10, "low": 0}, 5.0, {}, time.monotonic(), frozenset({"high"}))
+    assert snapshot.expected_wait_s(now, "normal") == pytest.approx(10.5 / (5.0 * 2 / 5))
+    alone = Snapshot({"high": 0, "normal": 10, "low": 0}, 5.0, {}, time.monotonic())
+    assert alone.expected_wait_s(now, "normal") == pytest.approx(10.5 / 5.0)
+
+
+async def test_the_shedder_remembers_which_classes_waited_lately() -> None:
+    redis = FakeRedis(["1000-0", "2000-0"], "0-0", lag=2)
+    shedder = Shedder(JobQueues(redis), 5.0, refresh_s=0)  # type: ignore[arg-type]
+    assert (await shedder.snapshot()).competing == {"high", "normal", "low"}
+    redis.lag, redis.last_delivered = 0, "2000-0"
+    assert (await shedder.snapshot()).competing == {"high", "normal", "low"}  # within COMPETING_S
+    shedder._waited_at = {name: at - COMPETING_S - 1 for name, at in shedder._waited_at.items()}
+    assert (await shedder.snapshot()).competing == frozenset()
