@@ -23,7 +23,7 @@ that is done within the 30 s wait, per second), refusals by status (429, 503) an
 carried Retry-After, p50/p95/p99 latency of accepted work (a 201: the client's time from send
 to answer; a 202: the record's finished_at - created_at, which is at least the wait), the
 stream's largest length, and the RSS of the api and worker processes, PostgreSQL (the sum of
-its processes' PSS: shared buffers counted once) and Redis, read from /proc at the step's
+its processes' private memory: its fixed shared buffer pool left out) and Redis, read from /proc at the step's
 start and end. Each arrival is of a priority class drawn from --mix (by default 20% high, 50%
 normal, 30% low): a second table gives each class's goodput, refusals and latency per step (the
 low class is shed first, the high class last: executor/executions/shedding.py). Then a plot of
@@ -139,14 +139,15 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def _pss_kb(pid: int) -> int:
+def _private_kb(pid: int) -> int:
+    """A process's own memory, what no other process maps: PostgreSQL's shared buffer pool (a
+    fixed shared_buffers, whose pages count in each process's RSS and PSS as they are first
+    touched, so that those grow for minutes under a new load without any leak) is left out."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
+        return sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                   if line.startswith(("Private_Clean:", "Private_Dirty:")))
     except OSError:
-        pass
-    return _status_kb(pid, "VmRSS")
+        return _status_kb(pid, "VmRSS")
 
 
 def _children(pid: int) -> list[int]:
@@ -180,8 +181,9 @@ def cpu_s(pid: int) -> float:
 
 
 def memory(api: Service, worker: Service, postmaster: int, redis_pid: int) -> Memory:
-    """RSS in MB: the api and the worker; PostgreSQL's processes' PSS summed; Redis's RSS."""
-    pg = sum(_pss_kb(pid) for pid in [postmaster, *_children(postmaster)])
+    """RSS in MB: the api and the worker; PostgreSQL's processes' private memory summed (its shared
+    buffer pool left out); Redis's RSS."""
+    pg = sum(_private_kb(pid) for pid in [postmaster, *_children(postmaster)])
     return Memory(_status_kb(api.popen.pid, "VmRSS") // 1024, _status_kb(worker.popen.pid, "VmRSS") // 1024,
                   pg // 1024, _status_kb(redis_pid, "VmRSS") // 1024, cpu_s(api.popen.pid), cpu_s(worker.popen.pid))
 

@@ -68,6 +68,23 @@ async def test_a_class_with_nothing_waiting_gives_its_turn_away(queues: JobQueue
     assert await _take(queues, 4) == ["normal", "normal", "low", "low"]
 
 
+async def test_a_job_read_in_turn_keeps_its_fields(queues: JobQueues) -> None:
+    """The turn's read is one script for the three streams: a job comes out of it as out of a
+    stream's own read, its request id with it."""
+    execution_id = uuid.uuid4()
+    entry_id = await queues.enqueue(execution_id, request_id="req-42", priority="low")
+    (job,) = await queues.read("worker-a", count=1, block_ms=None)
+    assert (job.entry_id, job.execution_id, job.request_id, job.priority) == (entry_id, execution_id, "req-42", "low")
+    assert await queues.read("worker-a", count=1, block_ms=None) == []
+
+
+async def test_a_read_after_redis_lost_its_data_makes_the_groups_again(queues: JobQueues) -> None:
+    await queues.client.delete(*queues.streams.values())  # the streams gone, and their groups with them
+    assert await queues.read("worker-a", count=1, block_ms=100) == []
+    await _enqueue(queues, {"low": 1, "high": 1})
+    assert await _take(queues, 2) == ["high", "low"]
+
+
 async def test_a_blocking_read_wakes_for_any_class(queues: JobQueues) -> None:
     for priority in PRIORITIES:
         reader = asyncio.create_task(queues.read("worker-a", count=1, block_ms=5000))
