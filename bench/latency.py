@@ -53,6 +53,8 @@ from bench.phases import (  # noqa: E402
     cpu_snapshot,
     floor_parts,
     floor_round_trip,
+    idle_share,
+    machine_jiffies,
     parts_table,
     phase_table,
 )
@@ -263,7 +265,7 @@ def row(name: str, samples: list[float], reference: float, floor: float) -> str:
 
 def verdict(value: float, target: float, *, at_most: bool) -> str:
     met = value <= target if at_most else value >= target
-    return f"{value:.2f} (target {'<=' if at_most else '>='} {target}): {'met' if met else 'NOT met'}"
+    return f"{value:.3f} (target {'<=' if at_most else '>='} {target}): {'met' if met else 'NOT met'}"
 
 
 SPACED = "pooled runc, 250 ms apart"
@@ -312,6 +314,7 @@ def main() -> None:
     parts: dict[tuple[str, float], list[tuple[float, float, float]]] = {}
     samples: dict[str, list[float]] = {path.name: [] for path in paths} | {"run": [], "py": [], SPACED: []}
     throughput: dict[tuple[str, int], float] = {}
+    idle: dict[tuple[str, int], float] = {}  # the machine's CPU left idle during each throughput run
     cpu: dict[tuple[str, int], dict[str, float]] = {}
     try:
         postgres.start()
@@ -360,15 +363,19 @@ def main() -> None:
             for concurrency in concurrencies:
                 found = concurrent_timings.setdefault((path.name, concurrency), Timings())
                 before = cpu_snapshot(path.process.pid)
+                machine = machine_jiffies()
                 throughput[(path.name, concurrency)] = asyncio.run(api_throughput(
                     path.base_url, token, path.agent_id, concurrency, args.total, found))
+                idle[(path.name, concurrency)] = idle_share(machine, machine_jiffies())
                 cpu[(path.name, concurrency)] = cpu_per_execution(before, cpu_snapshot(path.process.pid),
                                                                   args.total)
             path.process.terminate()
             path.process.wait(60)
             time.sleep(2)
         for concurrency in concurrencies:
+            machine = machine_jiffies()
             throughput[("py", concurrency)] = docker_py_throughput(engine, image, concurrency, args.total)
+            idle[("py", concurrency)] = idle_share(machine, machine_jiffies())
     finally:
         for path in paths:
             if path.process is not None and path.process.poll() is None:
@@ -380,6 +387,13 @@ def main() -> None:
         postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     report(args, paths, samples, floors, timings, concurrent_timings, throughput, cpu, concurrencies)
+    print("\nthe machine's CPU left idle during each throughput run (both cores, all processes: the engine,"
+          " the service, the clients):\n")
+    print("| path | " + " | ".join(f"{c} clients" for c in concurrencies) + " |")
+    print("|---|" + "---|" * len(concurrencies))
+    for name in [path.name for path in paths] + ["py"]:
+        label = "raw docker-py (cold)" if name == "py" else f"api, {name}"
+        print(f"| {label} | " + " | ".join(f"{100 * idle[(name, c)]:.0f}%" for c in concurrencies) + " |")
     print("\nthe floor in parts (p50, ms; 3 a round per runtime and idle time): what the engine takes"
           " once the task has answered\n")
     print(parts_table(parts))

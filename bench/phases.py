@@ -174,6 +174,18 @@ def parts_table(parts: dict[tuple[str, float], list[tuple[float, float, float]]]
     return "\n".join(lines)
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(idle, total) CPU time of the whole machine so far, from /proc/stat (idle counts iowait)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # user nice system idle iowait irq softirq steal
+
+
+def idle_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time left idle between two machine_jiffies()."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
+
+
 def process_cpu_s(pid: int) -> float:
     """utime + stime of a live process, in seconds (0 once it is gone)."""
     try:
