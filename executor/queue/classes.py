@@ -12,9 +12,8 @@ The worker's rule, one job at a time: a turn of six, `high high high normal norm
 take tries its turn's class first, then the others from high to low (in one Lua script: one
 round trip), and the turn moves on after every take. So while all three have jobs waiting,
 of every six jobs a worker takes three are high, two normal and one low: the higher classes
-go first and most often, and no
-class waits for ever behind another. With nothing waiting anywhere, one blocking read on all
-three streams wakes at the first job of any class.
+go first and most often, and no class waits for ever behind another. With nothing waiting
+anywhere, one blocking read on all three streams wakes at the first job of any class.
 
 Entry ids are made unique across classes here: a normal job's is the stream's own
 (`1733500000000-0`), another class's carries its name (`high:1733500000000-0`), so the worker
