@@ -204,7 +204,7 @@ async def read_queue(queue: JobQueues | JobQueue) -> QueueView:
         delivered[name] = _text(group.get("last-delivered-id") or "0-0")
         entries_read += int(group.get("entries-read") or 0)  # None: nothing read from it yet
         if count:
-            after.append((name, each.stream, _text(group.get("last-delivered-id"))))
+            after.append((name, each.stream, delivered[name]))
     if not after:
         return QueueView(waiting, entries_read, {}, delivered)
     async with client.pipeline(transaction=False) as pipe:

@@ -95,6 +95,3 @@ class WaitFeedback:
         ordered = sorted(ratio for _, ratio in ratios)
         high = ordered[min(len(ordered) - 1, int(FACTOR_QUANTILE * len(ordered)))]
         return min(max(high, 1.0), MAX_FACTOR)
-
-    def factors(self, now: float) -> dict[str, float]:
-        return {priority: self.factor(priority, now) for priority in list(self._ratios)}

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from executor.queue.stream import GROUP, STREAM, Entry, Job, JobQueue, QueueStats, RawEntry, job_fields
@@ -71,7 +72,7 @@ class JobQueues:
         self.streams = streams_of(stream)
         self.queues = {name: JobQueue(client, stream=each, group=group) for name, each in self.streams.items()}
         self._turn = 0
-        self._read_in_turn = client.register_script(_READ_IN_TURN)
+        self._read_in_turn: AsyncScript | None = None  # registered at the first read
 
     @property
     def client(self) -> redis.Redis:
@@ -107,6 +108,8 @@ class JobQueues:
         first of any class when none is waiting."""
         first = TURN[self._turn % len(TURN)]
         order = (first, *(p for p in PRIORITIES if p != first))
+        if self._read_in_turn is None:
+            self._read_in_turn = self._redis.register_script(_READ_IN_TURN)
         try:
             found = await self._read_in_turn(keys=[self.streams[p] for p in order], args=[self.group, consumer, count])
         except ResponseError as exc:
